@@ -1,0 +1,38 @@
+# The two set-up commands: `make run` (CHOM on http://127.0.0.1:$PORT) and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+export PORT
+
+.PHONY: run test demo venv migrate lint format fleet-image clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+migrate: venv
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py ensure_staff_login
+
+run: migrate
+	$(BIN)/python manage.py run_stack --port $(PORT)
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf var/broker var/log

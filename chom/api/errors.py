@@ -1,0 +1,83 @@
+"""One error shape for the whole API: {"error": {"code", "message", "fields"}}."""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class ApiError(exceptions.APIException):
+    """Raise with a specific machine-readable code: ApiError(409, "domain_taken", "...")."""
+
+    def __init__(self, status_code: int, code: str, message: str, fields: dict | None = None):
+        self.status_code = status_code
+        self.code = code
+        self.fields = fields or {}
+        super().__init__(detail=message, code=code)
+
+
+_CODES = {
+    exceptions.NotAuthenticated: "unauthenticated",
+    exceptions.AuthenticationFailed: "unauthenticated",
+    exceptions.PermissionDenied: "forbidden",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "rate_limited",
+    exceptions.ParseError: "malformed_request",
+    exceptions.ValidationError: "invalid_input",
+}
+
+
+def _flatten(detail) -> dict:
+    if isinstance(detail, dict):
+        return {k: _flatten_value(v) for k, v in detail.items()}
+    return {"non_field_errors": _flatten_value(detail)}
+
+
+def _flatten_value(value):
+    if isinstance(value, dict):
+        return {k: _flatten_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_flatten_value(v) if isinstance(v, dict | list) else str(v) for v in value]
+    return [str(value)]
+
+
+def error_body(code: str, message: str, fields: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound("Not found.")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ApiError):
+        body = error_body(exc.code, str(exc.detail), exc.fields)
+    elif isinstance(exc, exceptions.ValidationError):
+        body = error_body("invalid_input", "The request has invalid fields.", _flatten(exc.detail))
+    else:
+        code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), "error")
+        body = error_body(code, str(exc.detail))
+    response.data = body
+    return response
+
+
+def json_not_found(request, exception=None):
+    return JsonResponse(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+
+
+def json_server_error(request):
+    return JsonResponse(
+        error_body("internal_error", "Something went wrong on our side; it has been logged."),
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+def render_error(status_code: int, code: str, message: str, fields: dict | None = None) -> Response:
+    return Response(error_body(code, message, fields), status=status_code)

@@ -1,0 +1,26 @@
+"""Everything under /api/v1/. Each app adds its own routes here."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from chom.api import views
+
+urlpatterns = [
+    path("tenant", views.TenantView.as_view(), name="api-tenant"),
+    path("tokens", views.TokenListView.as_view(), name="api-tokens"),
+    path("tokens/<int:pk>", views.TokenDetailView.as_view(), name="api-token"),
+    path("operations", views.OperationListView.as_view(), name="api-operations"),
+    path("operations/<uuid:pk>", views.OperationDetailView.as_view(), name="api-operation"),
+    path(
+        "schema",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
+        name="api-schema",
+    ),
+    path(
+        "docs",
+        SpectacularSwaggerView.as_view(
+            url_name="api-schema", authentication_classes=[], permission_classes=[]
+        ),
+        name="api-docs",
+    ),
+]

@@ -1,0 +1,28 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.db import IntegrityError
+from django.utils.text import slugify
+
+from chom.services import tenant_create
+from chom.tiers import TIERS
+
+
+class Command(BaseCommand):
+    help = "Create a tenant with its owner and print the owner's API token (last line of stdout)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug")
+        parser.add_argument("--tier", choices=sorted(TIERS), default="starter")
+        parser.add_argument("--owner-email", required=True)
+        parser.add_argument("--name", default="")
+
+    def handle(self, *args, slug, tier, owner_email, name, **options):
+        if slugify(slug) != slug:
+            raise CommandError(f"slug must be lowercase letters, digits and dashes: {slug!r}")
+        try:
+            tenant, issued = tenant_create(slug=slug, name=name, tier=tier, owner_email=owner_email)
+        except IntegrityError:
+            raise CommandError(f"tenant {slug!r} already exists")
+        self.stderr.write(
+            f"tenant {tenant.slug} ({tenant.tier}) created; owner {owner_email}; token below (shown once)"
+        )
+        self.stdout.write(issued.plaintext)

@@ -1,0 +1,254 @@
+"""Operation lifecycle: create (queued) → claim (running) → finish (succeeded/failed).
+
+A kind is registered with its handler, queue and time limits. Handlers receive an
+`OperationContext` for logging steps and never touch the row's status themselves. No database
+transaction is open while a handler runs, so SSH/HTTP/S3 I/O never holds a lock.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from chom.models import Operation, OperationLogEntry
+
+logger = logging.getLogger(__name__)
+
+
+class OperationError(Exception):
+    """A failure a human can act on. `transient` failures are retried with backoff."""
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class OperationKind:
+    name: str
+    handler: Callable[["OperationContext"], dict | None]
+    queue: str = "default"
+    soft_time_limit: int = 300
+    time_limit: int = 360
+    max_attempts: int = 3
+    # Called with the context when the operation ends failed, to put its target in a failed state.
+    on_failure: Callable[["OperationContext", str], None] | None = None
+
+
+KINDS: dict[str, OperationKind] = {}
+
+
+def register(name: str, **options) -> Callable:
+    def decorator(handler):
+        KINDS[name] = OperationKind(name=name, handler=handler, **options)
+        return handler
+
+    return decorator
+
+
+class OperationContext:
+    def __init__(self, operation: Operation):
+        self.operation = operation
+        self.params = operation.params
+
+    def log(self, message: str, *, level: str = "info") -> None:
+        OperationLogEntry.objects.create(operation=self.operation, message=message, level=level)
+
+    def step(self, name: str, *, progress: int | None = None) -> None:
+        fields = {"step": name[:200]}
+        if progress is not None:
+            fields["progress"] = max(0, min(100, progress))
+        Operation.objects.filter(id=self.operation.id).update(**fields)
+        self.operation.step = name
+        self.log(f"step: {name}")
+
+
+def backoff_seconds(attempt: int) -> int:
+    return min(300, 5 * 2 ** max(0, attempt - 1))
+
+
+def operation_claim(*, operation_id) -> Operation | None:
+    """Atomically move queued → running. None when someone else has it or the target is busy."""
+    kind = KINDS.get(Operation.objects.values_list("kind", flat=True).get(id=operation_id))
+    now = timezone.now()
+    limit = kind.time_limit if kind else settings.CELERY_TASK_TIME_LIMIT
+    try:
+        with transaction.atomic():
+            changed = Operation.objects.filter(id=operation_id, status=Operation.Status.QUEUED).update(
+                status=Operation.Status.RUNNING,
+                started_at=now,
+                attempts=F("attempts") + 1,
+                deadline_at=now + timedelta(seconds=limit),
+            )
+    except IntegrityError:
+        return None  # another mutating operation is running on the same target
+    if not changed:
+        return None
+    return Operation.objects.get(id=operation_id)
+
+
+def _finish(op: Operation, status: str, *, error: str = "", result: dict | None = None) -> None:
+    Operation.objects.filter(id=op.id, status=Operation.Status.RUNNING).update(
+        status=status,
+        error=error[:4000],
+        result=result or {},
+        finished_at=timezone.now(),
+        progress=100 if status == Operation.Status.SUCCEEDED else F("progress"),
+    )
+
+
+def _requeue(op: Operation, reason: str) -> int:
+    delay = backoff_seconds(op.attempts)
+    Operation.objects.filter(id=op.id, status=Operation.Status.RUNNING).update(
+        status=Operation.Status.QUEUED, started_at=None, deadline_at=None
+    )
+    OperationLogEntry.objects.create(
+        operation=op,
+        level="warning",
+        message=f"attempt {op.attempts} failed: {reason}; retrying in {delay}s",
+    )
+    return delay
+
+
+def operation_execute(*, operation_id) -> str:
+    """Run one claimed attempt. Returns what happened: 'skipped', 'busy', 'retry:N', or the status."""
+    op = Operation.objects.filter(id=operation_id).first()
+    if op is None or op.is_final:
+        return "skipped"
+    kind = KINDS.get(op.kind)
+    claimed = operation_claim(operation_id=operation_id)
+    if claimed is None:
+        op.refresh_from_db()
+        return "busy" if op.status == Operation.Status.QUEUED else "skipped"
+    ctx = OperationContext(claimed)
+    if kind is None:
+        return _fail(ctx, None, f"unknown operation kind {claimed.kind!r}")
+    ctx.log(f"attempt {claimed.attempts} of {claimed.max_attempts} started")
+    try:
+        result = kind.handler(ctx) or {}
+    except SoftTimeLimitExceeded:
+        return _fail(ctx, kind, f"timed out after {kind.soft_time_limit}s during step '{ctx.operation.step}'")
+    except OperationError as exc:
+        if exc.transient and claimed.attempts < claimed.max_attempts:
+            return f"retry:{_requeue(claimed, str(exc))}"
+        return _fail(ctx, kind, str(exc))
+    except Exception as exc:  # noqa: BLE001 - the row must end failed, whatever went wrong
+        logger.exception("operation %s crashed", claimed.id)
+        return _fail(ctx, kind, f"internal error during step '{ctx.operation.step}': {exc!r}")
+    ctx.log("succeeded")
+    _finish(claimed, Operation.Status.SUCCEEDED, result=result)
+    return Operation.Status.SUCCEEDED
+
+
+def _fail(ctx: OperationContext, kind: OperationKind | None, reason: str) -> str:
+    ctx.log(f"failed: {reason}", level="error")
+    _finish(ctx.operation, Operation.Status.FAILED, error=reason)
+    if kind and kind.on_failure:
+        try:
+            kind.on_failure(ctx, reason)
+        except Exception:  # noqa: BLE001 - the failure itself is already recorded
+            logger.exception("on_failure handler of %s failed", kind.name)
+    return Operation.Status.FAILED
+
+
+def operations_reclaim_stale(*, now=None) -> list[str]:
+    """Running rows past their deadline lost their worker: requeue them or fail them."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.OPERATION_STALE_GRACE_SECONDS)
+    stale = Operation.objects.filter(status=Operation.Status.RUNNING, deadline_at__lt=now - grace)
+    touched = []
+    for op in stale:
+        reason = f"worker lost: still running {int((now - op.started_at).total_seconds())}s after start"
+        if op.attempts < op.max_attempts:
+            changed = Operation.objects.filter(id=op.id, status=Operation.Status.RUNNING).update(
+                status=Operation.Status.QUEUED, started_at=None, deadline_at=None
+            )
+            if changed:
+                OperationLogEntry.objects.create(
+                    operation=op, level="warning", message=f"reclaimed: {reason}; requeued"
+                )
+                enqueue(op)
+        else:
+            changed = Operation.objects.filter(id=op.id, status=Operation.Status.RUNNING).update(
+                status=Operation.Status.FAILED, error=reason, finished_at=now
+            )
+            if changed:
+                OperationLogEntry.objects.create(
+                    operation=op, level="error", message=f"reclaimed: {reason}; failed"
+                )
+                kind = KINDS.get(op.kind)
+                if kind and kind.on_failure:
+                    kind.on_failure(OperationContext(op), reason)
+        if changed:
+            touched.append(str(op.id))
+    return touched + _requeue_lost_messages(now)
+
+
+def _requeue_lost_messages(now) -> list[str]:
+    """A queued row nobody picked up for long lost its broker message (e.g. a flushed Redis).
+
+    Enqueueing again is safe: the claim lets exactly one delivery run it.
+    """
+    cutoff = now - timedelta(seconds=settings.OPERATION_LOST_MESSAGE_SECONDS)
+    lost = Operation.objects.filter(status=Operation.Status.QUEUED, created_at__lt=cutoff, started_at=None)
+    ids = []
+    for op in lost[:100]:
+        OperationLogEntry.objects.create(
+            operation=op, level="warning", message="still queued: enqueued again"
+        )
+        enqueue(op)
+        ids.append(str(op.id))
+    return ids
+
+
+def enqueue(op: Operation, *, countdown: int = 0) -> None:
+    from chom.tasks import run_operation
+
+    kind = KINDS.get(op.kind)
+    queue = kind.queue if kind else "default"
+    options = {"queue": queue, "countdown": countdown}
+    if kind:
+        options.update(soft_time_limit=kind.soft_time_limit, time_limit=kind.time_limit)
+    run_operation.apply_async(args=[str(op.id)], **options)
+
+
+def operation_create(
+    *,
+    kind: str,
+    tenant=None,
+    target=None,
+    params: dict | None = None,
+    actor=None,
+    idempotency_key: str | None = None,
+    mutating: bool = True,
+) -> Operation:
+    """Create the row (queued) and enqueue it once the surrounding transaction commits.
+
+    With an idempotency key a repeated request returns the operation it already created.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown operation kind {kind!r}")
+    if idempotency_key:
+        existing = Operation.objects.filter(idempotency_key=idempotency_key).first()
+        if existing:
+            return existing
+    op = Operation.objects.create(
+        kind=kind,
+        tenant=tenant,
+        target_type=target._meta.label_lower if target is not None else "",
+        target_id=str(target.pk) if target is not None else "",
+        params=params or {},
+        created_by=actor if actor is not None and actor.is_authenticated else None,
+        idempotency_key=idempotency_key,
+        mutating=mutating,
+        max_attempts=KINDS[kind].max_attempts,
+    )
+    OperationLogEntry.objects.create(operation=op, message=f"queued {kind}")
+    transaction.on_commit(lambda: enqueue(op))
+    return op

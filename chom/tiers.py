@@ -1,0 +1,52 @@
+"""The one table of tier limits. Billing maps tiers to Stripe prices; everything else reads here."""
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class TierLimits:
+    max_sites: int
+    backup_retention_days: int
+    site_types: tuple[str, ...]
+    dedicated_vps: bool
+    api_rate_per_minute: int
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["site_types"] = list(self.site_types)
+        return data
+
+
+STARTER = "starter"
+PRO = "pro"
+ENTERPRISE = "enterprise"
+
+TIERS: dict[str, TierLimits] = {
+    STARTER: TierLimits(
+        max_sites=3,
+        backup_retention_days=7,
+        site_types=("static", "php", "wordpress"),
+        dedicated_vps=False,
+        api_rate_per_minute=60,
+    ),
+    PRO: TierLimits(
+        max_sites=25,
+        backup_retention_days=30,
+        site_types=("static", "php", "laravel", "wordpress"),
+        dedicated_vps=False,
+        api_rate_per_minute=300,
+    ),
+    ENTERPRISE: TierLimits(
+        max_sites=250,
+        backup_retention_days=90,
+        site_types=("static", "php", "laravel", "wordpress"),
+        dedicated_vps=True,
+        api_rate_per_minute=1200,
+    ),
+}
+TIER_CHOICES = [(STARTER, "Starter"), (PRO, "Pro"), (ENTERPRISE, "Enterprise")]
+STAFF_API_RATE_PER_MINUTE = 1200
+
+
+def limits_for(tier: str) -> TierLimits:
+    return TIERS[tier]

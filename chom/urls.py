@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from chom import views
+
+urlpatterns = [
+    path("health", views.health_view, name="health"),
+    path("metrics", views.metrics_view, name="metrics"),
+    path("api/v1/", include("chom.api.urls")),
+    path("login/", auth_views.LoginView.as_view(template_name="chom/login.html"), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("", views.dashboard, name="dashboard"),
+    path("operations/", views.operation_list, name="operation-list"),
+    path("operations/<uuid:pk>/", views.operation_detail, name="operation-detail"),
+]
+
+handler404 = "chom.api.errors.json_not_found"
+handler500 = "chom.api.errors.json_server_error"

@@ -1,0 +1,49 @@
+def test_it_answers_malformed_json_with_400_and_the_error_shape(alice):
+    response = alice.client().post("/api/v1/tokens", data="{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_request"
+
+
+def test_it_names_invalid_fields(alice):
+    response = alice.client().post(
+        "/api/v1/tokens", {"name": "x" * 101, "scope": "root", "expires_in_days": -1}, format="json"
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert set(error["fields"]) == {"name", "scope", "expires_in_days"}
+
+
+def test_it_treats_shell_metacharacters_as_plain_invalid_input(alice):
+    response = alice.client().post("/api/v1/tokens", {"name": "", "scope": "$(reboot)"}, format="json")
+    assert response.status_code == 400
+
+
+def test_it_answers_unknown_api_paths_with_json_404(alice):
+    for url in ("/api/v1/nope", "/api/v1/operations/not-a-uuid", "/api/v1/tokens/abc"):
+        response = alice.client().get(url)
+        assert response.status_code == 404, url
+        assert response.json()["error"]["code"] == "not_found"
+
+
+def test_it_answers_wrong_methods_with_405(alice):
+    response = alice.client().put("/api/v1/tenant", {}, format="json")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_it_builds_the_openapi_schema(anon, db):
+    response = anon.get("/api/v1/schema?format=json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["openapi"].startswith("3.")
+    assert "/api/v1/operations/{id}" in schema["paths"]
+    assert "/api/v1/tenant" in schema["paths"]
+
+
+def test_it_serves_interactive_docs_without_a_cdn(anon, db):
+    response = anon.get("/api/v1/docs")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger" in html.lower()
+    assert "cdn.jsdelivr" not in html
