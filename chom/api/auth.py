@@ -32,3 +32,6 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return f'{self.keyword} realm="api"'
+
+
+from chom.api import schema  # noqa: E402, F401 - registers the OpenAPI description of this scheme

@@ -1,7 +1,6 @@
 """Local/demo settings: `make run`. Safe embedded defaults, never used in production."""
 
 import secrets
-
 from pathlib import Path
 
 from .base import *  # noqa: F403

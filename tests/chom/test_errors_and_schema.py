@@ -47,3 +47,11 @@ def test_it_serves_interactive_docs_without_a_cdn(anon, db):
     html = response.content.decode()
     assert "swagger" in html.lower()
     assert "cdn.jsdelivr" not in html
+
+
+def test_it_generates_a_valid_schema_without_warnings(db, tmp_path):
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.yml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    assert "bearerAuth" in out.read_text()
