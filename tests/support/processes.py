@@ -83,6 +83,6 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def celery_worker_argv(name: str) -> list[str]:
     return [
-        str(BIN / "celery"), "-A", "chom", "worker", "-Q", "default,remote",
-        "--concurrency", "1", "--loglevel", "INFO", "-n", f"{name}@%h", "--without-mingle", "--without-gossip",
+        str(BIN / "celery"), "-A", "chom", "worker", "-Q", "default,remote", "--concurrency", "1",
+        "--loglevel", "INFO", "-n", f"{name}@%h", "--without-mingle", "--without-gossip",
     ]  # fmt: skip
