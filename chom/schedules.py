@@ -7,4 +7,26 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60.0,
         "options": {"queue": "default", "expires": 55},
     },
+    "fleet-health": {
+        "task": "fleet.health_check",
+        "schedule": 60.0,
+        "options": {"queue": "remote", "expires": 55},
+    },
+    "fleet-capacity": {
+        "task": "fleet.capacity_check",
+        "schedule": 300.0,
+        "options": {"queue": "default", "expires": 290},
+    },
+    # Suspends tenants still unpaid after BILLING_GRACE_DAYS (re-checks Stripe first).
+    "billing-dunning-enforce": {
+        "task": "billing.dunning_enforce",
+        "schedule": 3600.0,
+        "options": {"queue": "default", "expires": 3000},
+    },
+    # Daily usage to Stripe meters; a second run the same day sends nothing new.
+    "billing-usage-report": {
+        "task": "billing.usage_report_daily",
+        "schedule": 86400.0,
+        "options": {"queue": "default", "expires": 3600},
+    },
 }

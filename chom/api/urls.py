@@ -1,6 +1,6 @@
 """Everything under /api/v1/. Each app adds its own routes here."""
 
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from chom.api import views
@@ -16,6 +16,7 @@ urlpatterns = [
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
         name="api-schema",
     ),
+    path("", include("fleet.api.urls")),
     path(
         "docs",
         SpectacularSwaggerView.as_view(

@@ -180,6 +180,11 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     # Served from our own static files: the docs page works without internet access.
+    "ENUM_NAME_OVERRIDES": {
+        "OperationStatusEnum": "chom.models.Operation.Status",
+        "VpsStatusEnum": "fleet.models.Vps.Status",
+        "SiteStatusEnum": "sites.models.Site.Status",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
@@ -205,3 +210,36 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Fleet ------------------------------------------------------------------------------------
+# The `local` provider boots throw-away VPSes on this machine (make demo, e2e tests). Never in production.
+CHOM_LOCAL_PROVIDER = env.bool("CHOM_LOCAL_PROVIDER", default=False)
+LOCAL_FLEET_DIR = env.str("LOCAL_FLEET_DIR", default=str(VAR_DIR / "fleet"))
+LOCAL_FLEET_BRIDGE = env.str("LOCAL_FLEET_BRIDGE", default="chomlocal")
+LOCAL_FLEET_SUBNET = env.str("LOCAL_FLEET_SUBNET", default="10.251.1")
+# Address (or CIDR) of the monitoring server allowed to reach exporter ports through UFW.
+FLEET_MONITORING_SOURCE = env.str("FLEET_MONITORING_SOURCE", default="")
+FLEET_UNREACHABLE_AFTER = env.int("FLEET_UNREACHABLE_AFTER", default=2)
+FLEET_HEALTH_CONCURRENCY = env.int("FLEET_HEALTH_CONCURRENCY", default=8)
+FLEET_CAPACITY_ALERT_RATIO = env.float("FLEET_CAPACITY_ALERT_RATIO", default=0.7)
+FLEET_SSH_CONNECT_TIMEOUT = env.float("FLEET_SSH_CONNECT_TIMEOUT", default=10.0)
+FLEET_SSH_COMMAND_TIMEOUT = env.float("FLEET_SSH_COMMAND_TIMEOUT", default=120.0)
+
+# --- Billing (Stripe) ---------------------------------------------------------------------------
+# Billing is on when STRIPE_SECRET_KEY is set; billing/checks.py then refuses a half configuration.
+STRIPE_SECRET_KEY = env_secret("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env_secret("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
+# Empty = api.stripe.com; tests and staging point it at a local fake.
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", default=10.0)
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+STRIPE_PRICE_STARTER = env.str("STRIPE_PRICE_STARTER", default="")
+STRIPE_PRICE_PRO = env.str("STRIPE_PRICE_PRO", default="")
+STRIPE_PRICE_ENTERPRISE = env.str("STRIPE_PRICE_ENTERPRISE", default="")
+# Meter event names are "<STRIPE_METER_EVENT_NAME>_<metric>" (e.g. chom_usage_sites); empty = no metering.
+STRIPE_METER_EVENT_NAME = env.str("STRIPE_METER_EVENT_NAME", default="chom_usage")
+BILLING_METERED_METRICS = env.list("BILLING_METERED_METRICS", default=["sites", "backup_storage_gb"])
+BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
+# Where Stripe Checkout and the Customer Portal send the customer back to.
+BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default=SITE_URL)

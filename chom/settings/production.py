@@ -15,6 +15,7 @@ if not FIELD_ENCRYPTION_KEYS:
     raise ImproperlyConfigured("FIELD_ENCRYPTION_KEY must name at least one Fernet key")
 
 DEBUG = False
+CHOM_LOCAL_PROVIDER = False  # test VPSes on the control plane itself: never in production
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]

@@ -7,10 +7,13 @@ from typing import Any
 from .base import Provider, ProviderError, ProviderServer, ServerSpec
 from .digitalocean import DigitalOceanProvider
 from .linode import LinodeProvider
+from .local import LocalProvider
+from .manual import ManualProvider
 from .vultr import VultrProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
-    cls.name: cls for cls in (DigitalOceanProvider, LinodeProvider, VultrProvider)
+    cls.name: cls
+    for cls in (ManualProvider, LocalProvider, DigitalOceanProvider, LinodeProvider, VultrProvider)
 }
 
 

@@ -51,6 +51,8 @@ class ServerSpec:
     image: str
     ssh_public_key: str
     user_data: str = ""
+    # Only for providers that adopt an existing server (manual).
+    ip_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class ProviderServer:
 
 class Provider(ABC):
     name: ClassVar[str]
+    # True when CHOM adopts a server the admin already has (no API call creates it).
+    requires_address: ClassVar[bool] = False
     default_base_url: ClassVar[str] = ""
     max_retries: ClassVar[int] = 3
     max_retry_sleep: ClassVar[float] = 30.0

@@ -1,0 +1,98 @@
+from django.db import IntegrityError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chom.api.errors import ApiError
+from chom.api.permissions import StaffOnly
+from chom.api.serializers import OperationRefSerializer
+from chom.api.views import client_ip
+from fleet import selectors, services
+from fleet.api.serializers import (
+    VpsAcceptedSerializer,
+    VpsCreateSerializer,
+    VpsDetailSerializer,
+    VpsSerializer,
+    VpsUpdateSerializer,
+)
+from fleet.providers import ProviderError
+
+
+def _accepted(vps, op, *, location: str | None = None) -> Response:
+    vps.refresh_from_db()
+    body = VpsSerializer(vps).data | {"operation": OperationRefSerializer(op).data}
+    headers = {"Location": location} if location else {}
+    return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+class VpsListView(APIView):
+    permission_classes = [StaffOnly]
+
+    @extend_schema(responses=VpsSerializer(many=True))
+    def get(self, request):
+        vpses = selectors.vps_visible(staff=True).select_related("tenant")
+        return Response({"results": VpsSerializer(vpses, many=True).data})
+
+    @extend_schema(request=VpsCreateSerializer, responses={202: VpsAcceptedSerializer})
+    def post(self, request):
+        data = VpsCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            vps, op = services.vps_create(
+                **data.validated_data, actor=request.user, source_ip=client_ip(request)
+            )
+        except IntegrityError:
+            raise ApiError(409, "name_taken", f"A VPS named {data.validated_data['name']!r} already exists.")
+        except ProviderError as exc:
+            raise ApiError(400, "invalid_input", str(exc), {"provider": [str(exc)]})
+        return _accepted(vps, op, location=f"/api/v1/vps/{vps.id}")
+
+
+class VpsDetailView(APIView):
+    permission_classes = [StaffOnly]
+
+    def _get(self, pk: int):
+        return get_object_or_404(selectors.vps_visible(staff=True), pk=pk)
+
+    @extend_schema(responses=VpsDetailSerializer)
+    def get(self, request, pk: int):
+        return Response(VpsDetailSerializer(self._get(pk)).data)
+
+    @extend_schema(request=VpsUpdateSerializer, responses=VpsDetailSerializer)
+    def patch(self, request, pk: int):
+        vps = self._get(pk)
+        data = VpsUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.vps_update(vps=vps, actor=request.user, **data.validated_data)
+        return Response(VpsDetailSerializer(vps).data)
+
+    @extend_schema(responses={202: VpsAcceptedSerializer})
+    def delete(self, request, pk: int):
+        vps = self._get(pk)
+        try:
+            op = services.vps_delete_request(vps=vps, actor=request.user, source_ip=client_ip(request))
+        except services.VpsInUse as exc:
+            raise ApiError(409, "vps_in_use", str(exc))
+        return _accepted(vps, op)
+
+
+class VpsBootstrapView(APIView):
+    permission_classes = [StaffOnly]
+
+    @extend_schema(request=None, responses={202: VpsAcceptedSerializer})
+    def post(self, request, pk: int):
+        vps = get_object_or_404(selectors.vps_visible(staff=True), pk=pk)
+        if vps.status == vps.Status.DECOMMISSIONING:
+            raise ApiError(409, "vps_decommissioning", "This VPS is being deleted.")
+        op = services.vps_bootstrap_request(vps=vps, actor=request.user)
+        return _accepted(vps, op)
+
+
+class FleetKeyView(APIView):
+    permission_classes = [StaffOnly]
+
+    @extend_schema(responses={200: {"type": "object", "properties": {"public_key": {"type": "string"}}}})
+    def get(self, request):
+        return Response({"public_key": services.fleet_key_get_or_create().public_key})

@@ -1,0 +1,92 @@
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from chom.crypto import EncryptedTextField
+
+VPS_NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+vps_name_validator = RegexValidator(
+    VPS_NAME_RE, "lowercase letters, digits and dashes; no leading/trailing dash"
+)
+
+
+class FleetKey(models.Model):
+    """CHOM's SSH identity towards the fleet (ed25519). One active row."""
+
+    name = models.CharField(max_length=50, unique=True, default="fleet")
+    private_key = EncryptedTextField()
+    public_key = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProviderCredential(models.Model):
+    """A cloud account CHOM may create servers in. The API token is encrypted at rest."""
+
+    provider = models.CharField(max_length=30, unique=True)
+    token = EncryptedTextField()
+    base_url = models.URLField(blank=True)
+    default_region = models.CharField(max_length=50, blank=True)
+    default_size = models.CharField(max_length=50, blank=True)
+    default_image = models.CharField(max_length=100, blank=True)
+    is_default = models.BooleanField(default=False, help_text="Used to grow the fleet automatically")
+
+    def __str__(self) -> str:
+        return self.provider
+
+
+class Vps(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROVISIONING = "provisioning"
+        BOOTSTRAPPING = "bootstrapping"
+        ACTIVE = "active"
+        DEGRADED = "degraded"
+        UNREACHABLE = "unreachable"
+        FAILED = "failed"
+        DECOMMISSIONING = "decommissioning"
+
+    class Kind(models.TextChoices):
+        SHARED = "shared"
+        DEDICATED = "dedicated"
+
+    name = models.CharField(max_length=63, unique=True, validators=[vps_name_validator])
+    provider = models.CharField(max_length=30)
+    provider_id = models.CharField(max_length=100, blank=True)
+    region = models.CharField(max_length=50, blank=True)
+    size = models.CharField(max_length=50, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    ssh_port = models.PositiveIntegerField(
+        default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    ssh_user = models.CharField(max_length=32, default="root")
+    host_key = models.TextField(blank=True, help_text="Pinned on first bootstrap")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.SHARED)
+    tenant = models.ForeignKey(
+        "chom.Tenant", null=True, blank=True, on_delete=models.PROTECT, related_name="dedicated_vps"
+    )
+    max_sites = models.PositiveIntegerField(default=50)
+    os = models.CharField(max_length=100, blank=True)
+    php_versions = models.JSONField(default=list, blank=True)
+    agent_version = models.CharField(max_length=20, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status_reason = models.TextField(blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    missed_checks = models.PositiveIntegerField(default=0)
+    facts = models.JSONField(default=dict, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "VPS"
+        verbose_name_plural = "VPSes"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_reachable_state(self) -> bool:
+        return self.status in (self.Status.ACTIVE, self.Status.DEGRADED, self.Status.UNREACHABLE)

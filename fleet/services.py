@@ -1,0 +1,495 @@
+"""Writes of the fleet: VPS lifecycle (create, bootstrap, destroy), health and capacity."""
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from chom.operations import OperationContext, OperationError, operation_create, register
+from chom.services import audit_record
+from fleet import selectors
+from fleet.models import FleetKey, ProviderCredential, Vps
+from fleet.providers import PROVIDERS, ProviderError, ServerSpec, get_provider
+from fleet.remote.agent import Agent, AgentError
+from fleet.remote.transport import HostKeyMismatch, ParamikoTransport, TransportError, host_key_fingerprint
+from observability.services import alert_raise, alert_resolve
+
+logger = logging.getLogger(__name__)
+
+# PHP that each supported distribution ships (what `php-fpm` means there).
+DISTRO_PHP = {("debian", "12"): "8.2", ("ubuntu", "24.04"): "8.3", ("ubuntu", "22.04"): "8.1"}
+CORE_SERVICES = ("nginx", "mariadb")
+EXPORTER_PORTS = (9100, 9113, 9104)  # node, nginx, mysqld exporters
+
+
+class FleetError(OperationError):
+    pass
+
+
+# --- keys and transports ------------------------------------------------------------------------
+
+
+def fleet_key_get_or_create() -> FleetKey:
+    key = FleetKey.objects.filter(name="fleet").first()
+    if key:
+        return key
+    private = Ed25519PrivateKey.generate()
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
+    public = private.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    with transaction.atomic():
+        key, _ = FleetKey.objects.get_or_create(
+            name="fleet", defaults={"private_key": private_pem, "public_key": f"{public.decode()} chom-fleet"}
+        )
+    return key
+
+
+def transport_for(vps: Vps) -> ParamikoTransport:
+    if not vps.ip_address:
+        raise FleetError(f"VPS {vps.name} has no IP address yet")
+    return ParamikoTransport(
+        host=vps.ip_address,
+        port=vps.ssh_port,
+        username=vps.ssh_user,
+        private_key=fleet_key_get_or_create().private_key,
+        pinned_host_key=vps.host_key or None,
+        connect_timeout=settings.FLEET_SSH_CONNECT_TIMEOUT,
+        command_timeout=settings.FLEET_SSH_COMMAND_TIMEOUT,
+    )
+
+
+def provider_for(name: str):
+    if name not in PROVIDERS:
+        raise ProviderError(f"unknown provider {name!r}", permanent=True)
+    if name == "local":
+        return get_provider(
+            "local",
+            base_dir=settings.LOCAL_FLEET_DIR,
+            bridge=settings.LOCAL_FLEET_BRIDGE,
+            subnet=settings.LOCAL_FLEET_SUBNET,
+            enabled=settings.CHOM_LOCAL_PROVIDER,
+        )
+    if name == "manual":
+        return get_provider("manual")
+    credential = ProviderCredential.objects.filter(provider=name).first()
+    if credential is None:
+        raise ProviderError(f"no API token configured for provider {name!r}", permanent=True)
+    return get_provider(name, token=credential.token, base_url=credential.base_url or None)
+
+
+# --- requests from the API / dashboard ------------------------------------------------------------
+
+
+def vps_create(
+    *,
+    name: str,
+    provider: str,
+    kind: str = Vps.Kind.SHARED,
+    ip_address: str | None = None,
+    ssh_port: int = 22,
+    max_sites: int = 50,
+    region: str = "",
+    size: str = "",
+    tenant=None,
+    labels: dict | None = None,
+    actor=None,
+    source_ip=None,
+):
+    """Record the VPS and queue its provisioning + bootstrap. Returns (vps, operation)."""
+    if provider == "local" and not settings.CHOM_LOCAL_PROVIDER:
+        raise ProviderError("the local provider is disabled on this installation", permanent=True)
+    with transaction.atomic():
+        vps = Vps.objects.create(
+            name=name,
+            provider=provider,
+            kind=kind,
+            ip_address=ip_address,
+            ssh_port=ssh_port,
+            max_sites=max_sites,
+            region=region,
+            size=size,
+            tenant=tenant,
+            labels=labels or {},
+        )
+        op = operation_create(kind="vps.create", target=vps, actor=actor)
+        audit_record(
+            action="vps.created",
+            actor=actor,
+            target=f"vps:{name}",
+            source_ip=source_ip,
+            data={"provider": provider},
+        )
+    return vps, op
+
+
+def vps_update(*, vps: Vps, actor=None, **fields) -> Vps:
+    for name, value in fields.items():
+        setattr(vps, name, value)
+    vps.full_clean()
+    vps.save(update_fields=list(fields))
+    audit_record(action="vps.updated", actor=actor, target=f"vps:{vps.name}", data=fields)
+    return vps
+
+
+def vps_bootstrap_request(*, vps: Vps, actor=None):
+    with transaction.atomic():
+        return operation_create(kind="vps.bootstrap", target=vps, actor=actor)
+
+
+class VpsInUse(Exception):
+    pass
+
+
+def vps_delete_request(*, vps: Vps, actor=None, source_ip=None):
+    live = selectors.vps_site_count(vps)
+    if live:
+        raise VpsInUse(f"{live} site(s) still live on {vps.name}; move or delete them first")
+    with transaction.atomic():
+        Vps.objects.filter(pk=vps.pk).update(status=Vps.Status.DECOMMISSIONING)
+        audit_record(
+            action="vps.delete_requested", actor=actor, target=f"vps:{vps.name}", source_ip=source_ip
+        )
+        return operation_create(kind="vps.destroy", target=vps, actor=actor)
+
+
+# --- operations -------------------------------------------------------------------------------------
+
+
+def _vps_of(ctx: OperationContext) -> Vps:
+    return Vps.objects.get(pk=int(ctx.operation.target_id))
+
+
+def _set_status(vps: Vps, status: str, reason: str = "") -> None:
+    Vps.objects.filter(pk=vps.pk).update(status=status, status_reason=reason[:2000])
+    vps.status, vps.status_reason = status, reason
+
+
+def _mark_failed(ctx: OperationContext, reason: str) -> None:
+    vps = Vps.objects.filter(pk=int(ctx.operation.target_id)).first()
+    if vps and vps.status != Vps.Status.DECOMMISSIONING:
+        _set_status(vps, Vps.Status.FAILED, reason)
+
+
+@register("vps.create", queue="remote", soft_time_limit=1500, time_limit=1560, on_failure=_mark_failed)
+def vps_create_run(ctx: OperationContext) -> dict:
+    vps = _vps_of(ctx)
+    provision(ctx, vps)
+    return bootstrap_with_transport(ctx, vps)
+
+
+@register("vps.bootstrap", queue="remote", soft_time_limit=1500, time_limit=1560, on_failure=_mark_failed)
+def vps_bootstrap_run(ctx: OperationContext) -> dict:
+    return bootstrap_with_transport(ctx, _vps_of(ctx))
+
+
+@register("vps.destroy", queue="remote", soft_time_limit=600, time_limit=660, on_failure=_mark_failed)
+def vps_destroy_run(ctx: OperationContext) -> dict:
+    vps = _vps_of(ctx)
+    if selectors.vps_site_count(vps):
+        raise FleetError(
+            f"sites were added to {vps.name} after deletion was requested; refusing to destroy it"
+        )
+    ctx.step(f"destroy at provider {vps.provider}", progress=30)
+    try:
+        if vps.provider_id:
+            provider_for(vps.provider).destroy(vps.provider_id)
+    except ProviderError as exc:
+        raise FleetError(
+            f"provider {vps.provider} could not destroy {vps.provider_id}: {exc}", transient=not exc.permanent
+        )
+    ctx.step("forget the VPS", progress=90)
+    alert_resolve(name="vps_unreachable", key=vps.name)
+    name = vps.name
+    vps.delete()
+    audit_record(action="vps.destroyed", target=f"vps:{name}")
+    return {"deleted": name}
+
+
+def provision(ctx: OperationContext, vps: Vps) -> None:
+    _set_status(vps, Vps.Status.PROVISIONING)
+    provider = provider_for(vps.provider)
+    ctx.step(f"provision with {vps.provider}", progress=5)
+    spec = ServerSpec(
+        name=vps.name,
+        region=vps.region,
+        size=vps.size,
+        image="",
+        ssh_public_key=fleet_key_get_or_create().public_key,
+        ip_address=vps.ip_address,
+    )
+    try:
+        server = provider.get(vps.provider_id) if vps.provider_id else provider.create(spec)
+        if server.status != "running" or not (server.ip_address or vps.ip_address):
+            ctx.log(f"server {server.provider_id} is {server.status}; waiting until it runs")
+            server = provider.wait_until_running(server.provider_id)
+    except ProviderError as exc:
+        raise FleetError(f"{vps.provider}: {exc}", transient=not exc.permanent)
+    Vps.objects.filter(pk=vps.pk).update(
+        provider_id=server.provider_id, ip_address=server.ip_address or vps.ip_address
+    )
+    vps.refresh_from_db()
+    ctx.log(f"server {server.provider_id} running at {vps.ip_address}")
+
+
+def bootstrap_with_transport(ctx: OperationContext, vps: Vps) -> dict:
+    _set_status(vps, Vps.Status.BOOTSTRAPPING)
+    transport = transport_for(vps)
+    try:
+        with transport:
+            if not vps.host_key:
+                Vps.objects.filter(pk=vps.pk).update(host_key=transport.host_key)
+                vps.host_key = transport.host_key
+                ctx.log(f"host key pinned on first connection: {host_key_fingerprint(transport.host_key)}")
+            changes = vps_bootstrap(vps=vps, agent=Agent(transport), log=ctx.log, step=ctx.step)
+    except HostKeyMismatch as exc:
+        _host_key_alert(vps, str(exc))
+        raise FleetError(str(exc))
+    except TransportError as exc:
+        raise FleetError(f"SSH to {vps.name}: {exc}", transient=exc.transient)
+    except AgentError as exc:
+        raise FleetError(str(exc), transient=exc.transient)
+    return {"changed_steps": changes}
+
+
+# --- bootstrap: facts → diff → commands -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BootstrapStep:
+    name: str
+    run: Callable[[Agent, dict], bool]
+
+
+def _php_version(facts: dict) -> str:
+    os_ = facts.get("os", {})
+    version = DISTRO_PHP.get((os_.get("id"), os_.get("version_id")))
+    if not version:
+        raise FleetError(
+            f"unsupported OS {os_.get('pretty') or os_}: CHOM supports Debian 12 and Ubuntu 24.04"
+        )
+    return version
+
+
+def bootstrap_packages(php: str) -> list[str]:
+    return [
+        "nginx",
+        f"php{php}-fpm",
+        f"php{php}-cli",
+        f"php{php}-mysql",
+        f"php{php}-mbstring",
+        f"php{php}-xml",
+        f"php{php}-curl",
+        f"php{php}-zip",
+        f"php{php}-gd",
+        f"php{php}-intl",
+        "composer",
+        "unzip",
+        "git",
+        "mariadb-server",
+        "mariadb-client",
+        "supervisor",
+        "certbot",
+        "ufw",
+        "cron",
+        "prometheus-node-exporter",
+        "prometheus-nginx-exporter",
+        "prometheus-mysqld-exporter",
+    ]
+
+
+def bootstrap_services(php: str) -> list[str]:
+    return ["nginx", f"php{php}-fpm", "mariadb", "supervisor", "cron", "prometheus-node-exporter"]
+
+
+def firewall_rules(*, ssh_port: int, monitoring_source: str) -> list[dict]:
+    rules = [{"port": ssh_port, "proto": "tcp"}, {"port": 80, "proto": "tcp"}, {"port": 443, "proto": "tcp"}]
+    if monitoring_source:
+        rules += [{"port": p, "proto": "tcp", "from": monitoring_source} for p in EXPORTER_PORTS]
+    return rules
+
+
+def vps_bootstrap(*, vps: Vps, agent: Agent, log: Callable[[str], None], step: Callable[..., None]) -> int:
+    """Bring a VPS to CHOM's baseline. Every step reads first and changes only what differs, so a
+    second run reports "no change" for each. Returns the number of steps that changed something."""
+    changed_steps = 0
+
+    def record(name: str, changed: bool, detail: list[str] | None = None) -> None:
+        nonlocal changed_steps
+        for line in detail or []:
+            log(f"  {line}")
+        log(f"{name}: {'changed' if changed else 'no change'}")
+        changed_steps += changed
+
+    step("agent", progress=10)
+    record("agent", agent.ensure_installed(), [f"vpsmanager at {agent.call('version').data.get('version')}"])
+
+    step("facts", progress=20)
+    facts = agent.call("facts").data
+    php = _php_version(facts)
+    log(f"{facts['os'].get('pretty', '')}; PHP {php}")
+
+    step("packages", progress=35)
+    result = agent.call("packages-ensure", {"packages": bootstrap_packages(php)})
+    record("packages", result.changed, result.log)
+
+    step("services", progress=55)
+    any_changed = False
+    for service in bootstrap_services(php):
+        result = agent.call("service-ensure", {"name": service, "enabled": True, "running": True})
+        any_changed |= result.changed
+        if result.changed:
+            log(f"  {service}: {result.data.get('state')}")
+    record("services", any_changed)
+
+    step("firewall", progress=65)
+    rules = firewall_rules(ssh_port=vps.ssh_port, monitoring_source=settings.FLEET_MONITORING_SOURCE)
+    if not settings.FLEET_MONITORING_SOURCE:
+        log("  FLEET_MONITORING_SOURCE unset: exporter ports stay closed")
+    result = agent.call("ufw-apply", {"allow": rules, "ssh_port": vps.ssh_port})
+    record("firewall", result.changed, result.log if result.changed else None)
+
+    step("ssh hardening", progress=75)
+    result = agent.call("sshd-harden")
+    record("ssh hardening", result.changed)
+
+    step("mariadb", progress=85)
+    result = agent.call("service-ensure", {"name": "mariadb", "enabled": True, "running": True})
+    log("  root logs in through the unix socket only (Debian/Ubuntu default)")
+    record("mariadb", result.changed)
+
+    step("facts", progress=95)
+    facts = agent.call("facts").data
+    vps_apply_facts(vps=vps, facts=facts)
+    log(
+        f"bootstrap finished: {changed_steps} step(s) changed"
+        if changed_steps
+        else "bootstrap finished: no changes"
+    )
+    return changed_steps
+
+
+def vps_apply_facts(*, vps: Vps, facts: dict) -> None:
+    down = [
+        s
+        for s in (*CORE_SERVICES, *(f"php{v}-fpm" for v in facts.get("php_versions", [])))
+        if facts.get("services", {}).get(s) not in (None, "active")
+    ]
+    status = Vps.Status.DEGRADED if down else Vps.Status.ACTIVE
+    Vps.objects.filter(pk=vps.pk).update(
+        facts=facts,
+        os=facts.get("os", {}).get("pretty", ""),
+        php_versions=facts.get("php_versions", []),
+        agent_version=facts.get("agent_version", ""),
+        last_seen=timezone.now(),
+        missed_checks=0,
+        status=status,
+        status_reason=f"services not active: {', '.join(down)}" if down else "",
+    )
+    vps.refresh_from_db()
+
+
+def _host_key_alert(vps: Vps, message: str) -> None:
+    alert_raise(
+        name="vps_host_key_changed",
+        key=vps.name,
+        summary=message,
+        severity="critical",
+        labels={"vps": vps.name},
+    )
+
+
+# --- health and capacity (beat jobs) ---------------------------------------------------------------------
+
+
+def _probe(vps: Vps, transport: ParamikoTransport) -> tuple[Vps, dict | None, Exception | None]:
+    """Runs in a worker thread: SSH only, no database access."""
+    try:
+        with transport:
+            return vps, Agent(transport).call("facts", timeout=30).data, None
+    except Exception as exc:  # noqa: BLE001 - every failure is a missed check, recorded below
+        return vps, None, exc
+
+
+def fleet_health_check() -> dict[str, str]:
+    """Run `facts` on every VPS that should be up (bounded concurrency, SSH only in threads;
+    all database writes happen here, in the caller's thread)."""
+    candidates = list(
+        Vps.objects.filter(status__in=[Vps.Status.ACTIVE, Vps.Status.DEGRADED, Vps.Status.UNREACHABLE])
+    )
+    if not candidates:
+        return {}
+    transports = [transport_for(vps) for vps in candidates]
+    with ThreadPoolExecutor(max_workers=max(1, settings.FLEET_HEALTH_CONCURRENCY)) as pool:
+        results = list(pool.map(_probe, candidates, transports))
+    return {vps.name: _record_probe(vps, facts, error) for vps, facts, error in results}
+
+
+def _record_probe(vps: Vps, facts: dict | None, error: Exception | None) -> str:
+    if facts is not None:
+        was = vps.status
+        vps_apply_facts(vps=vps, facts=facts)
+        if was == Vps.Status.UNREACHABLE and alert_resolve(name="vps_unreachable", key=vps.name):
+            logger.info("VPS %s is reachable again", vps.name)
+        return vps.status
+    if isinstance(error, HostKeyMismatch):
+        _host_key_alert(vps, str(error))
+    missed = vps.missed_checks + 1
+    status = vps.status
+    if missed >= settings.FLEET_UNREACHABLE_AFTER:
+        status = Vps.Status.UNREACHABLE
+        alert_raise(
+            name="vps_unreachable",
+            key=vps.name,
+            summary=f"VPS {vps.name} ({vps.ip_address}) missed {missed} health checks: {error}",
+            severity="critical",
+            labels={"vps": vps.name},
+        )
+    Vps.objects.filter(pk=vps.pk).update(missed_checks=missed, status=status, status_reason=str(error)[:2000])
+    return status
+
+
+def fleet_capacity_check() -> float:
+    capacity = selectors.shared_fleet_capacity()
+    threshold = settings.FLEET_CAPACITY_ALERT_RATIO
+    if capacity.ratio >= threshold:
+        alert_raise(
+            name="fleet_capacity",
+            key="shared",
+            summary=f"shared fleet at {capacity.ratio:.0%} of capacity "
+            f"({capacity.used}/{capacity.total} sites)",
+            severity="warning",
+        )
+        fleet_grow_if_configured()
+    else:
+        alert_resolve(name="fleet_capacity", key="shared")
+    return capacity.ratio
+
+
+def fleet_grow_if_configured() -> Vps | None:
+    """With a default provider configured, add one shared VPS (unless one is already on its way)."""
+    credential = ProviderCredential.objects.filter(is_default=True).first()
+    if credential is None:
+        return None
+    growing = Vps.objects.filter(
+        kind=Vps.Kind.SHARED,
+        status__in=[Vps.Status.PENDING, Vps.Status.PROVISIONING, Vps.Status.BOOTSTRAPPING],
+    )
+    if growing.exists():
+        return None
+    name = f"shared-{timezone.now():%Y%m%d%H%M%S}"
+    vps, _ = vps_create(
+        name=name,
+        provider=credential.provider,
+        region=credential.default_region,
+        size=credential.default_size,
+    )
+    return vps

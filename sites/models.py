@@ -1,0 +1,88 @@
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from chom.crypto import EncryptedTextField
+
+
+class Site(models.Model):
+    class Type(models.TextChoices):
+        STATIC = "static"
+        PHP = "php"
+        LARAVEL = "laravel"
+        WORDPRESS = "wordpress"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DEPLOYING = "deploying"
+        ACTIVE = "active"
+        FAILED = "failed"
+        SUSPENDED = "suspended"
+        DELETING = "deleting"
+        DELETED = "deleted"
+
+    class SslStatus(models.TextChoices):
+        NONE = "none"
+        PENDING = "pending"
+        ACTIVE = "active"
+        FAILED = "failed"
+
+    tenant = models.ForeignKey("chom.Tenant", on_delete=models.PROTECT, related_name="sites")
+    vps = models.ForeignKey("fleet.Vps", on_delete=models.PROTECT, related_name="sites")
+    domain = models.CharField(max_length=253)
+    aliases = models.JSONField(default=list, blank=True)
+    type = models.CharField(max_length=12, choices=Type.choices)
+    php_version = models.CharField(max_length=5, blank=True)
+    repository_url = models.CharField(max_length=500, blank=True)
+    repository_branch = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status_reason = models.TextField(blank=True)
+    suspended_reason = models.CharField(max_length=100, blank=True)
+    unix_user = models.CharField(max_length=32, blank=True)
+    db_name = models.CharField(max_length=32, blank=True)
+    db_user = models.CharField(max_length=32, blank=True)
+    db_password = EncryptedTextField(blank=True)
+    app_key = EncryptedTextField(blank=True)
+    current_release = models.CharField(max_length=40, blank=True)
+    ssl_status = models.CharField(max_length=10, choices=SslStatus.choices, default=SslStatus.NONE)
+    ssl_expires_at = models.DateTimeField(null=True, blank=True)
+    last_deployed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["domain"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["domain"], condition=~Q(status="deleted"), name="one_live_site_per_domain"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.domain
+
+    @property
+    def all_domains(self) -> list[str]:
+        return [self.domain, *self.aliases]
+
+
+class Release(models.Model):
+    class Status(models.TextChoices):
+        BUILDING = "building"
+        ACTIVE = "active"
+        SUPERSEDED = "superseded"
+        FAILED = "failed"
+        PRUNED = "pruned"
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="releases")
+    name = models.CharField(max_length=40)
+    commit = models.CharField(max_length=40, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.BUILDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["site", "name"], name="unique_release_name_per_site")]
+
+    def __str__(self) -> str:
+        return f"{self.site} {self.name}"

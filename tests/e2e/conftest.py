@@ -1,0 +1,65 @@
+"""The local test fleet: real Debian 12 VPSes (systemd-nspawn, own network namespace) booted by
+the suite. Needs root and namespaces; elsewhere every e2e test is skipped with the reason."""
+
+import os
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from fleet import localfleet
+
+SUPPORTED, WHY = localfleet.host_supports_fleet()
+
+
+def pytest_collection_modifyitems(config, items):
+    if SUPPORTED:
+        return
+    skip = pytest.mark.skip(reason=f"local test fleet unavailable on this machine: {WHY}")
+    for item in items:
+        if "tests/e2e/" in str(item.fspath):
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not SUPPORTED:
+        terminalreporter.write_line(
+            f"!!! e2e tests SKIPPED: local test fleet unavailable: {WHY}", red=True, bold=True
+        )
+
+
+@pytest.fixture(scope="session")
+def fleet_image():
+    return localfleet.ensure_image()
+
+
+@pytest.fixture(scope="session")
+def fleet_network(fleet_image, tmp_path_factory):
+    run = os.getpid() % 10000
+    subnet = f"10.251.{100 + os.getpid() % 50}"
+    network = localfleet.network_up(f"chome{run}", subnet)
+    base = tmp_path_factory.mktemp("fleet")
+    yield network, base, subnet
+    for workdir in Path(base).glob("*"):
+        vps = localfleet.vps_load(workdir)
+        if vps:
+            localfleet.vps_destroy(vps)
+    localfleet.network_down(network)
+
+
+@pytest.fixture
+def local_fleet(fleet_network):
+    """Settings that let CHOM's `local` provider create VPSes on this run's own bridge."""
+    network, base, subnet = fleet_network
+    with override_settings(
+        CHOM_LOCAL_PROVIDER=True,
+        LOCAL_FLEET_DIR=str(base),
+        LOCAL_FLEET_BRIDGE=network.name,
+        LOCAL_FLEET_SUBNET=subnet,
+        FLEET_MONITORING_SOURCE=network.gateway,
+    ):
+        yield base
+    for workdir in Path(base).glob("*"):
+        vps = localfleet.vps_load(workdir)
+        if vps:
+            localfleet.vps_destroy(vps)

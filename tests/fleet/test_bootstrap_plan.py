@@ -1,0 +1,83 @@
+"""Bootstrap as facts → commands, against a recording transport (no server needed)."""
+
+import pytest
+
+from fleet.models import Vps
+from fleet.remote.agent import AGENT_PATH, AGENT_SHA256, Agent
+from fleet.remote.transport import Result
+from fleet.services import FleetError, bootstrap_packages, firewall_rules, vps_bootstrap
+from tests.support.recording import RecordingTransport, agent_answer
+
+DEBIAN_FACTS = {
+    "os": {"id": "debian", "version_id": "12", "pretty": "Debian GNU/Linux 12 (bookworm)"},
+    "php_versions": ["8.2"],
+    "services": {"nginx": "active", "mariadb": "active", "php8.2-fpm": "active"},
+    "agent_version": "1.0.0",
+}
+
+
+def _transport(*, changed: bool, facts=DEBIAN_FACTS):
+    def respond(command, stdin):
+        if command.argv[0] == "sha256sum":
+            return Result(0, f"{AGENT_SHA256}  {AGENT_PATH}\n", "")
+        sub = command.argv[2]
+        if sub == "facts":
+            return agent_answer(data=facts)
+        if sub == "version":
+            return agent_answer(data={"version": "1.0.0"})
+        return agent_answer(changed=changed, data={"state": "active"})
+
+    return RecordingTransport(respond)
+
+
+@pytest.fixture
+def vps(db):
+    return Vps.objects.create(name="web1", provider="manual", ip_address="192.0.2.10", status="bootstrapping")
+
+
+def _bootstrap(vps, transport, settings=None):
+    lines = []
+    changed = vps_bootstrap(vps=vps, agent=Agent(transport), log=lines.append, step=lambda *a, **k: None)
+    return changed, lines
+
+
+def test_it_sends_the_baseline_to_a_fresh_debian_server(vps, settings):
+    settings.FLEET_MONITORING_SOURCE = "198.51.100.7"
+    transport = _transport(changed=True)
+    changed, lines = _bootstrap(vps, transport)
+    assert changed == 5
+    transport.assert_agent_called("packages-ensure", packages=bootstrap_packages("8.2"))
+    transport.assert_agent_called("service-ensure", name="php8.2-fpm", enabled=True, running=True)
+    ufw = transport.assert_agent_called("ufw-apply")
+    assert {"port": 9100, "proto": "tcp", "from": "198.51.100.7"} in ufw["allow"]
+    assert {"port": 22, "proto": "tcp"} in ufw["allow"]
+    transport.assert_agent_called("sshd-harden")
+    vps.refresh_from_db()
+    assert (vps.status, vps.os, vps.php_versions) == ("active", "Debian GNU/Linux 12 (bookworm)", ["8.2"])
+
+
+def test_it_reports_no_change_for_every_step_on_a_ready_server(vps):
+    changed, lines = _bootstrap(vps, _transport(changed=False))
+    assert changed == 0
+    for step in ("agent", "packages", "services", "firewall", "ssh hardening", "mariadb"):
+        assert f"{step}: no change" in lines
+    assert lines[-1] == "bootstrap finished: no changes"
+
+
+def test_it_refuses_an_unsupported_os(vps):
+    facts = DEBIAN_FACTS | {"os": {"id": "centos", "version_id": "7", "pretty": "CentOS 7"}}
+    with pytest.raises(FleetError, match="unsupported OS CentOS 7"):
+        _bootstrap(vps, _transport(changed=False, facts=facts))
+
+
+def test_it_marks_a_server_degraded_when_a_core_service_is_down(vps):
+    facts = DEBIAN_FACTS | {"services": {"nginx": "failed", "mariadb": "active", "php8.2-fpm": "active"}}
+    _bootstrap(vps, _transport(changed=False, facts=facts))
+    vps.refresh_from_db()
+    assert vps.status == "degraded"
+    assert "nginx" in vps.status_reason
+
+
+def test_it_keeps_exporter_ports_closed_without_a_monitoring_source():
+    rules = firewall_rules(ssh_port=2222, monitoring_source="")
+    assert [r["port"] for r in rules] == [2222, 80, 443]
