@@ -23,6 +23,13 @@ migrate: venv
 run: migrate
 	$(BIN)/python manage.py run_stack --port $(PORT)
 
+# Everything on one machine (root, Debian/Ubuntu): the local VPS provider plus local stand-ins
+# for the outside services (ACME CA, S3, monitoring). See README "Try the whole product".
+demo: export CHOM_LOCAL_PROVIDER = 1
+demo: migrate
+	$(BIN)/python -m fleet.localfleet image
+	$(BIN)/python manage.py run_stack --port $(PORT) --demo
+
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

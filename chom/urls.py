@@ -14,6 +14,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("operations/", views.operation_list, name="operation-list"),
     path("operations/<uuid:pk>/", views.operation_detail, name="operation-detail"),
+    path("fleet/", include("fleet.urls")),
 ]
 
 handler404 = "chom.api.errors.json_not_found"

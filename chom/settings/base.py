@@ -103,6 +103,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(BROKER_DIR / "control"),
         "processed_folder": str(BROKER_DIR / "processed"),
         "store_processed": False,
+        # Seconds between looks at the queue folder: latency of the embedded worker.
+        "polling_interval": 0.1,
     }
 else:
     # Redis re-delivers an unacked (acks_late) task after this; longer than any hard limit.

@@ -109,3 +109,18 @@ def test_it_shows_the_fleet_public_key_and_keeps_the_private_half_encrypted(staf
         stored = cursor.fetchone()[0]
     assert "PRIVATE KEY" not in stored
     assert "PRIVATE KEY" in FleetKey.objects.get().private_key
+
+
+def test_it_shows_the_fleet_and_a_vps_page_to_staff(admin_client):
+    vps = Vps.objects.create(
+        name="web",
+        provider="manual",
+        ip_address="192.0.2.1",
+        status="active",
+        facts={"services": {"nginx": "active"}, "memory": {"total_bytes": 2**30, "available_bytes": 2**29}},
+    )
+    listing = admin_client.get("/fleet/")
+    assert listing.status_code == 200 and b"192.0.2.1" in listing.content
+    detail = admin_client.get(f"/fleet/{vps.pk}/")
+    assert detail.status_code == 200
+    assert b"nginx: active" in detail.content
