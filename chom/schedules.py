@@ -1,6 +1,8 @@
 """Every periodic job, in one place. django-celery-beat copies these into the database at start,
 where admins can see them (and pause or re-time them) in the Django admin."""
 
+from celery.schedules import crontab
+
 BEAT_SCHEDULE: dict[str, dict] = {
     "reclaim-stale-operations": {
         "task": "chom.reclaim_stale_operations",
@@ -11,6 +13,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "fleet.health_check",
         "schedule": 60.0,
         "options": {"queue": "remote", "expires": 55},
+    },
+    "sites-renew-certificates": {
+        "task": "sites.renew_certificates",
+        "schedule": crontab(hour=3, minute=17),
+        "options": {"queue": "default"},
     },
     "fleet-capacity": {
         "task": "fleet.capacity_check",

@@ -17,6 +17,7 @@ urlpatterns = [
         name="api-schema",
     ),
     path("", include("fleet.api.urls")),
+    path("", include("sites.api.urls")),
     path(
         "docs",
         SpectacularSwaggerView.as_view(

@@ -186,6 +186,7 @@ SPECTACULAR_SETTINGS = {
         "OperationStatusEnum": "chom.models.Operation.Status",
         "VpsStatusEnum": "fleet.models.Vps.Status",
         "SiteStatusEnum": "sites.models.Site.Status",
+        "SiteTypeEnum": "sites.models.Site.Type",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -245,3 +246,17 @@ BILLING_METERED_METRICS = env.list("BILLING_METERED_METRICS", default=["sites", 
 BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
 # Where Stripe Checkout and the Customer Portal send the customer back to.
 BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default=SITE_URL)
+
+# --- Sites ------------------------------------------------------------------------------------
+# ACME directory for certificates: Let's Encrypt in production, the local pebble CA in make demo.
+ACME_DIRECTORY_URL = env.str("ACME_DIRECTORY_URL", default="https://acme-v02.api.letsencrypt.org/directory")
+ACME_EMAIL = env.str("ACME_EMAIL", default="")
+# PEM of a CA to trust for the ACME server (pebble's listener CA); empty for a public CA.
+ACME_CA_BUNDLE_FILE = env.str("ACME_CA_BUNDLE_FILE", default="")
+SSL_RENEW_BEFORE_DAYS = env.int("SSL_RENEW_BEFORE_DAYS", default=30)
+# WordPress is installed from this archive, verified against this SHA-256 (both must be set
+# for WordPress sites to be offered: CHOM never installs an unverified archive).
+WORDPRESS_ARCHIVE_URL = env.str("WORDPRESS_ARCHIVE_URL", default="")
+WORDPRESS_ARCHIVE_SHA256 = env.str("WORDPRESS_ARCHIVE_SHA256", default="")
+SITE_RELEASES_KEPT = 5
+SITE_VERIFY_TIMEOUT = env.float("SITE_VERIFY_TIMEOUT", default=10.0)

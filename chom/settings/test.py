@@ -1,5 +1,6 @@
 """Test settings: the suite runs on DATABASE_URL/REDIS_URL when set (CI: PostgreSQL + Redis)."""
 
+import os
 import uuid
 from pathlib import Path
 
@@ -13,7 +14,8 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so that real worker subprocesses share the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # Per process, so that two test runs on one machine never share (and lock) one file.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 
 # WhiteNoise warns when STATIC_ROOT is missing; collectstatic is a production-only step.
 Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,126 @@
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chom.api.errors import ApiError
+from chom.api.permissions import StaffOnly, TenantOnly, is_staff_request
+from chom.api.serializers import OperationRefSerializer
+from chom.api.views import client_ip
+from sites import selectors, services
+from sites.api.serializers import (
+    SiteCreateSerializer,
+    SiteDetailSerializer,
+    SiteFilterSerializer,
+    SiteSerializer,
+    SiteUpdateSerializer,
+)
+
+
+def _scoped(request):
+    return selectors.sites_visible(tenant=request.auth.tenant, staff=is_staff_request(request))
+
+
+def _accepted(site, op, *, extra: dict | None = None, location: str | None = None) -> Response:
+    site.refresh_from_db()
+    body = SiteSerializer(site).data | {"operation": OperationRefSerializer(op).data} | (extra or {})
+    return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location} if location else {})
+
+
+def _raise(exc: services.SiteRequestError):
+    raise ApiError(exc.status, exc.code, exc.message, exc.fields)
+
+
+class SiteListView(generics.ListAPIView):
+    serializer_class = SiteSerializer
+
+    def get_queryset(self):
+        filters = SiteFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return selectors.sites_filtered(_scoped(self.request), **filters.validated_data)
+
+    @extend_schema(request=SiteCreateSerializer, responses={202: SiteSerializer})
+    def post(self, request):
+        if is_staff_request(request):
+            raise ApiError(403, "forbidden", "Sites are created with a tenant token.")
+        data = SiteCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            site, op, credentials = services.site_create(
+                tenant=request.auth.tenant,
+                actor=request.user,
+                source_ip=client_ip(request),
+                **data.validated_data,
+            )
+        except services.SiteRequestError as exc:
+            _raise(exc)
+        extra = {"credentials": credentials} if credentials else None
+        return _accepted(site, op, extra=extra, location=f"/api/v1/sites/{site.pk}")
+
+
+class SiteDetailView(APIView):
+    def _get(self, request, pk):
+        return get_object_or_404(_scoped(request), pk=pk)
+
+    @extend_schema(responses=SiteDetailSerializer)
+    def get(self, request, pk: int):
+        return Response(SiteDetailSerializer(self._get(request, pk)).data)
+
+    @extend_schema(request=SiteUpdateSerializer, responses={202: SiteSerializer})
+    def patch(self, request, pk: int):
+        site = self._get(request, pk)
+        data = SiteUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        changes = dict(data.validated_data)
+        repository = changes.pop("repository", None)
+        if repository:
+            changes["repository_url"], changes["repository_branch"] = repository["url"], repository["branch"]
+        try:
+            op = services.site_update(site=site, actor=request.user, **changes)
+        except services.SiteRequestError as exc:
+            _raise(exc)
+        if op is None:
+            return Response(SiteSerializer(site).data)
+        return _accepted(site, op)
+
+    @extend_schema(responses={202: SiteSerializer})
+    def delete(self, request, pk: int):
+        site = self._get(request, pk)
+        try:
+            op = services.site_delete_request(site=site, actor=request.user, source_ip=client_ip(request))
+        except services.SiteRequestError as exc:
+            _raise(exc)
+        return _accepted(site, op)
+
+
+def _action(service, *, permission=TenantOnly):
+    class ActionView(APIView):
+        permission_classes = [permission]
+
+        @extend_schema(request=None, responses={202: SiteSerializer})
+        def post(self, request, pk: int):
+            site = get_object_or_404(_scoped(request), pk=pk)
+            try:
+                op = service(site=site, actor=request.user)
+            except services.SiteRequestError as exc:
+                _raise(exc)
+            return _accepted(site, op)
+
+    ActionView.__name__ = f"Site{service.__name__.title().replace('_', '')}View"
+    return ActionView
+
+
+def _staff_suspend(*, site, actor):
+    return services.site_suspend(site=site, reason="admin", actor=actor)
+
+
+def _staff_unsuspend(*, site, actor):
+    return services.site_unsuspend(site=site, reason="admin", actor=actor)
+
+
+SiteDeployView = _action(services.site_deploy_request)
+SiteRollbackView = _action(services.site_rollback_request)
+SiteSslView = _action(services.site_ssl_request)
+SiteSuspendView = _action(_staff_suspend, permission=StaffOnly)
+SiteUnsuspendView = _action(_staff_unsuspend, permission=StaffOnly)

@@ -1,0 +1,568 @@
+"""Writes of sites: create/deploy, rollback, SSL, suspend, delete — each remote change an Operation."""
+
+import json
+import logging
+import secrets
+import time
+from datetime import timedelta
+
+import requests
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from chom.models import Operation, Tenant
+from chom.operations import OperationContext, OperationError, operation_create, register
+from chom.selectors import register_usage
+from chom.services import audit_record
+from fleet import selectors as fleet_selectors
+from fleet.models import Vps
+from fleet.remote.agent import Agent, AgentError
+from fleet.remote.transport import TransportError
+from fleet.services import transport_for
+from observability.services import alert_raise, alert_resolve
+from sites import selectors
+from sites.configs import VhostSpec, render_pool, render_vhost
+from sites.models import Release, Site
+from sites.types import generated_secrets, site_type
+
+logger = logging.getLogger(__name__)
+
+
+class SiteRequestError(Exception):
+    """A request CHOM refuses, with the API status and error code to answer."""
+
+    def __init__(self, status: int, code: str, message: str, fields: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.fields = status, code, message, fields or {}
+
+
+@register_usage("sites")
+def _usage_sites(tenant) -> int:
+    return selectors.tenant_site_count(tenant)
+
+
+def new_release_name() -> str:
+    return f"{timezone.now():%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+def _check_tenant_may_add(*, tenant: Tenant, type_name: str) -> None:
+    if tenant.status == Tenant.Status.SUSPENDED:
+        raise SiteRequestError(
+            403, "tenant_suspended", "This account is suspended; settle billing to add sites."
+        )
+    limits = tenant.limits
+    if type_name not in limits.site_types:
+        raise SiteRequestError(
+            403, "tier_limit_reached", f"The {tenant.tier} tier does not include {type_name} sites."
+        )
+    count = selectors.tenant_site_count(tenant)
+    if count >= limits.max_sites:
+        raise SiteRequestError(
+            403,
+            "tier_limit_reached",
+            f"The {tenant.tier} tier allows {limits.max_sites} sites and you have {count}.",
+        )
+
+
+def _check_domains_free(domains: list[str], *, exclude: Site | None = None) -> None:
+    for domain in domains:
+        taken = selectors.domain_taken(domain)
+        if taken and not (exclude and domain in exclude.all_domains):
+            raise SiteRequestError(
+                409, "domain_taken", f"{domain} is already hosted here.", {"domain": [domain]}
+            )
+
+
+def _allocate(tenant: Tenant) -> Vps:
+    vps = fleet_selectors.vps_allocate(tenant=tenant)
+    if vps is None:
+        alert_raise(
+            name="fleet_no_capacity",
+            key="shared",
+            summary=f"a site for tenant {tenant.slug} could not be placed: no VPS has free capacity",
+            severity="critical",
+        )
+        raise SiteRequestError(
+            503, "no_capacity", "No server has room for a new site right now; try again later."
+        )
+    return vps
+
+
+def site_create(
+    *,
+    tenant: Tenant,
+    domain: str,
+    type: str,
+    php_version: str = "",
+    repository: dict | None = None,
+    aliases: list[str] | tuple[str, ...] = (),
+    actor=None,
+    source_ip=None,
+) -> tuple[Site, Operation, dict]:
+    """Validate against the tier, the fleet and other tenants, then queue the first deploy.
+    Returns (site, operation, credentials shown once)."""
+    kind = site_type(type)
+    _check_tenant_may_add(tenant=tenant, type_name=type)
+    _check_domains_free([domain, *aliases])
+    if type == "wordpress" and not (settings.WORDPRESS_ARCHIVE_URL and settings.WORDPRESS_ARCHIVE_SHA256):
+        raise SiteRequestError(
+            503, "wordpress_unavailable", "WordPress is not configured on this installation."
+        )
+    vps = _allocate(tenant)
+    if kind.uses_php:
+        php_version = php_version or (vps.php_versions[-1] if vps.php_versions else "")
+        if php_version not in vps.php_versions:
+            raise SiteRequestError(
+                400,
+                "invalid_input",
+                f"PHP {php_version} is not installed on the server "
+                f"(available: {', '.join(vps.php_versions)}).",
+                {"php_version": [f"choose one of {vps.php_versions}"]},
+            )
+    try:
+        with transaction.atomic():
+            site = Site.objects.create(
+                tenant=tenant,
+                vps=vps,
+                domain=domain,
+                aliases=list(aliases),
+                type=type,
+                php_version=php_version if kind.uses_php else "",
+                repository_url=(repository or {}).get("url", ""),
+                repository_branch=(repository or {}).get("branch", "") or ("main" if repository else ""),
+                app_key=generated_secrets(type),
+            )
+            name = f"site{site.pk}"
+            site.unix_user = name
+            if kind.uses_database:
+                site.db_name = site.db_user = name.replace("-", "_")
+                site.db_password = secrets.token_urlsafe(24)
+            site.save()
+            op = operation_create(
+                kind="site.deploy",
+                tenant=tenant,
+                target=site,
+                actor=actor,
+                params={"release": new_release_name()},
+            )
+            audit_record(
+                action="site.created",
+                actor=actor,
+                tenant=tenant,
+                target=f"site:{domain}",
+                source_ip=source_ip,
+                data={"type": type, "vps": vps.name},
+            )
+    except IntegrityError:
+        raise SiteRequestError(409, "domain_taken", f"{domain} is already hosted here.", {"domain": [domain]})
+    credentials = {}
+    if type == "wordpress":
+        credentials = {"admin_user": "admin", "admin_password": json.loads(site.app_key)["admin_password"]}
+    return site, op, credentials
+
+
+def _queue(site: Site, kind: str, *, actor=None, params=None) -> Operation:
+    with transaction.atomic():
+        return operation_create(kind=kind, tenant=site.tenant, target=site, actor=actor, params=params or {})
+
+
+def site_update(*, site: Site, actor=None, **changes) -> Operation | None:
+    """PHP version, aliases or branch: saved, then a redeploy brings the server in line."""
+    if "aliases" in changes:
+        _check_domains_free(changes["aliases"], exclude=site)
+    if "php_version" in changes and changes["php_version"] not in site.vps.php_versions:
+        raise SiteRequestError(
+            400,
+            "invalid_input",
+            "That PHP version is not installed on the server.",
+            {"php_version": ["unavailable"]},
+        )
+    for field, value in changes.items():
+        setattr(site, field, value)
+    site.save(update_fields=list(changes))
+    audit_record(
+        action="site.updated", actor=actor, tenant=site.tenant, target=f"site:{site.domain}", data=changes
+    )
+    return site_deploy_request(site=site, actor=actor) if changes else None
+
+
+def _require_live(site: Site) -> None:
+    if site.status in (Site.Status.DELETING, Site.Status.DELETED):
+        raise SiteRequestError(409, "site_deleting", "This site is being deleted.")
+    if site.status == Site.Status.SUSPENDED:
+        raise SiteRequestError(409, "site_suspended", "This site is suspended.")
+
+
+def site_deploy_request(*, site: Site, actor=None) -> Operation:
+    _require_live(site)
+    return _queue(site, "site.deploy", actor=actor, params={"release": new_release_name()})
+
+
+def site_rollback_request(*, site: Site, actor=None) -> Operation:
+    _require_live(site)
+    previous = site.releases.filter(status=Release.Status.SUPERSEDED).first()
+    if not site.current_release or previous is None:
+        raise SiteRequestError(409, "no_previous_release", "There is no previous release to roll back to.")
+    return _queue(site, "site.rollback", actor=actor, params={"release": previous.name})
+
+
+def site_ssl_request(*, site: Site, actor=None) -> Operation:
+    _require_live(site)
+    return _queue(site, "site.ssl", actor=actor)
+
+
+def site_suspend(*, site: Site, reason: str, actor=None) -> Operation:
+    Site.objects.filter(pk=site.pk).update(suspended_reason=reason[:100])
+    audit_record(
+        action="site.suspended",
+        actor=actor,
+        tenant=site.tenant,
+        target=f"site:{site.domain}",
+        data={"reason": reason},
+    )
+    return _queue(site, "site.suspend", actor=actor)
+
+
+def site_unsuspend(*, site: Site, reason: str = "", actor=None) -> Operation:
+    Site.objects.filter(pk=site.pk).update(suspended_reason="")
+    audit_record(
+        action="site.unsuspended",
+        actor=actor,
+        tenant=site.tenant,
+        target=f"site:{site.domain}",
+        data={"reason": reason},
+    )
+    return _queue(site, "site.unsuspend", actor=actor)
+
+
+def tenant_sites_suspend(*, tenant: Tenant, reason: str, actor=None) -> list[Operation]:
+    live = Site.objects.filter(
+        tenant=tenant, status__in=[Site.Status.ACTIVE, Site.Status.DEPLOYING, Site.Status.FAILED]
+    )
+    return [site_suspend(site=site, reason=reason, actor=actor) for site in live.filter(suspended_reason="")]
+
+
+def tenant_sites_unsuspend(*, tenant: Tenant, reason: str, actor=None) -> list[Operation]:
+    """Only sites suspended for REASON come back (a site an admin suspended stays suspended)."""
+    held = Site.objects.filter(tenant=tenant, suspended_reason=reason[:100]).exclude(
+        status=Site.Status.DELETED
+    )
+    return [site_unsuspend(site=site, reason=reason, actor=actor) for site in held]
+
+
+def site_delete_request(*, site: Site, actor=None, source_ip=None) -> Operation:
+    if site.status == Site.Status.DELETED:
+        raise SiteRequestError(404, "not_found", "Not found.")
+    Site.objects.filter(pk=site.pk).update(status=Site.Status.DELETING)
+    audit_record(
+        action="site.delete_requested",
+        actor=actor,
+        tenant=site.tenant,
+        target=f"site:{site.domain}",
+        source_ip=source_ip,
+    )
+    return _queue(site, "site.delete", actor=actor)
+
+
+# --- remote work ---------------------------------------------------------------------------------
+
+
+def _site_of(ctx: OperationContext) -> Site:
+    return Site.objects.select_related("vps", "tenant").get(pk=int(ctx.operation.target_id))
+
+
+def _set(site: Site, **fields) -> None:
+    Site.objects.filter(pk=site.pk).update(**fields)
+    for k, v in fields.items():
+        setattr(site, k, v)
+
+
+def _deploy_failed(ctx: OperationContext, reason: str) -> None:
+    site = Site.objects.filter(pk=int(ctx.operation.target_id)).first()
+    if site is None:
+        return
+    # A site that served before keeps serving its previous release.
+    status = Site.Status.ACTIVE if site.current_release else Site.Status.FAILED
+    _set(site, status=status, status_reason=reason[:2000])
+
+
+def _record_failed(ctx: OperationContext, reason: str) -> None:
+    site = Site.objects.filter(pk=int(ctx.operation.target_id)).first()
+    if site:
+        _set(site, status_reason=reason[:2000])
+
+
+def _remote(ctx: OperationContext, site: Site, work) -> dict:
+    """Run WORK(agent) over one SSH connection, turning remote failures into operation errors."""
+    try:
+        with transport_for(site.vps) as transport:
+            return work(Agent(transport)) or {}
+    except TransportError as exc:
+        raise OperationError(f"SSH to {site.vps.name}: {exc}", transient=exc.transient)
+    except AgentError as exc:
+        raise OperationError(str(exc), transient=exc.transient)
+
+
+def _call(ctx: OperationContext, agent: Agent, subcommand: str, payload: dict):
+    result = agent.call(subcommand, payload)
+    for line in result.log:
+        ctx.log(f"  {line}")
+    return result
+
+
+def vhost_spec(site: Site, *, suspended: bool = False) -> VhostSpec:
+    kind = site_type(site.type)
+    ssl = site.ssl_status == Site.SslStatus.ACTIVE
+    return VhostSpec(
+        name=site.unix_user,
+        domains=tuple(site.all_domains),
+        php=kind.uses_php,
+        php_fallback=kind.php_fallback,
+        ssl_cert=f"/etc/letsencrypt/live/{site.unix_user}/fullchain.pem" if ssl else "",
+        ssl_key=f"/etc/letsencrypt/live/{site.unix_user}/privkey.pem" if ssl else "",
+        suspended=suspended,
+    )
+
+
+@register("site.deploy", queue="remote", soft_time_limit=1200, time_limit=1260, on_failure=_deploy_failed)
+def site_deploy_run(ctx: OperationContext) -> dict:
+    site = _site_of(ctx)
+    kind = site_type(site.type)
+    release = ctx.params["release"]
+    first_deploy = not site.current_release
+    _set(site, status=Site.Status.DEPLOYING)
+    Release.objects.get_or_create(site=site, name=release)
+
+    def work(agent: Agent) -> dict:
+        ctx.step("site user and directories", progress=10)
+        _call(ctx, agent, "site-ensure", {"name": site.unix_user})
+        if kind.uses_database:
+            ctx.step("database", progress=20)
+            _call(
+                ctx,
+                agent,
+                "db-ensure",
+                {"name": site.db_name, "user": site.db_user, "password": site.db_password},
+            )
+        if kind.uses_php:
+            ctx.step(f"php-fpm pool (PHP {site.php_version})", progress=30)
+            pool = render_pool(name=site.unix_user, php_version=site.php_version)
+            _call(
+                ctx,
+                agent,
+                "pool-apply",
+                {"name": site.unix_user, "php_version": site.php_version, "content": pool},
+            )
+        ctx.step(f"release {release}", progress=45)
+        payload = {"name": site.unix_user, "release": release, "source": kind.source(site)}
+        if kind.build_steps:
+            payload["build"] = list(kind.build_steps)
+        if kind.shared_paths:
+            payload["shared"] = list(kind.shared_paths)
+        env = kind.env_file(site)
+        if env:
+            payload["env"] = env
+        built = _call(ctx, agent, "release-create", payload)
+        ctx.step("nginx vhost", progress=75)
+        _call(ctx, agent, "vhost-apply", {"name": site.unix_user, "content": render_vhost(vhost_spec(site))})
+        ctx.step("switch current release", progress=85)
+        activated = _call(
+            ctx,
+            agent,
+            "release-activate",
+            {"name": site.unix_user, "release": release, "keep": settings.SITE_RELEASES_KEPT},
+        )
+        for subcommand, extra in kind.post_activate(site, first_deploy=first_deploy):
+            ctx.step(subcommand, progress=90)
+            _call(ctx, agent, subcommand, extra)
+        return {"commit": built.data.get("commit", ""), "pruned": activated.data.get("pruned", [])}
+
+    result = _remote(ctx, site, work)
+    ctx.step("verify the site answers", progress=95)
+    site_verify(site=site, log=ctx.log)
+    _releases_after_switch(site, release, commit=result["commit"], pruned=result["pruned"])
+    _set(
+        site,
+        status=Site.Status.ACTIVE,
+        status_reason="",
+        current_release=release,
+        last_deployed_at=timezone.now(),
+    )
+    return {"release": release, "commit": result["commit"]}
+
+
+def _releases_after_switch(site: Site, release: str, *, commit: str = "", pruned=()) -> None:
+    now = timezone.now()
+    site.releases.filter(status=Release.Status.ACTIVE).exclude(name=release).update(
+        status=Release.Status.SUPERSEDED
+    )
+    site.releases.filter(name=release).update(
+        status=Release.Status.ACTIVE, activated_at=now, **({"commit": commit} if commit else {})
+    )
+    if pruned:
+        site.releases.filter(name__in=list(pruned)).update(status=Release.Status.PRUNED)
+
+
+def site_verify(*, site: Site, log=None) -> int:
+    """The server answers for the domain (nginx reloads return before the vhost is live)."""
+    deadline = time.monotonic() + settings.SITE_VERIFY_TIMEOUT
+    url = f"http://{site.vps.ip_address}/"
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            response = requests.get(url, headers={"Host": site.domain}, timeout=3, allow_redirects=False)
+            if response.status_code < 500:
+                if log:
+                    log(f"http://{site.domain}/ answered {response.status_code}")
+                return response.status_code
+            last = f"HTTP {response.status_code}"
+        except requests.RequestException as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise OperationError(f"http://{site.domain}/ did not answer correctly on {site.vps.name}: {last}")
+
+
+@register("site.rollback", queue="remote", soft_time_limit=300, time_limit=360, on_failure=_record_failed)
+def site_rollback_run(ctx: OperationContext) -> dict:
+    site = _site_of(ctx)
+    release = ctx.params["release"]
+
+    def work(agent: Agent):
+        ctx.step(f"switch current release back to {release}", progress=50)
+        _call(
+            ctx,
+            agent,
+            "release-activate",
+            {"name": site.unix_user, "release": release, "keep": settings.SITE_RELEASES_KEPT},
+        )
+
+    _remote(ctx, site, work)
+    site_verify(site=site, log=ctx.log)
+    _releases_after_switch(site, release)
+    _set(site, current_release=release, status=Site.Status.ACTIVE, status_reason="")
+    return {"release": release}
+
+
+def _ssl_failed(ctx: OperationContext, reason: str) -> None:
+    site = Site.objects.filter(pk=int(ctx.operation.target_id)).first()
+    if site is None:
+        return
+    if site.ssl_status != Site.SslStatus.ACTIVE:
+        _set(site, ssl_status=Site.SslStatus.FAILED)
+    alert_raise(
+        name="ssl_failed",
+        key=site.domain,
+        summary=f"certificate for {site.domain} could not be issued: {reason}",
+        severity="warning",
+        tenant=site.tenant,
+        labels={"site": site.domain},
+    )
+
+
+def _acme_ca_bundle() -> str:
+    path = settings.ACME_CA_BUNDLE_FILE
+    return open(path).read() if path else ""
+
+
+@register("site.ssl", queue="remote", soft_time_limit=300, time_limit=360, on_failure=_ssl_failed)
+def site_ssl_run(ctx: OperationContext) -> dict:
+    site = _site_of(ctx)
+    if site.ssl_status != Site.SslStatus.ACTIVE:
+        _set(site, ssl_status=Site.SslStatus.PENDING)
+
+    def work(agent: Agent) -> dict:
+        ctx.step(f"certificate for {', '.join(site.all_domains)}", progress=30)
+        payload = {
+            "name": site.unix_user,
+            "domains": site.all_domains,
+            "email": settings.ACME_EMAIL or f"hostmaster@{site.domain}",
+            "server": settings.ACME_DIRECTORY_URL,
+            "renew_before_days": settings.SSL_RENEW_BEFORE_DAYS,
+        }
+        bundle = _acme_ca_bundle()
+        if bundle:
+            payload["ca_bundle"] = bundle
+        cert = _call(ctx, agent, "cert-issue", payload).data
+        _set(site, ssl_status=Site.SslStatus.ACTIVE)
+        ctx.step("nginx vhost with TLS", progress=80)
+        _call(ctx, agent, "vhost-apply", {"name": site.unix_user, "content": render_vhost(vhost_spec(site))})
+        return cert
+
+    cert = _remote(ctx, site, work)
+    expires = parse_datetime(cert.get("not_after", ""))
+    _set(site, ssl_expires_at=expires)
+    alert_resolve(name="ssl_failed", key=site.domain)
+    ctx.log(f"certificate valid until {expires:%Y-%m-%d %H:%M} UTC" if expires else "certificate installed")
+    return {"not_after": cert.get("not_after", "")}
+
+
+def _apply_vhost(ctx: OperationContext, site: Site, *, suspended: bool) -> None:
+    def work(agent: Agent):
+        ctx.step("nginx vhost (suspended page)" if suspended else "nginx vhost", progress=50)
+        _call(
+            ctx,
+            agent,
+            "vhost-apply",
+            {"name": site.unix_user, "content": render_vhost(vhost_spec(site, suspended=suspended))},
+        )
+
+    _remote(ctx, site, work)
+
+
+@register("site.suspend", queue="remote", soft_time_limit=120, time_limit=180, on_failure=_record_failed)
+def site_suspend_run(ctx: OperationContext) -> dict:
+    site = _site_of(ctx)
+    _apply_vhost(ctx, site, suspended=True)
+    _set(site, status=Site.Status.SUSPENDED)
+    return {}
+
+
+@register("site.unsuspend", queue="remote", soft_time_limit=120, time_limit=180, on_failure=_record_failed)
+def site_unsuspend_run(ctx: OperationContext) -> dict:
+    site = _site_of(ctx)
+    if site.suspended_reason:
+        ctx.log(f"still suspended ({site.suspended_reason}): nothing to do")
+        return {}
+    _apply_vhost(ctx, site, suspended=False)
+    _set(site, status=Site.Status.ACTIVE if site.current_release else Site.Status.FAILED)
+    return {}
+
+
+@register("site.delete", queue="remote", soft_time_limit=600, time_limit=660, on_failure=_record_failed)
+def site_delete_run(ctx: OperationContext) -> dict:
+    site = _site_of(ctx)
+    kind = site_type(site.type)
+
+    def work(agent: Agent):
+        ctx.step("nginx vhost", progress=20)
+        _call(ctx, agent, "vhost-remove", {"name": site.unix_user})
+        if kind.uses_php and site.php_version:
+            ctx.step("php-fpm pool", progress=35)
+            _call(ctx, agent, "pool-remove", {"name": site.unix_user, "php_version": site.php_version})
+        for subcommand, payload in kind.post_remove(site):
+            _call(ctx, agent, subcommand, payload)
+        if kind.uses_database and site.db_name:
+            ctx.step("database", progress=55)
+            _call(ctx, agent, "db-remove", {"name": site.db_name, "user": site.db_user})
+        ctx.step("files, user, certificate", progress=75)
+        _call(ctx, agent, "site-remove", {"name": site.unix_user})
+
+    _remote(ctx, site, work)
+    _set(site, status=Site.Status.DELETED, status_reason="")
+    alert_resolve(name="ssl_failed", key=site.domain)
+    return {"deleted": site.domain}
+
+
+def sites_renew_certificates(*, now=None) -> list[Operation]:
+    """Daily: queue renewal for certificates within SSL_RENEW_BEFORE_DAYS of expiry."""
+    now = now or timezone.now()
+    cutoff = now + timedelta(days=settings.SSL_RENEW_BEFORE_DAYS)
+    due = Site.objects.filter(ssl_status=Site.SslStatus.ACTIVE, ssl_expires_at__lt=cutoff).exclude(
+        status__in=[Site.Status.DELETING, Site.Status.DELETED]
+    )
+    return [_queue(site, "site.ssl") for site in due]

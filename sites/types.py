@@ -1,0 +1,191 @@
+"""Site types as strategies (VitoDeploy's app/SiteTypes): adding a type means adding a class.
+
+A type says what a release is built from, which build steps run, which paths are shared between
+releases, what configuration file it gets, and what runs once the release is live."""
+
+import html
+import json
+import secrets
+from base64 import b64encode
+from typing import ClassVar
+
+from django.conf import settings
+
+from sites.models import Site
+
+
+class SiteType:
+    name: ClassVar[str]
+    uses_php: ClassVar[bool] = False
+    uses_database: ClassVar[bool] = False
+    requires_repository: ClassVar[bool] = False
+    php_fallback: ClassVar[bool] = False
+    shared_paths: ClassVar[tuple[str, ...]] = ()
+    build_steps: ClassVar[tuple[str, ...]] = ()
+
+    def source(self, site: Site) -> dict:
+        if site.repository_url:
+            return {"type": "git", "url": site.repository_url, "branch": site.repository_branch or "main"}
+        return self.placeholder(site)
+
+    def placeholder(self, site: Site) -> dict:
+        domain = html.escape(site.domain)
+        page = (
+            f"<!doctype html><html><head><meta charset=utf-8><title>{domain}</title></head>"
+            f"<body><h1>{domain}</h1><p>This site is hosted by CHOM and ready for its content.</p>"
+            "</body></html>\n"
+        )
+        return {"type": "placeholder", "html": page}
+
+    def env_file(self, site: Site) -> dict | None:
+        return None
+
+    def post_activate(self, site: Site, *, first_deploy: bool) -> list[tuple[str, dict]]:
+        """Agent calls to make once a release is live: (subcommand, payload)."""
+        return []
+
+    def post_remove(self, site: Site) -> list[tuple[str, dict]]:
+        return []
+
+
+class StaticSite(SiteType):
+    name = "static"
+
+
+class PhpSite(SiteType):
+    name = "php"
+    uses_php = True
+    uses_database = True
+    shared_paths = (".env",)
+    build_steps = ("composer-install", "php-lint")
+
+    def env_file(self, site: Site) -> dict:
+        lines = [
+            f"DB_HOST=localhost\nDB_DATABASE={site.db_name}\nDB_USERNAME={site.db_user}",
+            f"DB_PASSWORD={site.db_password}",
+        ]
+        return {"path": ".env", "content": "\n".join(lines) + "\n"}
+
+
+class LaravelSite(PhpSite):
+    name = "laravel"
+    requires_repository = True
+    php_fallback = True
+    shared_paths = ("storage", ".env")
+    build_steps = ("composer-install", "artisan-storage-link", "artisan-migrate", "artisan-optimize")
+
+    def env_file(self, site: Site) -> dict:
+        values = {
+            "APP_NAME": site.domain,
+            "APP_ENV": "production",
+            "APP_DEBUG": "false",
+            "APP_KEY": site.app_key,
+            "APP_URL": f"https://{site.domain}",
+            "LOG_CHANNEL": "stack",
+            "DB_CONNECTION": "mysql",
+            "DB_HOST": "localhost",
+            "DB_PORT": "3306",
+            "DB_DATABASE": site.db_name,
+            "DB_USERNAME": site.db_user,
+            "DB_PASSWORD": site.db_password,
+            "QUEUE_CONNECTION": "database",
+        }
+        return {"path": ".env", "content": "".join(f"{k}={v}\n" for k, v in values.items())}
+
+    def post_activate(self, site: Site, *, first_deploy: bool) -> list[tuple[str, dict]]:
+        artisan = f"/var/www/{site.unix_user}/current/artisan"
+        worker = (
+            f"[program:chom-{site.unix_user}-queue]\n"
+            f"command=/usr/bin/php {artisan} queue:work --sleep=3 --tries=3 --max-time=3600\n"
+            f"user={site.unix_user}\ndirectory=/var/www/{site.unix_user}/current\n"
+            "autostart=true\nautorestart=true\nstopwaitsecs=60\nnumprocs=1\n"
+            f"stdout_logfile=/var/www/{site.unix_user}/logs/queue.log\nredirect_stderr=true\n"
+        )
+        cron = f"* * * * * {site.unix_user} /usr/bin/php {artisan} schedule:run >/dev/null 2>&1\n"
+        return [
+            ("supervisor-apply", {"name": site.unix_user, "content": worker}),
+            ("file-write", {"path": f"/etc/cron.d/chom-{site.unix_user}", "content": cron, "mode": "0644"}),
+        ]
+
+    def post_remove(self, site: Site) -> list[tuple[str, dict]]:
+        return [("file-remove", {"path": f"/etc/cron.d/chom-{site.unix_user}"})]
+
+
+class WordPressSite(SiteType):
+    name = "wordpress"
+    uses_php = True
+    uses_database = True
+    php_fallback = True
+    shared_paths = ("wp-config.php", "wp-content/uploads")
+
+    def source(self, site: Site) -> dict:
+        return {
+            "type": "archive",
+            "url": settings.WORDPRESS_ARCHIVE_URL,
+            "sha256": settings.WORDPRESS_ARCHIVE_SHA256,
+            "strip_components": 1,
+        }
+
+    def env_file(self, site: Site) -> dict:
+        secrets_ = json.loads(site.app_key)
+        salts = "".join(f"define('{k}', '{v}');\n" for k, v in secrets_["salts"].items())
+        content = (
+            "<?php\n// Managed by CHOM.\n"
+            f"define('DB_NAME', '{site.db_name}');\ndefine('DB_USER', '{site.db_user}');\n"
+            f"define('DB_PASSWORD', '{site.db_password}');\ndefine('DB_HOST', 'localhost');\n"
+            "define('DB_CHARSET', 'utf8mb4');\ndefine('DB_COLLATE', '');\n"
+            f"{salts}$table_prefix = 'wp_';\ndefine('WP_DEBUG', false);\n"
+            "define('DISALLOW_FILE_EDIT', true);\n"
+            "if (!defined('ABSPATH')) { define('ABSPATH', __DIR__ . '/'); }\n"
+            "require_once ABSPATH . 'wp-settings.php';\n"
+        )
+        return {"path": "wp-config.php", "content": content}
+
+    def post_activate(self, site: Site, *, first_deploy: bool) -> list[tuple[str, dict]]:
+        if not first_deploy:
+            return []
+        secrets_ = json.loads(site.app_key)
+        return [
+            (
+                "site-exec",
+                {
+                    "name": site.unix_user,
+                    "step": "wp-install",
+                    "title": site.domain,
+                    "url": f"http://{site.domain}",
+                    "admin_user": "admin",
+                    "admin_email": f"admin@{site.domain}",
+                    "admin_password": secrets_["admin_password"],
+                },
+            )
+        ]
+
+
+WP_SALT_NAMES = (
+    "AUTH_KEY",
+    "SECURE_AUTH_KEY",
+    "LOGGED_IN_KEY",
+    "NONCE_KEY",
+    "AUTH_SALT",
+    "SECURE_AUTH_SALT",
+    "LOGGED_IN_SALT",
+    "NONCE_SALT",
+)
+
+
+def generated_secrets(type_name: str) -> str:
+    """The per-site secret kept (encrypted) in Site.app_key: fixed for the site's life, so a
+    redeploy never logs users out."""
+    if type_name == "laravel":
+        return "base64:" + b64encode(secrets.token_bytes(32)).decode()
+    if type_name == "wordpress":
+        salts = {name: secrets.token_urlsafe(48) for name in WP_SALT_NAMES}
+        return json.dumps({"salts": salts, "admin_password": secrets.token_urlsafe(18)})
+    return ""
+
+
+SITE_TYPES: dict[str, SiteType] = {t.name: t() for t in (StaticSite, PhpSite, LaravelSite, WordPressSite)}
+
+
+def site_type(name: str) -> SiteType:
+    return SITE_TYPES[name]
