@@ -15,6 +15,7 @@ urlpatterns = [
     path("operations/", views.operation_list, name="operation-list"),
     path("operations/<uuid:pk>/", views.operation_detail, name="operation-detail"),
     path("fleet/", include("fleet.urls")),
+    path("sites/", include("sites.urls")),
 ]
 
 handler404 = "chom.api.errors.json_not_found"

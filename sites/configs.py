@@ -29,6 +29,11 @@ def home(name: str) -> str:
     return f"/var/www/{name}"
 
 
+def log_dir(name: str) -> str:
+    """Root-owned (the agent creates it): a site's PHP cannot rewrite its own access log."""
+    return f"/var/log/chom/{name}"
+
+
 def _acme_location(name: str) -> str:
     return f"""\
     location ^~ /.well-known/acme-challenge/ {{
@@ -75,8 +80,8 @@ def _body(spec: VhostSpec) -> str:
 def render_vhost(spec: VhostSpec) -> str:
     names = " ".join(spec.domains)
     logs = f"""\
-    access_log {home(spec.name)}/logs/access.log;
-    error_log {home(spec.name)}/logs/error.log warn;
+    access_log {log_dir(spec.name)}/access.log;
+    error_log {log_dir(spec.name)}/error.log warn;
     client_max_body_size 64m;
     server_tokens off;"""
     head = f"# Managed by CHOM for {spec.domains[0]}; changes are overwritten.\n"
@@ -142,7 +147,7 @@ php_admin_value[open_basedir] = {base}/
 php_admin_value[upload_tmp_dir] = {base}/tmp
 php_admin_value[session.save_path] = {base}/tmp
 php_admin_value[sys_temp_dir] = {base}/tmp
-php_admin_value[error_log] = {base}/logs/php-error.log
+php_admin_value[error_log] = {base}/tmp/php-error.log
 php_admin_flag[log_errors] = on
 php_admin_value[disable_functions] = exec,passthru,shell_exec,system,proc_open,popen,pcntl_exec
 php_admin_value[memory_limit] = 256M

@@ -469,11 +469,29 @@ def _acme_ca_bundle() -> str:
     return open(path).read() if path else ""
 
 
+def _point_local_dns(ctx: OperationContext, site: Site) -> None:
+    """make demo / e2e only: the local ACME CA resolves names through pebble-challtestsrv, which
+    CHOM tells where each domain lives (in production, customers' DNS does that)."""
+    base = settings.LOCAL_DNS_MANAGEMENT_URL
+    for domain in site.all_domains:
+        try:
+            for path, body in (
+                ("clear-a", {"host": f"{domain}."}),
+                ("add-a", {"host": f"{domain}.", "addresses": [site.vps.ip_address]}),
+            ):
+                requests.post(f"{base}/{path}", json=body, timeout=5).raise_for_status()
+        except requests.RequestException as exc:
+            raise OperationError(f"local DNS at {base} did not take {domain}: {exc}", transient=True)
+    ctx.log(f"local DNS: {', '.join(site.all_domains)} -> {site.vps.ip_address}")
+
+
 @register("site.ssl", queue="remote", soft_time_limit=300, time_limit=360, on_failure=_ssl_failed)
 def site_ssl_run(ctx: OperationContext) -> dict:
     site = _site_of(ctx)
     if site.ssl_status != Site.SslStatus.ACTIVE:
         _set(site, ssl_status=Site.SslStatus.PENDING)
+    if settings.LOCAL_DNS_MANAGEMENT_URL:
+        _point_local_dns(ctx, site)
 
     def work(agent: Agent) -> dict:
         ctx.step(f"certificate for {', '.join(site.all_domains)}", progress=30)

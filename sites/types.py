@@ -56,7 +56,6 @@ class PhpSite(SiteType):
     name = "php"
     uses_php = True
     uses_database = True
-    shared_paths = (".env",)
     build_steps = ("composer-install", "php-lint")
 
     def env_file(self, site: Site) -> dict:
@@ -71,7 +70,7 @@ class LaravelSite(PhpSite):
     name = "laravel"
     requires_repository = True
     php_fallback = True
-    shared_paths = ("storage", ".env")
+    shared_paths = ("storage",)
     build_steps = ("composer-install", "artisan-storage-link", "artisan-migrate", "artisan-optimize")
 
     def env_file(self, site: Site) -> dict:
@@ -99,7 +98,7 @@ class LaravelSite(PhpSite):
             f"command=/usr/bin/php {artisan} queue:work --sleep=3 --tries=3 --max-time=3600\n"
             f"user={site.unix_user}\ndirectory=/var/www/{site.unix_user}/current\n"
             "autostart=true\nautorestart=true\nstopwaitsecs=60\nnumprocs=1\n"
-            f"stdout_logfile=/var/www/{site.unix_user}/logs/queue.log\nredirect_stderr=true\n"
+            f"stdout_logfile=/var/log/chom/{site.unix_user}/queue.log\nredirect_stderr=true\n"
         )
         cron = f"* * * * * {site.unix_user} /usr/bin/php {artisan} schedule:run >/dev/null 2>&1\n"
         return [
@@ -116,7 +115,7 @@ class WordPressSite(SiteType):
     uses_php = True
     uses_database = True
     php_fallback = True
-    shared_paths = ("wp-config.php", "wp-content/uploads")
+    shared_paths = ("wp-content/uploads",)
 
     def source(self, site: Site) -> dict:
         return {

@@ -253,6 +253,8 @@ ACME_DIRECTORY_URL = env.str("ACME_DIRECTORY_URL", default="https://acme-v02.api
 ACME_EMAIL = env.str("ACME_EMAIL", default="")
 # PEM of a CA to trust for the ACME server (pebble's listener CA); empty for a public CA.
 ACME_CA_BUNDLE_FILE = env.str("ACME_CA_BUNDLE_FILE", default="")
+# make demo / e2e only: pebble-challtestsrv's management API, told where each site's domains live.
+LOCAL_DNS_MANAGEMENT_URL = env.str("LOCAL_DNS_MANAGEMENT_URL", default="")
 SSL_RENEW_BEFORE_DAYS = env.int("SSL_RENEW_BEFORE_DAYS", default=30)
 # WordPress is installed from this archive, verified against this SHA-256 (both must be set
 # for WordPress sites to be offered: CHOM never installs an unverified archive).

@@ -16,6 +16,7 @@ if not FIELD_ENCRYPTION_KEYS:
 
 DEBUG = False
 CHOM_LOCAL_PROVIDER = False  # test VPSes on the control plane itself: never in production
+LOCAL_DNS_MANAGEMENT_URL = ""  # the demo's DNS test server: never in production
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]

@@ -63,3 +63,34 @@ def local_fleet(fleet_network):
         vps = localfleet.vps_load(workdir)
         if vps:
             localfleet.vps_destroy(vps)
+
+
+@pytest.fixture
+def make_vps(local_fleet):
+    """Boot and bootstrap a local VPS through CHOM's own operation: returns the active Vps row."""
+    from django.db import transaction
+
+    from chom.operations import operation_execute
+    from fleet import services
+
+    def make(name: str):
+        with transaction.atomic():
+            vps, op = services.vps_create(name=name, provider="local", kind="shared")
+        operation_execute(operation_id=op.id)
+        op.refresh_from_db()
+        assert op.status == "succeeded", op.error
+        vps.refresh_from_db()
+        return vps
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def pebble(fleet_network, tmp_path_factory):
+    """A real ACME CA reachable from the test VPSes, validating HTTP-01 on their port 80."""
+    from chom.demo_services import start_pebble
+
+    network, _, _ = fleet_network
+    ca = start_pebble(tmp_path_factory.mktemp("pebble"), listen_ip=network.gateway, validation_port=80)
+    yield ca
+    ca.stop()

@@ -17,8 +17,8 @@ def _nginx_t(tmp_path: Path, vhost: str) -> subprocess.CompletedProcess:
     (tmp_path / "logs").mkdir(exist_ok=True)
     shutil.copy("/etc/nginx/fastcgi_params", tmp_path / "fastcgi_params")
     for n in range(1, 5):
-        (tmp_path / f"www/site{n}/logs").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "site.conf").write_text(vhost.replace("/var/www/", f"{tmp_path}/www/"))
+        (tmp_path / f"log/site{n}").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "site.conf").write_text(vhost.replace("/var/log/chom/", f"{tmp_path}/log/"))
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/logs/error.log;\nevents {{}}\n"
         f"http {{\n include /etc/nginx/mime.types;\n include {tmp_path}/site.conf;\n}}\n"

@@ -209,3 +209,14 @@ def test_it_suspends_and_unsuspends_a_tenants_sites_by_reason(alice, vps):
     ops = tenant_sites_unsuspend(tenant=alice.tenant, reason="billing")
     assert [op.target_id for op in ops] == [str(a.pk)]
     assert Site.objects.get(pk=b.pk).suspended_reason == "admin"
+
+
+def test_it_shows_sites_with_releases_and_operations_on_the_dashboard(admin_client, alice, vps):
+    site_id = _create(alice, domain="a.example.com", type="static").json()["id"]
+    site = Site.objects.get(pk=site_id)
+    site.releases.create(name="20261127T000000-abcdef", commit="0123456789abcdef", status="active")
+    listing = admin_client.get("/sites/?q=a.example")
+    assert listing.status_code == 200 and b"a.example.com" in listing.content
+    detail = admin_client.get(f"/sites/{site_id}/")
+    assert detail.status_code == 200
+    assert b"20261127T000000-abcdef" in detail.content and b"site.deploy" in detail.content

@@ -70,7 +70,11 @@ class Command(BaseCommand):
                 str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
             ],
         }
-        procs = {name: subprocess.Popen(argv, env=os.environ.copy()) for name, argv in commands.items()}
+        env = os.environ.copy()
+        demo_stack = self._start_demo_services() if demo else None
+        if demo_stack:
+            env.update(demo_stack.env)
+        procs = {name: subprocess.Popen(argv, env=env) for name, argv in commands.items()}
         self.stdout.write(f"CHOM is starting on http://{host}:{port}/ (dashboard, /api/v1/, /health)")
         if demo:
             self._print_demo_token(host, port)
@@ -91,7 +95,19 @@ class Command(BaseCommand):
                 break
             time.sleep(0.5)
         self._stop_all(procs)
+        if demo_stack:
+            demo_stack.stop()
         sys.exit(exit_code)
+
+    def _start_demo_services(self):
+        from chom.demo_services import start_demo
+
+        demo = start_demo(
+            Path(settings.VAR_DIR), bridge=settings.LOCAL_FLEET_BRIDGE, subnet=settings.LOCAL_FLEET_SUBNET
+        )
+        for line in demo.description:
+            self.stdout.write(f"demo: {line}")
+        return demo
 
     def _print_demo_token(self, host: str, port: str) -> None:
         from chom.services import staff_token_create

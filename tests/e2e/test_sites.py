@@ -1,0 +1,308 @@
+"""Sites end to end: created through the API, served by real nginx + php-fpm + MariaDB in a test VPS."""
+
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from django.test import override_settings
+
+from chom.demo_services import free_port, stop_processes
+from chom.models import Operation
+from chom.operations import operation_execute
+from fleet.remote.agent import Agent
+from fleet.remote.commands import Command
+from fleet.services import transport_for
+from sites.models import Site
+from tests.support.processes import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def _run(op_id) -> Operation:
+    operation_execute(operation_id=op_id)
+    op = Operation.objects.get(id=op_id)
+    assert op.status == "succeeded", f"{op.error}\n" + "\n".join(e.message for e in op.log_entries.all())
+    return op
+
+
+def _create(persona, **body) -> tuple[dict, Operation]:
+    response = persona.client().post("/api/v1/sites", body, format="json")
+    assert response.status_code == 202, response.content
+    return response.json(), _run(response.json()["operation"]["id"])
+
+
+def _post(persona, url) -> Operation:
+    response = persona.client().post(url)
+    assert response.status_code == 202, response.content
+    operation_execute(operation_id=response.json()["operation"]["id"])
+    return Operation.objects.get(id=response.json()["operation"]["id"])
+
+
+def _get(vps, domain, path="/"):
+    return requests.get(
+        f"http://{vps.ip_address}{path}", headers={"Host": domain}, timeout=5, allow_redirects=False
+    )
+
+
+def _sh(vps, *argv) -> str:
+    with transport_for(vps) as transport:
+        result = transport.run(Command.of(*argv))
+    return result.stdout + result.stderr
+
+
+def test_it_serves_a_static_placeholder_and_isolates_php_sites(alice, make_vps):
+    vps = make_vps("e2e-sites")
+    started = time.monotonic()
+    static, _ = _create(alice, domain="static.test", type="static")
+    static_seconds = time.monotonic() - started
+    page = _get(vps, "static.test")
+    assert page.status_code == 200 and "<h1>static.test</h1>" in page.text
+
+    started = time.monotonic()
+    php_a, _ = _create(alice, domain="a.php.test", type="php")
+    php_seconds = time.monotonic() - started
+    php_b, _ = _create(alice, domain="b.php.test", type="php")
+    a, b = Site.objects.get(pk=php_a["id"]), Site.objects.get(pk=php_b["id"])
+    assert _get(vps, "a.php.test").status_code == 200
+    print(f"\nstatic site API-to-serving {static_seconds:.2f}s, php site with database {php_seconds:.2f}s")
+
+    probe = (
+        "<?php header('Content-Type: text/plain');"
+        "echo posix_getpwuid(posix_geteuid())['name'], \"\\n\";"
+        f"$f = '/var/www/{b.unix_user}/current/public/index.html';"
+        "echo @file_get_contents($f) === false ? 'denied' : 'READ', \"\\n\";"
+        f"echo @scandir('/var/www/{b.unix_user}') === false ? 'denied' : 'LISTED', \"\\n\";"
+    )
+    with transport_for(vps) as transport:
+        Agent(transport).call(
+            "file-write",
+            {"path": f"/var/www/{a.unix_user}/current/public/whoami.php", "content": probe,
+             "owner": a.unix_user, "group": "www-data", "mode": "0640"},
+        )  # fmt: skip
+    lines = _get(vps, "a.php.test", "/whoami.php").text.split()
+    assert lines == [a.unix_user, "denied", "denied"]
+    # Not only open_basedir: the operating system refuses too.
+    out = _sh(vps, "runuser", "-u", a.unix_user, "--", "ls", f"/var/www/{b.unix_user}")
+    assert "Permission denied" in out
+
+
+def _git_repo(path: Path, files: dict[str, str], message: str) -> str:
+    path.mkdir(parents=True, exist_ok=True)
+    if not (path / ".git").exists():
+        subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    for name, content in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(content)
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)
+    subprocess.run(
+        ["git", "-C", str(path), "commit", "-q", "-m", message],
+        check=True,
+        env={**env, "PATH": "/usr/bin:/bin"},
+    )
+    return subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+
+
+class GitServer:
+    """A real git daemon on the fleet bridge (git://), as a forge would be for the VPS."""
+
+    def __init__(self, base: Path, host: str):
+        self.base, self.host = base, host
+        self.port = free_port(host)
+        self.proc = subprocess.Popen(
+            ["git", "daemon", f"--base-path={base}", "--export-all", "--reuseaddr", f"--listen={host}",
+             f"--port={self.port}", str(base)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        wait_for(lambda: _port_open(host, self.port), timeout=10, what="git daemon")
+
+    def publish(self, repo: Path, name: str) -> str:
+        bare = self.base / name
+        subprocess.run(["rm", "-rf", str(bare)], check=True)
+        subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
+        return f"git://{self.host}:{self.port}/{name}"
+
+    def stop(self) -> None:
+        stop_processes([self.proc])
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+LARAVEL_ARTISAN = """<?php
+// A Laravel-shaped app: artisan commands CHOM runs, using the DB credentials from .env.
+$env = parse_ini_file(__DIR__ . '/.env');
+$cmd = $argv[1] ?? '';
+if ($cmd === 'migrate') {
+    $dsn = 'mysql:host=localhost;dbname=' . $env['DB_DATABASE'];
+    $pdo = new PDO($dsn, $env['DB_USERNAME'], $env['DB_PASSWORD']);
+    $pdo->exec('CREATE TABLE IF NOT EXISTS deploys (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME)');
+    $pdo->exec('INSERT INTO deploys (at) VALUES (NOW())');
+    echo "Migrated\\n";
+} elseif ($cmd === 'storage:link') {
+    @symlink(__DIR__ . '/storage/app/public', __DIR__ . '/public/storage');
+    echo "Linked\\n";
+} else {
+    echo "ok $cmd\\n";
+}
+"""
+
+
+def _laravel_files(version: str) -> dict[str, str]:
+    return {
+        "artisan": LARAVEL_ARTISAN,
+        "composer.json": '{"name": "chom/e2e-app", "require": {}}\n',
+        "storage/app/public/.gitkeep": "",
+        "public/index.php": "<?php $e = parse_ini_file(__DIR__ . '/../.env');"
+        f" echo 'version {version} key=' . (strlen($e['APP_KEY']) > 40 ? 'set' : 'missing');\n",
+    }
+
+
+def test_it_deploys_laravel_from_git_twice_without_errors_and_rolls_back(
+    alice, make_vps, fleet_network, tmp_path
+):
+    network, _, _ = fleet_network
+    vps = make_vps("e2e-laravel")
+    repo = tmp_path / "app"
+    first_commit = _git_repo(repo, _laravel_files("1"), "v1")
+    (tmp_path / "srv").mkdir()
+    server = GitServer(tmp_path / "srv", network.gateway)
+    url = server.publish(repo, "app.git")
+    try:
+        body, op = _create(
+            alice, domain="app.test", type="laravel", repository={"url": url, "branch": "main"}
+        )
+        assert _get(vps, "app.test").text == "version 1 key=set"
+        assert op.result["commit"] == first_commit
+        site = Site.objects.get(pk=body["id"])
+        first_release = site.current_release
+
+        second_commit = _git_repo(repo, _laravel_files("2"), "v2")
+        server.publish(repo, "app.git")
+
+        errors, seen, stop = [], set(), threading.Event()
+
+        def hammer():
+            deadline = time.monotonic() + 120
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    response = _get(vps, "app.test")
+                    seen.add(response.text)
+                    if response.status_code != 200:
+                        errors.append(response.status_code)
+                except requests.RequestException as exc:
+                    errors.append(str(exc))
+
+        loop = threading.Thread(target=hammer)
+        loop.start()
+        try:
+            op = _post(alice, f"/api/v1/sites/{site.pk}/deploy")
+        finally:
+            stop.set()
+            loop.join(timeout=10)
+        assert op.status == "succeeded", op.error
+        assert op.result["commit"] == second_commit
+        assert errors == [] and seen >= {"version 2 key=set"}
+        assert _get(vps, "app.test").text == "version 2 key=set"
+        migrations = _sh(vps, "mariadb", "-N", "-e", f"SELECT COUNT(*) FROM {site.db_name}.deploys")  # noqa: S608
+        assert migrations.strip() == "2"
+        assert "chom-" in _sh(vps, "ls", "/etc/supervisor/conf.d/")
+        assert "schedule:run" in _sh(vps, "cat", f"/etc/cron.d/chom-{site.unix_user}")
+
+        op = _post(alice, f"/api/v1/sites/{site.pk}/rollback")
+        assert op.status == "succeeded", op.error
+        assert _get(vps, "app.test").text == "version 1 key=set"
+        site.refresh_from_db()
+        assert site.current_release == first_release
+
+        # A broken release (its build fails) leaves the current one serving.
+        _git_repo(repo, {"public/index.php": "<?php echo 'broken' "}, "broken")  # syntax error: php -l fails
+        server.publish(repo, "app.git")
+        op = _post(alice, f"/api/v1/sites/{site.pk}/deploy")
+        assert op.status == "failed"
+        assert "build" in op.error
+        assert _get(vps, "app.test").text == "version 1 key=set"
+        site.refresh_from_db()
+        assert (site.status, site.current_release) == ("active", first_release)
+    finally:
+        server.stop()
+
+
+def _https_get(ip: str, domain: str, root_pem: str) -> tuple[str, dict]:
+    context = ssl.create_default_context(cadata=root_pem)
+    with (
+        socket.create_connection((ip, 443), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=domain) as tls,
+    ):
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {domain}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+        return data.decode(errors="replace"), tls.getpeercert()
+
+
+def test_it_issues_a_certificate_and_serves_https_verified_against_the_ca(alice, make_vps, pebble):
+    vps = make_vps("e2e-ssl")
+    with override_settings(
+        ACME_DIRECTORY_URL=pebble.directory_url,
+        ACME_CA_BUNDLE_FILE=str(pebble.ca_bundle),
+        LOCAL_DNS_MANAGEMENT_URL=pebble.dns_management_url,
+    ):
+        body, _ = _create(alice, domain="secure.test", type="static", aliases=["www.secure.test"])
+        started = time.monotonic()
+        op = _post(alice, f"/api/v1/sites/{body['id']}/ssl")
+        seconds = time.monotonic() - started
+    assert op.status == "succeeded", op.error + "\n" + "\n".join(e.message for e in op.log_entries.all())
+    print(f"\ncertificate from the local ACME CA in {seconds:.2f}s")
+    site = Site.objects.get(pk=body["id"])
+    assert site.ssl_status == "active" and site.ssl_expires_at is not None
+    response, cert = _https_get(vps.ip_address, "www.secure.test", pebble.issuing_root())
+    assert "200 OK" in response.splitlines()[0] and "<h1>secure.test</h1>" in response
+    assert ("DNS", "www.secure.test") in cert["subjectAltName"]
+    redirect = _get(vps, "secure.test")
+    assert redirect.status_code == 301 and redirect.headers["Location"] == "https://secure.test/"
+    detail = alice.client().get(f"/api/v1/sites/{site.pk}").json()
+    assert detail["ssl"]["status"] == "active" and detail["ssl"]["expires_at"]
+
+
+def test_it_suspends_unsuspends_and_deletes_leaving_nothing_behind(alice, staff, make_vps):
+    vps = make_vps("e2e-lifecycle")
+    body, _ = _create(alice, domain="life.test", type="php")
+    site = Site.objects.get(pk=body["id"])
+    assert _post(staff, f"/api/v1/sites/{site.pk}/suspend").status == "succeeded"
+    page = _get(vps, "life.test")
+    assert page.status_code == 503 and "suspended" in page.text
+    assert "index.php" in _sh(vps, "ls", f"/var/www/{site.unix_user}/current/public")  # nothing deleted
+    assert _post(staff, f"/api/v1/sites/{site.pk}/unsuspend").status == "succeeded"
+    assert _get(vps, "life.test").status_code == 200
+
+    response = alice.client().delete(f"/api/v1/sites/{site.pk}")
+    assert response.status_code == 202
+    _run(response.json()["operation"]["id"])
+    site.refresh_from_db()
+    assert site.status == "deleted"
+    with transport_for(vps) as transport:
+        facts = Agent(transport).call("facts").data
+    assert site.unix_user not in facts["sites"]
+    assert _sh(vps, "id", site.unix_user).count("no such user") == 1
+    assert "No such file" in _sh(vps, "ls", f"/var/www/{site.unix_user}")
+    databases = _sh(vps, "mariadb", "-N", "-e", "SHOW DATABASES")
+    assert site.db_name not in databases.split()
+    assert _get(vps, "life.test").status_code != 200
