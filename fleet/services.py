@@ -317,6 +317,19 @@ def firewall_rules(*, ssh_port: int, monitoring_source: str) -> list[dict]:
     return rules
 
 
+# Other apps add their own bootstrap steps (e.g. observability's log shipper) without the fleet
+# importing them: name -> fn(*, vps, agent, log) -> bool (True when it changed something).
+EXTRA_BOOTSTRAP_STEPS: dict[str, Callable[..., bool]] = {}
+
+
+def register_bootstrap_step(name: str):
+    def decorator(fn):
+        EXTRA_BOOTSTRAP_STEPS[name] = fn
+        return fn
+
+    return decorator
+
+
 def vps_bootstrap(*, vps: Vps, agent: Agent, log: Callable[[str], None], step: Callable[..., None]) -> int:
     """Bring a VPS to CHOM's baseline. Every step reads first and changes only what differs, so a
     second run reports "no change" for each. Returns the number of steps that changed something."""
@@ -365,6 +378,10 @@ def vps_bootstrap(*, vps: Vps, agent: Agent, log: Callable[[str], None], step: C
     result = agent.call("service-ensure", {"name": "mariadb", "enabled": True, "running": True})
     log("  root logs in through the unix socket only (Debian/Ubuntu default)")
     record("mariadb", result.changed)
+
+    for name, extra in EXTRA_BOOTSTRAP_STEPS.items():
+        step(name, progress=90)
+        record(name, extra(vps=vps, agent=agent, log=log))
 
     step("facts", progress=95)
     facts = agent.call("facts").data

@@ -68,6 +68,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import ssl
 import stat
@@ -609,6 +610,7 @@ def cmd_facts(ctx: Context, args: Input) -> dict[str, Any]:
         "services": service_states(ctx, units),
         "sites": managed_names(config.path("/etc/nginx/sites-available")),
         "pools": {v: managed_names(pool_dir(config, v)) for v in versions},
+        "site_releases": site_release_facts(ctx),
         "agent_version": VERSION,
     }
 
@@ -1236,27 +1238,1246 @@ def ufw_status(ctx: Context) -> str:
     return proc.stdout
 
 
+# --------------------------------------------------------------------------- sites: layout
+#
+# A site NAME is also its unix user (GECOS "CHOM managed", shell nologin). Layout:
+#
+#   /var/www/NAME/            NAME:www-data 2750  setgid: new files get group www-data, so nginx
+#                                                  (www-data) can read them; other sites cannot
+#     releases/RELEASE/       NAME:www-data 2750  one per deploy, built as NAME, never as root
+#       public/               THE document root of every site type (nginx: root
+#                                                  /var/www/NAME/current/public). A release
+#                                                  whose docroot is elsewhere gets `public` as
+#                                                  a relative symlink to it ("." for WordPress)
+#       .chom-release.json                          completion marker, written last
+#     current -> releases/RELEASE                   swapped atomically by release-activate
+#     shared/                 NAME:www-data 2750  persistent paths symlinked into each release
+#     acme/                   root:www-data 2750  certbot's HTTP-01 webroot
+#     tmp/                    NAME:NAME     0700  PHP sessions and uploads (pool settings)
+#   /var/log/chom/NAME/       root:root     0755  nginx and php-fpm per-site logs
+#
+# Logs live outside the home on purpose: NAME owns its home and could swap a logs/ directory for
+# a symlink, making nginx's root master open (and append to) any file on the next reload.
+
+RELEASE_RE = re.compile(r"^[0-9]{8}T?[0-9]{6}[a-z0-9-]{0,20}$")
+BRANCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]{0,199}$")
+REL_PATH_RE = re.compile(r"^[A-Za-z0-9_.@+-][A-Za-z0-9_./@+-]{0,254}$")
+DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
+EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SITE_UMASK = 0o027
+RELEASE_MARKER = ".chom-release.json"
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+OUTPUT_TAIL_LINES = 20
+MAX_EXTRACT_BYTES = 4 * 1024 * 1024 * 1024
+BUILD_STEPS = ("composer-install", "artisan-migrate", "artisan-storage-link", "artisan-optimize", "php-lint")
+EXEC_STEPS = (*BUILD_STEPS, "wp-install")
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    uid: int
+    gid: int
+    www_gid: int
+    home: str  # the real path (under VPSMANAGER_ROOT)
+
+    @property
+    def public_home(self) -> str:
+        return f"/var/www/{self.name}"
+
+    def sub(self, *parts: str) -> str:
+        return os.path.join(self.home, *parts)
+
+
+def site_home(config: Config, name: str) -> str:
+    return config.path(f"/var/www/{name}")
+
+
+def site_log_dir(config: Config, name: str) -> str:
+    return config.path(f"/var/log/chom/{name}")
+
+
+def load_site(ctx: Context, name: str) -> Site:
+    """The site's account and home, or not_found when site-ensure has not run."""
+    config = ctx.config
+    entry = read_db(config.path("/etc/passwd")).get(name)
+    home = site_home(config, name)
+    if entry is None or not os.path.isdir(os.path.join(home, "releases")):
+        raise AgentError("not_found", f"site {name!r} does not exist; run site-ensure first", "validate")
+    require_managed(name, entry)
+    site = Site(name, int(entry[2]), int(entry[3]), lookup_gid(config, "www-data"), home)
+    for path in (site.home, site.sub("releases"), site.sub("shared")):
+        if os.path.islink(path) or not os.path.isdir(path):
+            raise AgentError("conflict", f"{path} must be a real directory, not a symlink", "validate")
+    return site
+
+
+def ensure_layout_dir(ctx: Context, path: str, uid: int, gid: int, mode: int) -> None:
+    try:
+        st: os.stat_result | None = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        # Only the site user can have put something else here: replace it, never follow it.
+        os.unlink(path)
+        ctx.change(f"removed non-directory {path}")
+        st = None
+    if st is None:
+        os.mkdir(path, 0o700)
+        st = os.lstat(path)
+        ctx.change(f"created {path}")
+    if (st.st_uid, st.st_gid) != (uid, gid):
+        os.chown(path, uid, gid, follow_symlinks=False)
+        ctx.change(f"chown {uid}:{gid} {path}")
+    if stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
+        ctx.change(f"chmod {mode:o} {path}")
+
+
+def cmd_site_ensure(ctx: Context, args: Input) -> dict[str, Any]:
+    name = args.match("name", SITE_NAME_RE, "site name")
+    php_version = args.get("php_version", str, default=None)
+    args.finish()
+    if php_version is not None and not PHP_VERSION_RE.match(php_version):
+        raise invalid(f"php_version {php_version!r} is invalid (must match {PHP_VERSION_RE.pattern})")
+    config = ctx.config
+    if php_version is not None and not os.path.isdir(config.path(f"/etc/php/{php_version}/fpm")):
+        raise invalid(f"PHP {php_version} FPM is not installed")
+    www_gid = lookup_gid(config, "www-data")
+    public_home = f"/var/www/{name}"
+    os.makedirs(config.path("/var/www"), 0o755, exist_ok=True)
+    ensure_user(ctx, name, public_home, "/usr/sbin/nologin")
+    uid, gid = lookup_uid(config, name), lookup_gid(config, name)
+    home = site_home(config, name)
+    ensure_layout_dir(ctx, home, uid, www_gid, 0o2750)
+    for sub in ("releases", "shared"):
+        ensure_layout_dir(ctx, os.path.join(home, sub), uid, www_gid, 0o2750)
+    ensure_layout_dir(ctx, os.path.join(home, "acme"), 0, www_gid, 0o2750)
+    ensure_layout_dir(ctx, os.path.join(home, "tmp"), uid, gid, 0o700)
+    os.makedirs(config.path("/var/log/chom"), 0o755, exist_ok=True)
+    ensure_layout_dir(ctx, site_log_dir(config, name), 0, 0, 0o755)
+    if not ctx.changed:
+        ctx.log(f"site {name} layout unchanged")
+    return {
+        "user": name,
+        "uid": uid,
+        "gid": gid,
+        "home": public_home,
+        "docroot": f"{public_home}/current/public",
+        "acme_webroot": f"{public_home}/acme",
+        "tmp": f"{public_home}/tmp",
+        "logs": f"/var/log/chom/{name}",
+    }
+
+
+# --------------------------------------------------------------------------- sites: as the site user
+
+
+def site_env(site: Site) -> dict[str, str]:
+    """The whole environment of site-user commands: nothing of root's leaks into builds."""
+    return {
+        "HOME": site.home,
+        "USER": site.name,
+        "LOGNAME": site.name,
+        "PATH": SAFE_PATH,
+        "LANG": "C.UTF-8",
+        "TMPDIR": site.sub("tmp"),
+        "GIT_TERMINAL_PROMPT": "0",
+        "COMPOSER_NO_INTERACTION": "1",
+    }
+
+
+def run_as_site(
+    ctx: Context,
+    site: Site,
+    argv: list[str],
+    *,
+    step: str,
+    cwd: str,
+    stdin: str | None = None,
+    timeout: float | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    prefix = [
+        part.replace("{uid}", str(site.uid)).replace("{gid}", str(site.gid)).replace("{user}", site.name)
+        for part in ctx.config.runas
+    ]
+    env = dict(site_env(site), **(extra_env or {}))
+    return ctx.run(
+        [*prefix, *argv],
+        step=step,
+        stdin=stdin,
+        timeout=timeout,
+        env=env,
+        exact_env=True,
+        check=False,
+        cwd=cwd,
+    )
+
+
+def in_site_process(site: Site, step: str, func: Callable[[], Any], timeout: float = 600) -> Any:
+    """Run Python file operations in a forked child that has dropped to the site user.
+
+    Everything under the site's home is writable by that user, so root never creates, extracts
+    or deletes files there itself: a symlink planted by the site cannot redirect root's writes.
+    The child reports a JSON-able result or an AgentError back through a pipe.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        status = 0
+        try:
+            os.close(read_fd)
+            signal_alarm(timeout)
+            os.setgroups([])
+            os.setgid(site.gid)
+            os.setuid(site.uid)
+            os.umask(SITE_UMASK)
+            os.chdir(site.home)
+            reply: dict[str, Any] = {"result": func()}
+        except AgentError as exc:
+            reply = {"error": [exc.code, exc.message, exc.step]}
+        except BaseException as exc:  # noqa: B036 - the child must always report and exit
+            reply = {"error": ["internal_error", f"{type(exc).__name__}: {exc}", step]}
+        try:
+            with os.fdopen(write_fd, "w") as pipe:
+                pipe.write(json.dumps(reply))
+        except BaseException:  # noqa: B036
+            status = 1
+        os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        raw = pipe.read()
+    _, wait_status = os.waitpid(pid, 0)
+    if not raw:
+        if os.WIFSIGNALED(wait_status) and os.WTERMSIG(wait_status) == 14:
+            raise AgentError("timeout", f"{step} timed out after {timeout}s", step)
+        raise AgentError("internal_error", f"{step}: site-user process died ({wait_status})", step)
+    reply = json.loads(raw)
+    if "error" in reply:
+        raise AgentError(*reply["error"])
+    return reply["result"]
+
+
+def signal_alarm(seconds: float) -> None:
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(max(1, int(seconds)))
+
+
+def rmtree_writable(path: str) -> None:
+    """shutil.rmtree that also removes read-only directories (archives ship 0555 dirs)."""
+
+    def retry(func: Callable[..., Any], target: str, _exc: Any) -> None:
+        parent = os.path.dirname(target)
+        os.chmod(parent, stat.S_IMODE(os.lstat(parent).st_mode) | stat.S_IRWXU)
+        if os.path.isdir(target) and not os.path.islink(target):
+            os.chmod(target, stat.S_IMODE(os.lstat(target).st_mode) | stat.S_IRWXU)
+        func(target)
+
+    if os.path.lexists(path):
+        shutil.rmtree(path, onerror=retry)
+
+
+def output_tail(proc: subprocess.CompletedProcess, lines: int = OUTPUT_TAIL_LINES) -> list[str]:
+    text = (proc.stdout or "") + (proc.stderr or "")
+    return [line.rstrip() for line in text.strip().splitlines()[-lines:] if line.strip()]
+
+
+# --------------------------------------------------------------------------- sites: sources
+
+
+def parse_source(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict) or raw.get("type") not in ("placeholder", "git", "archive"):
+        raise invalid('source must be an object with type "placeholder", "git" or "archive"')
+    allowed = {
+        "placeholder": {"type", "html"},
+        "git": {"type", "url", "branch"},
+        "archive": {"type", "url", "sha256", "strip_components"},
+    }[raw["type"]]
+    extra = sorted(set(raw) - allowed)
+    if extra:
+        raise invalid("unknown source field(s): {}".format(", ".join(extra)))
+    if raw["type"] == "placeholder":
+        html = raw.get("html")
+        if not isinstance(html, str) or len(html.encode()) > MAX_CONTENT_BYTES:
+            raise invalid("placeholder source needs html text")
+    elif raw["type"] == "git":
+        validate_git_url(raw.get("url"))
+        branch = raw.get("branch")
+        if not isinstance(branch, str) or not BRANCH_RE.match(branch) or ".." in branch:
+            raise invalid(f"git branch {branch!r} is invalid (must match {BRANCH_RE.pattern}, no '..')")
+    else:
+        url = raw.get("url")
+        if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("https", "http"):
+            raise invalid(f"archive url {url!r} must be http:// or https://")
+        validate_url_chars(url)
+        if not isinstance(raw.get("sha256"), str) or not SHA256_RE.match(raw["sha256"]):
+            raise invalid("archive sha256 must be 64 lowercase hex digits")
+        strip = raw.get("strip_components", 0)
+        if not isinstance(strip, int) or isinstance(strip, bool) or not 0 <= strip <= 5:
+            raise invalid("strip_components must be an integer 0-5")
+    return raw
+
+
+def validate_url_chars(url: str) -> None:
+    if len(url) > 2048 or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise invalid("url must be at most 2048 characters without whitespace or control characters")
+
+
+def validate_git_url(url: Any) -> None:
+    if not isinstance(url, str):
+        raise invalid("git url must be a string")
+    validate_url_chars(url)
+    scheme = urllib.parse.urlsplit(url).scheme
+    # No ssh:// (needs known_hosts pinning first) and never git's ext:: or fd:: transports.
+    if url.startswith("/"):
+        if any(part in ("", ".", "..") for part in url.split("/")[1:]):
+            raise invalid(f"git url {url!r} must be a normalised absolute path")
+    elif scheme not in ("https", "http", "file") or "::" in url:
+        raise invalid(f"git url {url!r} must be https://, http://, file:// or an absolute path")
+
+
+def validate_rel_path(path: Any, what: str) -> str:
+    if not isinstance(path, str) or not REL_PATH_RE.match(path):
+        raise invalid(f"{what} {path!r} must be a relative path using [A-Za-z0-9_./@+-]")
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        raise invalid(f"{what} {path!r} must be normalised (no '..', '.', '//' or trailing '/')")
+    return path
+
+
+def fetch_git(ctx: Context, site: Site, source: dict[str, Any], dest: str) -> str:
+    argv = [
+        *ctx.config.git,
+        "-c",
+        "protocol.file.allow=always",
+        "clone",
+        "--quiet",
+        "--depth",
+        "1",
+        "--branch",
+        source["branch"],
+        "--",
+        source["url"],
+        dest,
+    ]
+    proc = run_as_site(ctx, site, argv, step="git-clone", cwd=site.sub("releases"))
+    if proc.returncode != 0:
+        raise AgentError(
+            "source_failed",
+            f"git clone of branch {source['branch']!r} exited {proc.returncode}: {_tail(proc, 6)}",
+            "git-clone",
+        )
+    rev = run_as_site(ctx, site, [*ctx.config.git, "rev-parse", "HEAD"], step="git-rev-parse", cwd=dest)
+    if rev.returncode != 0:
+        raise AgentError(
+            "source_failed", f"git rev-parse exited {rev.returncode}: {_tail(rev)}", "git-rev-parse"
+        )
+    commit = rev.stdout.strip()
+    # The history is not needed at runtime, and a served .git would leak it.
+    in_site_process(site, "git-clean", lambda: rmtree_writable(os.path.join(dest, ".git")))
+    ctx.log(f"cloned {source['url']} branch {source['branch']} at {commit}")
+    return commit
+
+
+def download(ctx: Context, url: str, sha256: str) -> Any:
+    """Stream `url` into an anonymous root-only temp file, verifying size and sha256 first."""
+    limit = ctx.config.download_max_bytes
+    digest = hashlib.sha256()
+    # Unbuffered: the extracting child shares the file offset, so a buffered parent would try to
+    # seek back over read-ahead it no longer owns when the file is closed.
+    handle = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 - the caller closes it
+    size = 0
+    try:
+        with urllib.request.urlopen(url, timeout=ctx.config.timeout) as response:  # noqa: S310
+            while True:
+                chunk = response.read(1024 * 1024)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise AgentError("source_failed", f"archive is larger than {limit} bytes", "download")
+                digest.update(chunk)
+                handle.write(chunk)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        handle.close()
+        raise AgentError("source_failed", f"download of {url} failed: {exc}", "download")
+    except BaseException:
+        handle.close()
+        raise
+    if digest.hexdigest() != sha256:
+        handle.close()
+        raise AgentError(
+            "checksum_mismatch",
+            f"archive sha256 is {digest.hexdigest()}, expected {sha256}; nothing was extracted",
+            "verify",
+        )
+    handle.flush()
+    handle.seek(0)
+    ctx.log(f"downloaded {url} ({size} bytes, sha256 verified)")
+    return handle
+
+
+def unsafe(message: str) -> AgentError:
+    return AgentError("unsafe_archive", message, "extract")
+
+
+def member_parts(name: str, strip: int) -> list[str] | None:
+    """Path components below the release dir; None when stripped away entirely."""
+    if name.startswith("/"):
+        raise unsafe(f"archive member {name!r} has an absolute path")
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise unsafe(f"archive member {name!r} contains '..'")
+    return parts[strip:] or None
+
+
+def check_link_target(parts: list[str], target: str) -> None:
+    joined = os.path.normpath(os.path.join(*parts[:-1], target)) if parts[:-1] else os.path.normpath(target)
+    if target.startswith("/") or joined == ".." or joined.startswith("../"):
+        raise unsafe(
+            "archive symlink {!r} -> {!r} points outside the release".format("/".join(parts), target)
+        )
+
+
+class Extractor:
+    """Writes validated members below `dest`; runs as the site user (see in_site_process)."""
+
+    def __init__(self, dest: str) -> None:
+        self.dest = dest
+        self.total = 0
+
+    def path(self, parts: list[str]) -> str:
+        target = os.path.join(self.dest, *parts)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.lexists(target) and not os.path.isdir(target):
+            os.unlink(target)
+        return target
+
+    def directory(self, parts: list[str]) -> None:
+        target = os.path.join(self.dest, *parts)
+        if os.path.islink(target):
+            os.unlink(target)
+        os.makedirs(target, exist_ok=True)
+
+    def file(self, parts: list[str], source: Any, mode: int) -> None:
+        target = self.path(parts)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with os.fdopen(os.open(target, flags, (mode & 0o777) | 0o600), "wb") as out:
+            while True:
+                chunk = source.read(1024 * 1024)
+                if not chunk:
+                    break
+                self.total += len(chunk)
+                if self.total > MAX_EXTRACT_BYTES:
+                    raise unsafe(f"archive expands to more than {MAX_EXTRACT_BYTES} bytes")
+                out.write(chunk)
+
+    def symlink(self, parts: list[str], target: str) -> None:
+        os.symlink(target, self.path(parts))
+
+
+def extract_tar(handle: Any, dest: str, strip: int) -> int:
+    with tarfile.open(fileobj=handle, mode="r:*") as archive:
+        members = archive.getmembers()
+        plan = []
+        for member in members:  # validate everything before writing anything
+            parts = member_parts(member.name, strip)
+            if member.issym():
+                if parts is not None:
+                    check_link_target(parts, member.linkname)
+            elif member.islnk():
+                link_parts = member_parts(member.linkname, strip)
+                if parts is not None and link_parts is None:
+                    raise unsafe(f"archive hard link {member.name!r} points outside the release")
+            elif not (member.isdir() or member.isfile()):
+                raise unsafe(f"archive member {member.name!r} is a device, fifo or other special file")
+            if parts is not None:
+                plan.append((member, parts))
+        extractor = Extractor(dest)
+        for member, parts in plan:
+            if member.isdir():
+                extractor.directory(parts)
+            elif member.issym():
+                extractor.symlink(parts, member.linkname)
+            elif member.islnk():
+                link_parts = member_parts(member.linkname, strip) or []
+                with open(os.path.join(dest, *link_parts), "rb") as source:
+                    extractor.file(parts, source, member.mode)
+            else:
+                extractor.file(parts, archive.extractfile(member), member.mode)
+        return len(plan)
+
+
+def extract_zip(handle: Any, dest: str, strip: int) -> int:
+    with zipfile.ZipFile(handle) as archive:
+        plan = []
+        for info in archive.infolist():
+            parts = member_parts(info.filename, strip)
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise unsafe(f"archive member {info.filename!r} is a symlink (unsupported in zip archives)")
+            if parts is not None:
+                plan.append((info, parts))
+        extractor = Extractor(dest)
+        for info, parts in plan:
+            if info.is_dir():
+                extractor.directory(parts)
+            else:
+                with archive.open(info) as source:
+                    extractor.file(parts, source, (info.external_attr >> 16) & 0o777 or 0o644)
+        return len(plan)
+
+
+def preload_archive_modules() -> None:
+    """Import lazily loaded codecs before dropping privileges: the site user may not be able to
+    read this Python's library directory (e.g. an interpreter under /root in the tests)."""
+    import codecs
+
+    for module in ("gzip", "bz2", "lzma"):
+        with contextlib.suppress(ImportError):
+            __import__(module)
+    codecs.lookup("cp437")
+
+
+def fetch_archive(ctx: Context, site: Site, source: dict[str, Any], dest: str) -> str:
+    with download(ctx, source["url"], source["sha256"]) as handle:
+        strip = source.get("strip_components", 0)
+        is_zip = handle.read(4) == b"PK\x03\x04"
+        handle.seek(0)
+
+        preload_archive_modules()
+
+        def extract() -> int:
+            os.mkdir(dest)
+            try:
+                return (extract_zip if is_zip else extract_tar)(handle, dest, strip)
+            except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
+                raise unsafe(f"archive cannot be read: {exc}")
+
+        count = in_site_process(site, "extract", extract, timeout=ctx.config.build_timeout)
+    ctx.log(f"extracted {count} entries (strip_components={strip})")
+    return "sha256:" + source["sha256"]
+
+
+def write_placeholder(ctx: Context, site: Site, html: str, dest: str) -> str:
+    def write() -> None:
+        os.makedirs(os.path.join(dest, "public"))
+        write_file_as_user(os.path.join(dest, "public", "index.html"), html.encode("utf-8"), 0o640)
+
+    in_site_process(site, "placeholder", write)
+    ctx.log("wrote placeholder public/index.html")
+    return "placeholder"
+
+
+def write_file_as_user(path: str, data: bytes, mode: int, gid: int | None = None) -> None:
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".chom-")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        if gid is not None:
+            os.fchown(fh.fileno(), -1, gid)
+        os.fchmod(fh.fileno(), mode)
+        os.fsync(fh.fileno())
+    os.rename(tmp, path)
+
+
+# --------------------------------------------------------------------------- sites: releases
+
+
+def link_docroot(dest: str, docroot: str) -> str:
+    """Make `public` the document root whatever the project calls it."""
+    public = os.path.join(dest, "public")
+    if docroot == "public":
+        if os.path.lexists(public) and not os.path.isdir(public):
+            raise AgentError("build_failed", "public exists in the release but is not a directory", "docroot")
+        if not os.path.lexists(public):
+            os.symlink(".", public)  # a plain static/PHP repository: serve its top level
+            return "public -> ."
+        return "public"
+    if not os.path.isdir(os.path.join(dest, docroot)):
+        raise AgentError("build_failed", f"docroot {docroot!r} does not exist in the release", "docroot")
+    if os.path.lexists(public):
+        raise AgentError("build_failed", f"the release has both public/ and docroot {docroot!r}", "docroot")
+    os.symlink(docroot, public)
+    return f"public -> {docroot}"
+
+
+def link_shared(site: Site, dest: str, paths: list[str]) -> list[str]:
+    """Replace each shared path in the release by a relative symlink into shared/."""
+    done = []
+    for rel in paths:
+        shared = site.sub("shared", rel)
+        in_release = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(shared), exist_ok=True)
+        os.makedirs(os.path.dirname(in_release), exist_ok=True)
+        if not os.path.lexists(shared):
+            if os.path.lexists(in_release) and not os.path.islink(in_release):
+                os.rename(in_release, shared)  # seed from the first release (e.g. Laravel storage/)
+                done.append(f"seeded shared/{rel} from the release")
+            else:
+                os.mkdir(shared)
+                done.append(f"created shared/{rel}/")
+        if os.path.isdir(in_release) and not os.path.islink(in_release):
+            rmtree_writable(in_release)
+        elif os.path.lexists(in_release):
+            os.unlink(in_release)
+        os.symlink(os.path.relpath(shared, os.path.dirname(in_release)), in_release)
+        done.append(f"linked {rel} -> shared/{rel}")
+    return done
+
+
+def parse_env(raw: Any) -> tuple[str, str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"path", "content"} or not isinstance(raw.get("content"), str):
+        raise invalid('env must be {"path": ".env", "content": "..."}')
+    path = validate_rel_path(raw.get("path", ".env"), "env path")
+    if len(raw["content"].encode()) > MAX_CONTENT_BYTES or "\x00" in raw["content"]:
+        raise invalid(f"env content must be text under {MAX_CONTENT_BYTES} bytes")
+    return path, raw["content"]
+
+
+def register_env_secrets(ctx: Context, content: str) -> None:
+    ctx.secret(content.strip())
+    for line in content.splitlines():
+        _, sep, value = line.partition("=")
+        if sep:
+            ctx.secret(value.strip().strip("\"'"))
+
+
+def cmd_release_create(ctx: Context, args: Input) -> dict[str, Any]:
+    """Build releases/RELEASE as the site user. The env file is written INTO the release (0640,
+    group = the site's own group, so not even nginx can read it) rather than into shared/: a
+    failed build then leaves the running release's configuration untouched, and activating an
+    older release restores the env it was built with (Laravel's config:cache bakes it in anyway)."""
+    name = args.match("name", SITE_NAME_RE, "site name")
+    release = args.match("release", RELEASE_RE, "release id")
+    source = parse_source(args.get("source", dict))
+    build = args.get("build", list, default=[])
+    shared = [validate_rel_path(p, "shared path") for p in args.get("shared", list, default=[])]
+    env = parse_env(args.get("env", dict, default=None))
+    docroot = validate_rel_path(args.get("docroot", str, default="public"), "docroot")
+    args.finish()
+    if env is not None:
+        register_env_secrets(ctx, env[1])
+        if env[0] in shared:
+            raise invalid(f"env path {env[0]!r} cannot also be a shared path")
+    for step in build:
+        if step not in BUILD_STEPS:
+            raise invalid("build step {!r} is not one of {}".format(step, ", ".join(BUILD_STEPS)))
+    site = load_site(ctx, name)
+    dest = site.sub("releases", release)
+    info = read_marker(dest)
+    if info is not None:
+        ctx.log(f"release {release} already built")
+        return {
+            "release": release,
+            "commit": info.get("commit", ""),
+            "path": public_release_path(site, release),
+        }
+    if os.path.lexists(dest):
+        in_site_process(site, "cleanup", lambda: rmtree_writable(dest))
+        ctx.log(f"removed incomplete release {release} left by an interrupted run")
+    try:
+        commit = build_release(ctx, site, release, dest, source, build, shared, env, docroot)
+    except BaseException:
+        in_site_process(site, "cleanup", lambda: rmtree_writable(dest))
+        ctx.log(f"removed failed release {release}")
+        raise
+    ctx.change(f"release {release} built")
+    return {"release": release, "commit": commit, "path": public_release_path(site, release)}
+
+
+def public_release_path(site: Site, release: str) -> str:
+    return f"{site.public_home}/releases/{release}"
+
+
+def build_release(
+    ctx: Context,
+    site: Site,
+    release: str,
+    dest: str,
+    source: dict[str, Any],
+    build: list[str],
+    shared: list[str],
+    env: tuple[str, str] | None,
+    docroot: str,
+) -> str:
+    kind = source["type"]
+    if kind == "git":
+        commit = fetch_git(ctx, site, source, dest)
+    elif kind == "archive":
+        commit = fetch_archive(ctx, site, source, dest)
+    else:
+        commit = write_placeholder(ctx, site, source["html"], dest)
+
+    def arrange() -> list[str]:
+        lines = [f"document root: {link_docroot(dest, docroot)}"]
+        lines += link_shared(site, dest, shared)
+        if env is not None:
+            path = os.path.join(dest, env[0])
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if os.path.isdir(path) and not os.path.islink(path):
+                raise AgentError("build_failed", f"env path {env[0]!r} is a directory in the release", "env")
+            write_file_as_user(path, env[1].encode("utf-8"), 0o640, gid=site.gid)
+            lines.append(f"wrote {env[0]} ({len(env[1])} bytes, mode 0640)")
+        return lines
+
+    for line in in_site_process(site, "arrange", arrange):
+        ctx.log(line)
+    for step in build:
+        run_step(ctx, site, step, dest, "build_failed")
+    marker = {"release": release, "commit": commit, "created": utc_now(), "source": kind}
+    data = (json.dumps(marker, sort_keys=True) + "\n").encode()
+    in_site_process(
+        site, "marker", lambda: write_file_as_user(os.path.join(dest, RELEASE_MARKER), data, 0o640)
+    )
+    return commit
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_marker(release_dir: str) -> dict[str, Any] | None:
+    if os.path.islink(release_dir):
+        return None
+    try:
+        with open(os.path.join(release_dir, RELEASE_MARKER), "rb") as fh:
+            value = json.loads(fh.read(65536))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def step_argv(ctx: Context, step: str, cwd: str) -> list[str] | None:
+    """The fixed vocabulary of build steps; None means "nothing to do in this project"."""
+    php = ctx.config.php
+    if step == "composer-install":
+        if not os.path.exists(os.path.join(cwd, "composer.json")):
+            return None
+        flags = ["--no-dev", "--no-interaction", "--prefer-dist", "--optimize-autoloader", "--no-progress"]
+        return [*ctx.config.composer, "install", *flags]
+    if step == "php-lint":
+        files = [f for f in ("public/index.php", "index.php") if os.path.isfile(os.path.join(cwd, f))]
+        return [*php, "-l", files[0]] if files else None
+    if not os.path.isfile(os.path.join(cwd, "artisan")):
+        raise AgentError("build_failed", f"{step}: the project has no artisan file (not Laravel?)", step)
+    artisan = {
+        "artisan-migrate": ["migrate", "--force", "--no-interaction"],
+        "artisan-storage-link": ["storage:link", "--no-interaction"],
+        "artisan-optimize": ["optimize", "--no-interaction"],
+    }[step]
+    return [*php, "artisan", *artisan]
+
+
+def run_step(
+    ctx: Context, site: Site, step: str, cwd: str, error_code: str
+) -> subprocess.CompletedProcess | None:
+    argv = step_argv(ctx, step, cwd)
+    if argv is None:
+        ctx.log(f"{step}: skipped (nothing to do in this project)")
+        return None
+    started = time.monotonic()
+    try:
+        proc = run_as_site(ctx, site, argv, step=step, cwd=cwd, timeout=ctx.config.build_timeout)
+    except AgentError as exc:
+        raise AgentError(error_code, f"{step} failed: {exc.message}", step)
+    tail = output_tail(proc)
+    ctx.log(f"{step}: exit {proc.returncode} in {time.monotonic() - started:.1f}s")
+    ctx.log_lines.extend(f"  {line}" for line in tail)
+    if proc.returncode != 0:
+        raise AgentError(error_code, f"{step} exited {proc.returncode}: {' | '.join(tail[-8:])}", step)
+    return proc
+
+
+def release_dirs(site: Site) -> list[str]:
+    """Release ids newest first (ids start with their UTC timestamp, so names sort by age)."""
+    names = [n for n in os.listdir(site.sub("releases")) if RELEASE_RE.match(n)]
+    return sorted(names, reverse=True)
+
+
+def current_release(site: Site) -> str | None:
+    current = site.sub("current")
+    if not os.path.islink(current):
+        return None
+    target = os.readlink(current)
+    head, _, release = target.rpartition("/")
+    return release if head == "releases" and RELEASE_RE.match(release) else None
+
+
+def cmd_release_activate(ctx: Context, args: Input) -> dict[str, Any]:
+    """Point `current` at the release with one rename(2): every request sees old or new.
+
+    No php-fpm reload is needed: CHOM's vhosts pass `$realpath_root` as DOCUMENT_ROOT and in
+    SCRIPT_FILENAME, so PHP sees /var/www/NAME/releases/RELEASE/... paths; OPcache and the
+    realpath cache are keyed by those resolved paths, so the new release is never served from
+    the old one's cache, and requests already running finish in the release they started in.
+    """
+    name = args.match("name", SITE_NAME_RE, "site name")
+    release = args.match("release", RELEASE_RE, "release id")
+    keep = args.get("keep", int, default=5)
+    args.finish()
+    if not 1 <= keep <= 100:
+        raise invalid("keep must be between 1 and 100")
+    site = load_site(ctx, name)
+    if read_marker(site.sub("releases", release)) is None:
+        raise AgentError(
+            "not_found", f"release {release} of {name} does not exist or is incomplete", "validate"
+        )
+    current = site.sub("current")
+    if os.path.lexists(current) and not os.path.islink(current):
+        raise AgentError("conflict", f"{site.public_home}/current exists and is not a symlink", "validate")
+    previous = current_release(site)
+    if previous == release:
+        ctx.log(f"{release} is already current")
+    else:
+        tmp = site.sub(f".current-{os.getpid()}-{time.monotonic_ns()}")
+        os.symlink(f"releases/{release}", tmp)
+        try:
+            os.replace(tmp, current)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        fsync_dir(site.home)
+        ctx.change(f"current -> releases/{release} (was {previous or 'nothing'})")
+    pruned = prune_releases(ctx, site, keep, {release, previous})
+    return {"current": release, "previous": previous, "pruned": pruned}
+
+
+def prune_releases(ctx: Context, site: Site, keep: int, protected: set[str | None]) -> list[str]:
+    doomed = [r for r in release_dirs(site)[keep:] if r not in protected]
+    if doomed:
+
+        def remove() -> None:
+            for release in doomed:
+                rmtree_writable(site.sub("releases", release))
+
+        in_site_process(site, "prune", remove)
+        ctx.change("pruned {}".format(", ".join(doomed)))
+    return doomed
+
+
+def cmd_releases_list(ctx: Context, args: Input) -> dict[str, Any]:
+    name = args.match("name", SITE_NAME_RE, "site name")
+    args.finish()
+    site = load_site(ctx, name)
+    releases = []
+    for release in release_dirs(site):
+        info = read_marker(site.sub("releases", release))
+        if info is not None:
+            releases.append(
+                {"name": release, "commit": info.get("commit", ""), "created": info.get("created", "")}
+            )
+    return {"current": current_release(site), "releases": releases}
+
+
+# --------------------------------------------------------------------------- sites: exec
+
+WP_INSTALLER = r"""<?php
+// Written by vpsmanager, run once as the site user, then deleted. Input arrives on stdin.
+$in = json_decode(stream_get_contents(STDIN), true);
+$url = parse_url($in['url']);
+$_SERVER['HTTP_HOST'] = $url['host'] . (isset($url['port']) ? ':' . $url['port'] : '');
+$_SERVER['SERVER_NAME'] = $url['host'];
+$_SERVER['REQUEST_URI'] = '/';
+$_SERVER['HTTPS'] = ($url['scheme'] === 'https') ? 'on' : '';
+define('WP_INSTALLING', true);
+require getcwd() . '/wp-load.php';
+require_once ABSPATH . 'wp-admin/includes/upgrade.php';
+if (is_blog_installed()) {
+    echo "\nCHOM-RESULT " . json_encode(['installed' => false]) . "\n";
+    exit(0);
+}
+$password = wp_slash($in['admin_password']);
+$result = wp_install($in['title'], $in['admin_user'], $in['admin_email'], true, '', $password);
+update_option('siteurl', $in['url']);
+update_option('home', $in['url']);
+echo "\nCHOM-RESULT " . json_encode(['installed' => true, 'user_id' => $result['user_id']]) . "\n";
+"""
+
+
+def cmd_site_exec(ctx: Context, args: Input) -> dict[str, Any]:
+    """Run one step of the fixed vocabulary as the site user in `current`.
+
+    wp-install (no wp-cli needed): a small PHP file is written to the site's tmp/ and run with
+    `php` as the site user; it loads wp-load.php (hence wp-config.php's DB settings) and calls
+    wp_install(). The admin password travels on the PHP process's stdin only and is masked.
+    """
+    name = args.match("name", SITE_NAME_RE, "site name")
+    step = args.get("step", str)
+    if step not in EXEC_STEPS:
+        raise invalid("step {!r} is not one of {}".format(step, ", ".join(EXEC_STEPS)))
+    params = wp_params(args) if step == "wp-install" else None
+    args.finish()
+    site = load_site(ctx, name)
+    release = current_release(site)
+    if release is None:
+        raise AgentError("not_found", f"site {name} has no current release; activate one first", "validate")
+    cwd = site.sub("releases", release)
+    if params is not None:
+        return wp_install(ctx, site, cwd, params) | {"release": release, "step": step}
+    proc = run_step(ctx, site, step, cwd, "command_failed")
+    ran = proc is not None and step != "php-lint"
+    if ran and step == "artisan-migrate" and "Nothing to migrate" in (proc.stdout + proc.stderr):
+        ran = False
+    if ran:
+        ctx.change(f"{step} ran in {release}")
+    return {"release": release, "step": step, "ran": proc is not None}
+
+
+def wp_params(args: Input) -> dict[str, str]:
+    params = {
+        key: args.get(key, str) for key in ("title", "admin_user", "admin_email", "admin_password", "url")
+    }
+    if not 1 <= len(params["title"]) <= 200 or not re.match(r"^[A-Za-z0-9._@-]{1,60}$", params["admin_user"]):
+        raise invalid("title must be 1-200 characters and admin_user 1-60 of [A-Za-z0-9._@-]")
+    if not EMAIL_RE.match(params["admin_email"]):
+        raise invalid(f"admin_email {params['admin_email']!r} is not an email address")
+    if not 8 <= len(params["admin_password"]) <= 256:
+        raise invalid("admin_password must be 8-256 characters")
+    if urllib.parse.urlsplit(params["url"]).scheme not in ("http", "https"):
+        raise invalid("url must be http:// or https://")
+    validate_url_chars(params["url"])
+    return params
+
+
+def wp_install(ctx: Context, site: Site, cwd: str, params: dict[str, str]) -> dict[str, Any]:
+    ctx.secret(params["admin_password"])
+    if not os.path.isfile(os.path.join(cwd, "wp-load.php")):
+        raise AgentError("command_failed", "wp-install: the current release has no wp-load.php", "wp-install")
+    script = site.sub("tmp", f"chom-wp-install-{os.getpid()}.php")
+    in_site_process(site, "wp-install", lambda: write_file_as_user(script, WP_INSTALLER.encode(), 0o600))
+    try:
+        proc = run_as_site(
+            ctx, site, [*ctx.config.php, script], step="wp-install", cwd=cwd, stdin=json.dumps(params)
+        )
+    finally:
+        in_site_process(site, "wp-install", lambda: _unlink_quietly(script))
+    result = [line for line in proc.stdout.splitlines() if line.startswith("CHOM-RESULT ")]
+    if proc.returncode != 0 or not result:
+        raise AgentError(
+            "command_failed", f"wp-install exited {proc.returncode}: {_tail(proc)}", "wp-install"
+        )
+    outcome = json.loads(result[-1][len("CHOM-RESULT ") :])
+    if outcome.get("installed"):
+        ctx.change(f"installed WordPress at {params['url']} (admin {params['admin_user']})")
+    else:
+        ctx.log("WordPress is already installed")
+    return {"installed": bool(outcome.get("installed"))}
+
+
+# --------------------------------------------------------------------------- sites: certificates
+
+
+def letsencrypt_dirs(config: Config) -> list[str]:
+    return [
+        config.path("/etc/letsencrypt"),
+        config.path("/var/lib/letsencrypt"),
+        config.path("/var/log/letsencrypt"),
+    ]
+
+
+def read_cert(path: str) -> tuple[set[str], float] | None:
+    """(DNS names, notAfter epoch) of a PEM certificate, via the ssl module's own decoder."""
+    try:
+        decoded = ssl._ssl._test_decode_cert(path)  # type: ignore[attr-defined]
+    except (OSError, ssl.SSLError):
+        return None
+    names = {value for kind, value in decoded.get("subjectAltName", ()) if kind == "DNS"}
+    return names, float(ssl.cert_time_to_seconds(decoded["notAfter"]))
+
+
+def iso_utc(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cert_input(args: Input) -> tuple[str, list[str], str, str, str | None, int]:
+    name = args.match("name", SITE_NAME_RE, "site name")
+    domains = args.get("domains", list)
+    if not 1 <= len(domains) <= 100 or not all(isinstance(d, str) and DOMAIN_RE.match(d) for d in domains):
+        raise invalid("domains must be 1-100 lowercase host names (e.g. example.com)")
+    email = args.get("email", str)
+    if not EMAIL_RE.match(email):
+        raise invalid(f"email {email!r} is not an email address")
+    server = args.get("server", str)
+    validate_url_chars(server)
+    if urllib.parse.urlsplit(server).scheme != "https":
+        raise invalid(f"server {server!r} must be an https:// ACME directory URL")
+    ca_bundle = args.get("ca_bundle", str, default=None)
+    if ca_bundle is not None and (
+        "-----BEGIN CERTIFICATE-----" not in ca_bundle or len(ca_bundle) > 1_000_000
+    ):
+        raise invalid("ca_bundle must be PEM certificates")
+    renew = args.get("renew_before_days", int, default=30)
+    if not 0 <= renew <= 365:
+        raise invalid("renew_before_days must be 0-365")
+    args.finish()
+    return name, list(dict.fromkeys(domains)), email, server, ca_bundle, renew
+
+
+def cmd_cert_issue(ctx: Context, args: Input) -> dict[str, Any]:
+    """Issue or renew the site's certificate (lineage NAME) with certbot's webroot plugin.
+
+    Idempotent: an existing certificate for exactly these domains that expires more than
+    renew_before_days from now is kept (changed false). certbot writes a new lineage version only
+    after the order succeeds, so on failure the previous files keep serving.
+    """
+    name, domains, email, server, ca_bundle, renew = cert_input(args)
+    site = load_site(ctx, name)
+    webroot = site.sub("acme")
+    if os.path.islink(webroot) or not os.path.isdir(webroot):
+        raise AgentError(
+            "conflict", f"{site.public_home}/acme must be a real directory; run site-ensure", "validate"
+        )
+    config_dir, work_dir, logs_dir = letsencrypt_dirs(ctx.config)
+    live = os.path.join(config_dir, "live", name)
+    existing = read_cert(os.path.join(live, "fullchain.pem"))
+    if existing is not None:
+        names, not_after = existing
+        if names == set(domains) and not_after - time.time() > renew * 86400:
+            ctx.log(f"certificate {name} covers {', '.join(domains)} until {iso_utc(not_after)}")
+            return cert_data(name, not_after)
+        ctx.log("certificate {} needs {}".format(name, "renewal" if names == set(domains) else "new domains"))
+    for directory in (config_dir, work_dir, logs_dir):
+        os.makedirs(directory, 0o700, exist_ok=True)
+    argv = [
+        *ctx.config.certbot,
+        "certonly",
+        "--webroot",
+        "-w",
+        webroot,
+        "--cert-name",
+        name,
+        *[arg for domain in domains for arg in ("-d", domain)],
+        "--server",
+        server,
+        "--non-interactive",
+        "--agree-tos",
+        "--no-eff-email",
+        "-m",
+        email,
+        "--config-dir",
+        config_dir,
+        "--work-dir",
+        work_dir,
+        "--logs-dir",
+        logs_dir,
+    ]
+    if existing is not None:
+        argv.append("--force-renewal")  # the decision to renew is ours, not certbot's 30 days
+    env = {}
+    if ca_bundle is not None:
+        bundle = os.path.join(work_dir, f"chom-ca-{name}.pem")
+        atomic_write(bundle, ca_bundle.encode(), 0o644)
+        env["REQUESTS_CA_BUNDLE"] = bundle
+    started = time.monotonic()
+    proc = ctx.run(argv, step="certbot", env=env, timeout=ctx.config.acme_timeout, check=False)
+    if proc.returncode != 0:
+        raise AgentError("acme_failed", f"certbot exited {proc.returncode}: {_tail(proc, 10)}", "certbot")
+    issued = read_cert(os.path.join(live, "fullchain.pem"))
+    if issued is None:
+        raise AgentError(
+            "acme_failed", f"certbot succeeded but {live}/fullchain.pem is unreadable", "certbot"
+        )
+    ctx.change(f"issued certificate {name} for {', '.join(domains)} in {time.monotonic() - started:.1f}s")
+    return cert_data(name, issued[1])
+
+
+def cert_data(name: str, not_after: float) -> dict[str, Any]:
+    return {
+        "cert_path": f"/etc/letsencrypt/live/{name}/fullchain.pem",
+        "key_path": f"/etc/letsencrypt/live/{name}/privkey.pem",
+        "not_after": iso_utc(not_after),
+    }
+
+
+def remove_cert_lineage(ctx: Context, name: str) -> None:
+    config_dir = letsencrypt_dirs(ctx.config)[0]
+    paths = [
+        os.path.join(config_dir, "live", name),
+        os.path.join(config_dir, "archive", name),
+        os.path.join(config_dir, "renewal", f"{name}.conf"),
+    ]
+    for path in paths:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.unlink(path)
+        else:
+            continue
+        ctx.change(f"removed {path}")
+
+
+# --------------------------------------------------------------------------- sites: supervisor
+
+
+def supervisor_path(config: Config, name: str) -> str:
+    return config.path(f"/etc/supervisor/conf.d/chom-{name}.conf")
+
+
+def validate_supervisor(name: str, content: str) -> None:
+    """Programs must run as the site user: supervisord itself runs as root."""
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    try:
+        parser.read_string(content)
+    except configparser.Error as exc:
+        raise invalid(f"supervisor config does not parse: {exc}".splitlines()[0])
+    if not parser.sections():
+        raise invalid("supervisor config has no [program:...] section")
+    for section in parser.sections():
+        kind, _, program = section.partition(":")
+        if kind not in ("program", "group") or not re.match(r"^[A-Za-z0-9_.-]{1,64}$", program):
+            raise invalid(f"supervisor section [{section}] must be [program:X] or [group:X]")
+        if kind == "program" and parser.get(section, "user", fallback=None) != name:
+            raise invalid(f"[{section}] must set user={name}")
+
+
+def supervisor_reload(ctx: Context) -> None:
+    for verb in ("reread", "update"):
+        proc = ctx.run([*ctx.config.supervisorctl, verb], step=f"supervisorctl-{verb}", check=False)
+        if proc.returncode != 0:
+            raise AgentError(
+                "reload_failed", f"supervisorctl {verb} exited {proc.returncode}: {_tail(proc)}", "reload"
+            )
+        ctx.log(f"supervisorctl {verb}: {_tail(proc, 4) or 'ok'}")
+
+
+def cmd_supervisor_apply(ctx: Context, args: Input) -> dict[str, Any]:
+    name = args.match("name", SITE_NAME_RE, "site name")
+    content = args.content()
+    args.finish()
+    validate_supervisor(name, content)
+    path = supervisor_path(ctx.config, name)
+    public = f"/etc/supervisor/conf.d/chom-{name}.conf"
+    if read_bytes(path) == content.encode():
+        ctx.log(f"{public} unchanged")
+        return {"path": public}
+    os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+    atomic_write(path, content.encode(), 0o644)
+    ctx.change(f"wrote {public}")
+    supervisor_reload(ctx)
+    return {"path": public}
+
+
+def cmd_supervisor_remove(ctx: Context, args: Input) -> dict[str, Any]:
+    name = args.match("name", SITE_NAME_RE, "site name")
+    args.finish()
+    public = f"/etc/supervisor/conf.d/chom-{name}.conf"
+    if remove_supervisor(ctx, name):
+        supervisor_reload(ctx)
+    else:
+        ctx.log(f"{public} already absent")
+    return {"path": public}
+
+
+def remove_supervisor(ctx: Context, name: str) -> bool:
+    path = supervisor_path(ctx.config, name)
+    if not os.path.lexists(path):
+        return False
+    os.unlink(path)
+    ctx.change(f"removed /etc/supervisor/conf.d/chom-{name}.conf")
+    return True
+
+
+# --------------------------------------------------------------------------- sites: removal
+
+
+def cmd_site_remove(ctx: Context, args: Input) -> dict[str, Any]:
+    """Remove everything site-ensure, release-*, cert-issue and supervisor-apply created.
+
+    The vhost and pool must be removed first (vhost-remove, pool-remove): the vhost references
+    the certificate, and userdel fails while pool workers run as the user.
+    """
+    name = args.match("name", SITE_NAME_RE, "site name")
+    args.finish()
+    config = ctx.config
+    entry = read_db(config.path("/etc/passwd")).get(name)
+    if entry is not None:
+        require_managed(name, entry)
+    leftovers = [vhost_paths(config, name)[0]]
+    leftovers += glob.glob(config.path(f"/etc/php/*/fpm/pool.d/chom-{glob.escape(name)}.conf"))
+    still = [path for path in leftovers if os.path.lexists(path)]
+    if still:
+        raise AgentError(
+            "conflict",
+            "remove the site's vhost and pool first: {}".format(
+                ", ".join(p[len(config.root) :] for p in still)
+            ),
+            "validate",
+        )
+    if remove_supervisor(ctx, name):
+        supervisor_reload(ctx)
+    cron = config.path(f"/etc/cron.d/chom-{name}")
+    if os.path.lexists(cron):
+        os.unlink(cron)
+        ctx.change(f"removed /etc/cron.d/chom-{name}")
+    logs = site_log_dir(config, name)
+    if os.path.isdir(logs) and not os.path.islink(logs):
+        shutil.rmtree(logs)
+        ctx.change(f"removed /var/log/chom/{name}")
+    if entry is None:
+        # Without a CHOM account nothing proves /var/www/NAME or the lineage NAME are ours.
+        ctx.log(f"no CHOM user {name}: /var/www/{name} and certificate lineage {name} left alone")
+        return {"name": name}
+    remove_cert_lineage(ctx, name)
+    home = site_home(config, name)
+    if os.path.islink(home):
+        os.unlink(home)
+        ctx.change(f"removed symlink /var/www/{name}")
+    elif os.path.isdir(home):
+        shutil.rmtree(home)  # fd-based on Linux: symlinks inside are removed, never followed
+        ctx.change(f"removed /var/www/{name}")
+    remove_user(ctx, name)
+    return {"name": name}
+
+
+def site_release_facts(ctx: Context) -> dict[str, Any]:
+    """{name: {current_release, releases}} for CHOM users whose home is /var/www/NAME."""
+    facts: dict[str, Any] = {}
+    for name, entry in read_db(ctx.config.path("/etc/passwd")).items():
+        if len(entry) < 6 or entry[4] != USER_MARKER or entry[5] != f"/var/www/{name}":
+            continue
+        if not SITE_NAME_RE.match(name) or not os.path.isdir(site_home(ctx.config, name) + "/releases"):
+            continue
+        site = Site(name, int(entry[2]), int(entry[3]), 0, site_home(ctx.config, name))
+        complete = [r for r in release_dirs(site) if read_marker(site.sub("releases", r)) is not None]
+        facts[name] = {"current_release": current_release(site), "releases": len(complete)}
+    return dict(sorted(facts.items()))
+
+
 # --------------------------------------------------------------------------- dispatch
 
-COMMANDS: dict[str, tuple[Callable[[Context, Input], dict[str, Any]], bool]] = {
-    # name: (handler, needs the lock because it mutates)
-    "version": (cmd_version, False),
-    "facts": (cmd_facts, False),
-    "packages-ensure": (cmd_packages_ensure, True),
-    "service-ensure": (cmd_service_ensure, True),
-    "user-ensure": (cmd_user_ensure, True),
-    "user-remove": (cmd_user_remove, True),
-    "file-write": (cmd_file_write, True),
-    "file-remove": (cmd_file_remove, True),
-    "vhost-apply": (cmd_vhost_apply, True),
-    "vhost-remove": (cmd_vhost_remove, True),
-    "pool-apply": (cmd_pool_apply, True),
-    "pool-remove": (cmd_pool_remove, True),
-    "db-ensure": (cmd_db_ensure, True),
-    "db-remove": (cmd_db_remove, True),
-    "sshd-harden": (cmd_sshd_harden, True),
-    "ufw-apply": (cmd_ufw_apply, True),
-    "reload": (cmd_reload, True),
+COMMANDS: dict[str, tuple[Callable[[Context, Input], dict[str, Any]], str]] = {
+    # name: (handler, lock scope: "none" reads only, "global" VPS-wide, "site" per site - see take_locks)
+    "version": (cmd_version, "none"),
+    "facts": (cmd_facts, "none"),
+    "packages-ensure": (cmd_packages_ensure, "global"),
+    "service-ensure": (cmd_service_ensure, "global"),
+    "user-ensure": (cmd_user_ensure, "global"),
+    "user-remove": (cmd_user_remove, "global"),
+    "file-write": (cmd_file_write, "global"),
+    "file-remove": (cmd_file_remove, "global"),
+    "vhost-apply": (cmd_vhost_apply, "global"),
+    "vhost-remove": (cmd_vhost_remove, "global"),
+    "pool-apply": (cmd_pool_apply, "global"),
+    "pool-remove": (cmd_pool_remove, "global"),
+    "db-ensure": (cmd_db_ensure, "global"),
+    "db-remove": (cmd_db_remove, "global"),
+    "sshd-harden": (cmd_sshd_harden, "global"),
+    "ufw-apply": (cmd_ufw_apply, "global"),
+    "reload": (cmd_reload, "global"),
+    "site-ensure": (cmd_site_ensure, "global"),
+    "release-create": (cmd_release_create, "site"),
+    "release-activate": (cmd_release_activate, "site"),
+    "releases-list": (cmd_releases_list, "none"),
+    "site-exec": (cmd_site_exec, "site"),
+    # certbot refuses to run twice at once on one config dir.
+    "cert-issue": (cmd_cert_issue, "global"),
+    "supervisor-apply": (cmd_supervisor_apply, "global"),
+    "supervisor-remove": (cmd_supervisor_remove, "global"),
+    "site-remove": (cmd_site_remove, "global"),
 }
 
 
@@ -1311,7 +2532,7 @@ def execute(argv: list[str], stdin: Any) -> tuple[dict[str, Any], int]:
 
 
 def take_locks(config: Config, scope: str, raw: dict[str, Any]) -> list[int]:
-    """"global": exclusive VPS lock. "site": the VPS lock shared plus the site's own lock, so
+    """ "global": exclusive VPS lock. "site": the VPS lock shared plus the site's own lock, so
     long builds of different sites run side by side while global changes wait for them."""
     if scope == "none":
         return []
