@@ -12,8 +12,9 @@ import logging
 import select
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import paramiko
 
@@ -61,6 +62,12 @@ class Transport(Protocol):
     def put_file(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None: ...
 
     def get_file(self, remote_path: str) -> bytes: ...
+
+    def stream_out(
+        self, command: Command, sink: Callable[[bytes], None], *, timeout: float | None = None
+    ) -> Result: ...
+
+    def stream_in(self, command: Command, source: BinaryIO, *, timeout: float | None = None) -> Result: ...
 
     def close(self) -> None: ...
 
@@ -173,10 +180,25 @@ class ParamikoTransport:
         return client
 
     def run(self, command: Command, *, stdin: bytes | None = None, timeout: float | None = None) -> Result:
+        out = bytearray()
+        result = self._run_session(command, out.extend, self._feed_bytes(stdin), timeout)
+        return Result(result.exit_code, out.decode(errors="replace"), result.stderr)
+
+    def stream_out(
+        self, command: Command, sink: Callable[[bytes], None], *, timeout: float | None = None
+    ) -> Result:
+        """Run COMMAND and hand its stdout to SINK chunk by chunk (bounded memory: backups)."""
+        return self._run_session(command, sink, self._feed_bytes(None), timeout)
+
+    def stream_in(self, command: Command, source: BinaryIO, *, timeout: float | None = None) -> Result:
+        """Run COMMAND with SOURCE (read in chunks) as its stdin (bounded memory: restores)."""
+        return self._run_session(command, lambda chunk: None, self._feed_file(source), timeout)
+
+    def _run_session(self, command: Command, sink, feed, timeout: float | None) -> Result:
         self.connect()
         timeout = timeout or self.command_timeout
         try:
-            return self._exec(command, stdin, timeout)
+            exit_code, stderr = self._session(command, sink, feed, timeout)
         except TimeoutError as exc:
             raise TransportError(
                 f"'{command.masked()}' timed out after {timeout:.0f}s", transient=True
@@ -186,33 +208,52 @@ class ParamikoTransport:
             raise TransportError(
                 f"SSH channel to {self.host} broke during '{command}': {exc}", transient=True
             ) from exc
+        return Result(exit_code, "", stderr.decode(errors="replace"))
 
-    def _exec(self, command: Command, stdin: bytes | None, timeout: float) -> Result:
+    @staticmethod
+    def _feed_bytes(data: bytes | None):
+        def feed(channel: paramiko.Channel) -> None:
+            if data:
+                channel.sendall(data)
+
+        return feed
+
+    @staticmethod
+    def _feed_file(source: BinaryIO | None):
+        def feed(channel: paramiko.Channel) -> None:
+            while source is not None and (chunk := source.read(256 * 1024)):
+                channel.sendall(chunk)
+
+        return feed
+
+    def _session(self, command: Command, sink, feed, timeout: float) -> tuple[int, bytes]:
         channel = self._client.get_transport().open_session(timeout=self.connect_timeout)
         try:
             channel.settimeout(timeout)
             channel.exec_command(command.shell())
-            if stdin:
-                channel.sendall(stdin)
+            feed(channel)
             channel.shutdown_write()
-            stdout, stderr = self._drain(channel, time.monotonic() + timeout)
-            return Result(
-                channel.recv_exit_status(), stdout.decode(errors="replace"), stderr.decode(errors="replace")
-            )
+            stderr = self._drain(channel, time.monotonic() + timeout, sink)
+            return channel.recv_exit_status(), stderr
         finally:
             channel.close()
 
     @staticmethod
-    def _drain(channel: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
+    def _drain(channel: paramiko.Channel, deadline: float, sink: Callable[[bytes], None]) -> bytes:
         """Read stdout and stderr together, so neither can fill its window and stall the other."""
-        out, err = bytearray(), bytearray()
+        err = bytearray()
         while True:
             if channel.recv_ready():
-                out += channel.recv(65536)
+                sink(channel.recv(65536))
             elif channel.recv_stderr_ready():
                 err += channel.recv_stderr(65536)
             elif channel.exit_status_ready() or channel.closed:
-                return bytes(out), bytes(err)
+                # Data may have landed between the checks above and the exit status: take it too.
+                while channel.recv_ready():
+                    sink(channel.recv(65536))
+                while channel.recv_stderr_ready():
+                    err += channel.recv_stderr(65536)
+                return bytes(err)
             else:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

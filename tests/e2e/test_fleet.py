@@ -1,5 +1,8 @@
 """Fleet end to end: real sshd, systemd, nginx, php-fpm and MariaDB in VPSes the suite boots."""
 
+import hashlib
+import io
+import os
 import threading
 import time
 from pathlib import Path
@@ -75,6 +78,22 @@ def test_it_bootstraps_a_fresh_vps_to_active_and_a_second_run_changes_nothing(db
         firewall = transport.run(Command.of("ufw", "status")).stdout
     assert "passwordauthentication no" in hardened
     assert "Status: active" in firewall and "80/tcp" in firewall
+
+
+def test_it_streams_large_data_in_and_out_over_ssh(db, local_fleet, make_vps):
+    vps = make_vps("e2e-stream")
+    payload = os.urandom(5 * 1024 * 1024 + 17)
+    received = bytearray()
+    with services.transport_for(vps) as transport:
+        sent = transport.stream_in(
+            Command.of("sh", "-c", 'cat > "$1"', "sh", "/root/blob"), io.BytesIO(payload)
+        )
+        assert sent.exit_code == 0, sent.stderr
+        got = transport.stream_out(Command.of("cat", "/root/blob"), received.extend)
+        assert got.exit_code == 0
+        failed = transport.stream_out(Command.of("cat", "/nonexistent"), received.extend)
+    assert hashlib.sha256(received).digest() == hashlib.sha256(payload).digest()
+    assert failed.exit_code == 1 and "No such file" in failed.stderr
 
 
 def test_it_refuses_a_changed_host_key_with_a_clear_error_and_an_alert(db, local_fleet):
