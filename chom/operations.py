@@ -56,6 +56,7 @@ class OperationContext:
     def __init__(self, operation: Operation):
         self.operation = operation
         self.params = operation.params
+        self.changes = 0  # remote changes made, so a re-run can say "no changes"
 
     def log(self, message: str, *, level: str = "info") -> None:
         OperationLogEntry.objects.create(operation=self.operation, message=message, level=level)

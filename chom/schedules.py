@@ -36,4 +36,22 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 86400.0,
         "options": {"queue": "default", "expires": 3600},
     },
+    # Retries alert notifications that failed (new ones are sent right away).
+    "observability-deliver-notifications": {
+        "task": "observability.deliver_notifications",
+        "schedule": 60.0,
+        "options": {"queue": "default", "expires": 55},
+    },
+    # file_sd for Prometheus setups that prefer files (no-op unless PROMETHEUS_FILE_SD_PATH is set).
+    "observability-write-sd-file": {
+        "task": "observability.write_sd_file",
+        "schedule": 30.0,
+        "options": {"queue": "default", "expires": 25},
+    },
+    # Grafana folders and dashboards per tenant, VPS and site (no-op unless GRAFANA_URL is set).
+    "observability-grafana-sync": {
+        "task": "observability.grafana_sync",
+        "schedule": 600.0,
+        "options": {"queue": "default", "expires": 590},
+    },
 }

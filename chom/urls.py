@@ -16,6 +16,8 @@ urlpatterns = [
     path("operations/<uuid:pk>/", views.operation_detail, name="operation-detail"),
     path("fleet/", include("fleet.urls")),
     path("sites/", include("sites.urls")),
+    path("", include("billing.urls")),
+    path("", include("observability.urls")),
 ]
 
 handler404 = "chom.api.errors.json_not_found"

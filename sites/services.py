@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from billing.selectors import tenant_over_limits
 from chom.models import Operation, Tenant
 from chom.operations import OperationContext, OperationError, operation_create, register
 from chom.selectors import register_usage
@@ -61,6 +62,11 @@ def _check_tenant_may_add(*, tenant: Tenant, type_name: str) -> None:
             403, "tier_limit_reached", f"The {tenant.tier} tier does not include {type_name} sites."
         )
     count = selectors.tenant_site_count(tenant)
+    over = tenant_over_limits(tenant)
+    if over:
+        raise SiteRequestError(
+            403, "tier_limit_reached", "Over your plan's limits, so no new sites: " + "; ".join(over) + "."
+        )
     if count >= limits.max_sites:
         raise SiteRequestError(
             403,
@@ -312,6 +318,7 @@ def _call(ctx: OperationContext, agent: Agent, subcommand: str, payload: dict):
     result = agent.call(subcommand, payload)
     for line in result.log:
         ctx.log(f"  {line}")
+    ctx.changes += result.changed
     return result
 
 
@@ -383,8 +390,14 @@ def site_deploy_run(ctx: OperationContext) -> dict:
         return {"commit": built.data.get("commit", ""), "pruned": activated.data.get("pruned", [])}
 
     result = _remote(ctx, site, work)
+    changes = ctx.changes
+    ctx.log(f"{changes} change(s) on {site.vps.name}" if changes else f"no changes on {site.vps.name}")
     ctx.step("verify the site answers", progress=95)
-    site_verify(site=site, log=ctx.log)
+    try:
+        site_verify(site=site, log=ctx.log)
+    except OperationError as exc:
+        _switch_back(ctx, site, release, reason=str(exc))
+        raise
     _releases_after_switch(site, release, commit=result["commit"], pruned=result["pruned"])
     _set(
         site,
@@ -393,7 +406,29 @@ def site_deploy_run(ctx: OperationContext) -> dict:
         current_release=release,
         last_deployed_at=timezone.now(),
     )
-    return {"release": release, "commit": result["commit"]}
+    return {"release": release, "commit": result["commit"], "changes": changes}
+
+
+def _switch_back(ctx: OperationContext, site: Site, failed_release: str, *, reason: str) -> None:
+    """The new release went live but does not answer: put the previous one back at once."""
+    previous = site.current_release
+    if not previous or previous == failed_release:
+        return
+    ctx.log(
+        f"release {failed_release} does not answer ({reason}); switching back to {previous}", level="warning"
+    )
+    _remote(
+        ctx,
+        site,
+        lambda agent: _call(
+            ctx,
+            agent,
+            "release-activate",
+            {"name": site.unix_user, "release": previous, "keep": settings.SITE_RELEASES_KEPT},
+        ),
+    )
+    site.releases.filter(name=failed_release).update(status=Release.Status.FAILED)
+    raise OperationError(f"{reason}; switched back to release {previous}, which is serving again")
 
 
 def _releases_after_switch(site: Site, release: str, *, commit: str = "", pruned=()) -> None:
@@ -408,23 +443,26 @@ def _releases_after_switch(site: Site, release: str, *, commit: str = "", pruned
         site.releases.filter(name__in=list(pruned)).update(status=Release.Status.PRUNED)
 
 
-def site_verify(*, site: Site, log=None) -> int:
-    """The server answers for the domain (nginx reloads return before the vhost is live)."""
+def site_verify(
+    *, site: Site, log=None, accept=lambda code: code < 500, expected: str = "a non-error answer"
+) -> int:
+    """Wait (bounded) until the server answers for the domain as EXPECTED: `systemctl reload nginx`
+    returns before the new configuration serves."""
     deadline = time.monotonic() + settings.SITE_VERIFY_TIMEOUT
     url = f"http://{site.vps.ip_address}/"
     last = ""
     while time.monotonic() < deadline:
         try:
             response = requests.get(url, headers={"Host": site.domain}, timeout=3, allow_redirects=False)
-            if response.status_code < 500:
+            if accept(response.status_code):
                 if log:
                     log(f"http://{site.domain}/ answered {response.status_code}")
                 return response.status_code
             last = f"HTTP {response.status_code}"
         except requests.RequestException as exc:
             last = str(exc)
-        time.sleep(0.1)
-    raise OperationError(f"http://{site.domain}/ did not answer correctly on {site.vps.name}: {last}")
+        time.sleep(0.05)
+    raise OperationError(f"http://{site.domain}/ did not give {expected} on {site.vps.name}: {last}")
 
 
 @register("site.rollback", queue="remote", soft_time_limit=300, time_limit=360, on_failure=_record_failed)
@@ -512,6 +550,7 @@ def site_ssl_run(ctx: OperationContext) -> dict:
         return cert
 
     cert = _remote(ctx, site, work)
+    site_verify(site=site, log=ctx.log, accept=lambda code: code == 301, expected="a redirect to https (301)")
     expires = parse_datetime(cert.get("not_after", ""))
     _set(site, ssl_expires_at=expires)
     alert_resolve(name="ssl_failed", key=site.domain)
@@ -536,6 +575,7 @@ def _apply_vhost(ctx: OperationContext, site: Site, *, suspended: bool) -> None:
 def site_suspend_run(ctx: OperationContext) -> dict:
     site = _site_of(ctx)
     _apply_vhost(ctx, site, suspended=True)
+    site_verify(site=site, log=ctx.log, accept=lambda code: code == 503, expected="the suspended page (503)")
     _set(site, status=Site.Status.SUSPENDED)
     return {}
 
@@ -547,6 +587,7 @@ def site_unsuspend_run(ctx: OperationContext) -> dict:
         ctx.log(f"still suspended ({site.suspended_reason}): nothing to do")
         return {}
     _apply_vhost(ctx, site, suspended=False)
+    site_verify(site=site, log=ctx.log, accept=lambda code: code < 500 and code != 503)
     _set(site, status=Site.Status.ACTIVE if site.current_release else Site.Status.FAILED)
     return {}
 

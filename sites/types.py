@@ -71,7 +71,13 @@ class LaravelSite(PhpSite):
     requires_repository = True
     php_fallback = True
     shared_paths = ("storage",)
-    build_steps = ("composer-install", "artisan-storage-link", "artisan-migrate", "artisan-optimize")
+    build_steps = (
+        "php-lint",
+        "composer-install",
+        "artisan-storage-link",
+        "artisan-migrate",
+        "artisan-optimize",
+    )
 
     def env_file(self, site: Site) -> dict:
         values = {

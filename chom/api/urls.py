@@ -18,6 +18,8 @@ urlpatterns = [
     ),
     path("", include("fleet.api.urls")),
     path("", include("sites.api.urls")),
+    path("", include("observability.api.urls")),
+    path("", include("billing.api.urls")),
     path(
         "docs",
         SpectacularSwaggerView.as_view(

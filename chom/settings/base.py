@@ -262,3 +262,24 @@ WORDPRESS_ARCHIVE_URL = env.str("WORDPRESS_ARCHIVE_URL", default="")
 WORDPRESS_ARCHIVE_SHA256 = env.str("WORDPRESS_ARCHIVE_SHA256", default="")
 SITE_RELEASES_KEPT = 5
 SITE_VERIFY_TIMEOUT = env.float("SITE_VERIFY_TIMEOUT", default=10.0)
+
+# --- Observability: Prometheus, Loki, Grafana, Alertmanager --------------------------------------
+# Each integration is on when its URL is set; CHOM's API answers 503 "not configured" otherwise.
+PROMETHEUS_URL = env.str("PROMETHEUS_URL", default="")
+LOKI_URL = env.str("LOKI_URL", default="")
+# Where Promtail on each VPS pushes to, when the fleet reaches Loki by another address than CHOM.
+LOKI_PUSH_URL = env.str("LOKI_PUSH_URL", default="") or LOKI_URL
+GRAFANA_URL = env.str("GRAFANA_URL", default="")
+GRAFANA_TOKEN = env_secret("GRAFANA_TOKEN", default="")
+# Bearer tokens Prometheus (http_sd) and Alertmanager (webhook) present to CHOM; empty = refused.
+PROMETHEUS_SD_TOKEN = env_secret("PROMETHEUS_SD_TOKEN", default="")
+ALERTMANAGER_WEBHOOK_TOKEN = env_secret("ALERTMANAGER_WEBHOOK_TOKEN", default="")
+# file_sd for setups that prefer files: the beat job rewrites this file when the fleet changes.
+PROMETHEUS_FILE_SD_PATH = env.str("PROMETHEUS_FILE_SD_PATH", default="")
+# Slack-compatible incoming webhooks ({"text": ...}) and addresses told about every alert.
+ALERT_WEBHOOK_URLS = env.list("ALERT_WEBHOOK_URLS", default=[])
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+OBSERVABILITY_QUERY_TIMEOUT = env.float("OBSERVABILITY_QUERY_TIMEOUT", default=10.0)
+OBSERVABILITY_NOTIFY_TIMEOUT = env.float("OBSERVABILITY_NOTIFY_TIMEOUT", default=10.0)
+# Promtail reads this config; the binary itself comes from Grafana's packages (not Debian's).
+PROMTAIL_BINARY = env.str("PROMTAIL_BINARY", default="/usr/bin/promtail")

@@ -20,7 +20,10 @@ Protocol
   `changed` is truthful: a second identical call reports false and reloads nothing.
 * Error codes: invalid_input, unknown_command, missing_binary, timeout, command_failed,
   nginx_invalid, php_fpm_invalid, sshd_invalid, sshd_overridden, reload_failed,
-  ufw_unavailable, user_conflict, conflict, db_error, busy, internal_error.
+  ufw_unavailable, user_conflict, conflict, db_error, busy, internal_error, and for sites:
+  not_found, source_failed, checksum_mismatch, unsafe_archive, build_failed, acme_failed.
+* Secrets (env file contents, WordPress admin password) arrive only on stdin and are replaced
+  by *** in every log line and error message.
 
 Configuration (environment variables; production defaults in brackets)
 ----------------------------------------------------------------------
@@ -44,9 +47,23 @@ shell-like string split with shlex (never run through a shell).
   VPSMANAGER_UFW                ufw argv prefix                                          [ufw]
   VPSMANAGER_TIMEOUT            seconds allowed per command                               [60]
   VPSMANAGER_APT_TIMEOUT        seconds allowed per apt-get run                          [1200]
+  VPSMANAGER_RUNAS              argv prefix running a command as the site user; {uid}, {gid},
+                                {user} substituted
+                      [setpriv --reuid={uid} --regid={gid} --clear-groups --]
+  VPSMANAGER_GIT / _PHP / _COMPOSER / _CERTBOT / _SUPERVISORCTL     argv prefixes of those tools
+                                                 [git] [php] [composer] [certbot] [supervisorctl]
+  VPSMANAGER_BUILD_TIMEOUT      seconds allowed per build step / archive extraction       [900]
+  VPSMANAGER_ACME_TIMEOUT       seconds allowed per certbot run                           [300]
+  VPSMANAGER_DOWNLOAD_MAX_BYTES size cap of a release archive                      [536870912]
 
 When VPSMANAGER_ROOT is not "/", useradd/usermod/userdel/groupdel get `--prefix ROOT` so user
 management happens inside that tree too (used by the tests).
+
+Sites (site-ensure, release-create, release-activate, releases-list, site-exec, cert-issue,
+supervisor-apply/-remove, site-remove): see the "sites: layout" section for the directory
+convention. Everything below a site's home is created by the site user (git, php and composer
+through VPSMANAGER_RUNAS, Python file work in a forked child that dropped to the user); root
+only creates the layout, swaps `current` and runs certbot.
 
 Ownership markers: CHOM's vhosts are sites-available/chom-NAME.conf (enabled through a
 relative symlink in sites-enabled), pools are pool.d/chom-NAME.conf (so a site called "www"
@@ -1534,8 +1551,8 @@ def validate_git_url(url: Any) -> None:
     if url.startswith("/"):
         if any(part in ("", ".", "..") for part in url.split("/")[1:]):
             raise invalid(f"git url {url!r} must be a normalised absolute path")
-    elif scheme not in ("https", "http", "file") or "::" in url:
-        raise invalid(f"git url {url!r} must be https://, http://, file:// or an absolute path")
+    elif scheme not in ("https", "http", "git", "file") or "::" in url:
+        raise invalid(f"git url {url!r} must be https://, http://, git://, file:// or an absolute path")
 
 
 def validate_rel_path(path: Any, what: str) -> str:
@@ -1838,12 +1855,24 @@ def parse_env(raw: Any) -> tuple[str, str] | None:
     return path, raw["content"]
 
 
+_SECRETISH = re.compile(r"pass|secret|key|token|salt|auth", re.IGNORECASE)
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+
+
 def register_env_secrets(ctx: Context, content: str) -> None:
+    """Mask the values of secret-looking settings (KEY=value lines and PHP define()s), not every
+    value: masking the site name or the database name would make every log line unreadable."""
     ctx.secret(content.strip())
     for line in content.splitlines():
-        _, sep, value = line.partition("=")
-        if sep:
+        if not _SECRETISH.search(line):
+            continue
+        key, sep, value = line.partition("=")
+        if sep and "(" not in key:
             ctx.secret(value.strip().strip("\"'"))
+        for groups in _QUOTED.findall(line):
+            quoted = groups[0] or groups[1]
+            if quoted and not re.fullmatch(r"[A-Z_]+", quoted):
+                ctx.secret(quoted)
 
 
 def cmd_release_create(ctx: Context, args: Input) -> dict[str, Any]:
@@ -1878,12 +1907,15 @@ def cmd_release_create(ctx: Context, args: Input) -> dict[str, Any]:
         }
     if os.path.lexists(dest):
         in_site_process(site, "cleanup", lambda: rmtree_writable(dest))
-        ctx.log(f"removed incomplete release {release} left by an interrupted run")
+        ctx.change(f"removed incomplete release {release} left by an interrupted run")
     try:
         commit = build_release(ctx, site, release, dest, source, build, shared, env, docroot)
     except BaseException:
-        in_site_process(site, "cleanup", lambda: rmtree_writable(dest))
-        ctx.log(f"removed failed release {release}")
+        try:
+            in_site_process(site, "cleanup", lambda: rmtree_writable(dest))
+            ctx.log(f"removed failed release {release}")
+        except AgentError as cleanup:  # report the build's error, not the cleanup's
+            ctx.log(f"could not remove failed release {release}: {cleanup.message}")
         raise
     ctx.change(f"release {release} built")
     return {"release": release, "commit": commit, "path": public_release_path(site, release)}

@@ -1,0 +1,108 @@
+"""Reads of billing. Tier limits come from chom.tiers; usage from chom.selectors.USAGE_COUNTERS."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Count, QuerySet
+
+from billing.models import BillingAccount, StripeEvent, UsageReport
+from chom.models import Tenant
+from chom.selectors import USAGE_COUNTERS
+from chom.tiers import TIERS
+from sites.selectors import tenant_site_count
+
+
+def price_for_tier(tier: str) -> str:
+    return {
+        "starter": settings.STRIPE_PRICE_STARTER,
+        "pro": settings.STRIPE_PRICE_PRO,
+        "enterprise": settings.STRIPE_PRICE_ENTERPRISE,
+    }.get(tier, "")
+
+
+def tier_for_price(price_id: str) -> str | None:
+    return next((tier for tier in TIERS if price_id and price_for_tier(tier) == price_id), None)
+
+
+def tenant_over_limits(tenant: Tenant) -> list[str]:
+    """What the tenant uses beyond its tier, in words; empty when within limits.
+
+    The sites code refuses new sites while this is not empty. Nothing is ever deleted for it.
+    """
+    from sites.models import Site
+
+    limits = tenant.limits
+    live_sites = Site.objects.filter(tenant=tenant).exclude(status=Site.Status.DELETED)
+    problems = []
+    count = live_sites.count()
+    if count > limits.max_sites:
+        problems.append(f"sites: {count} in use, the {tenant.tier} tier allows {limits.max_sites}")
+    by_type = live_sites.exclude(type__in=limits.site_types).values("type").annotate(n=Count("id"))
+    for row in by_type.order_by("type"):
+        problems.append(
+            f"site type {row['type']}: {row['n']} site(s), not included in the {tenant.tier} tier"
+        )
+    if not limits.dedicated_vps and tenant.dedicated_vps.exists():
+        problems.append(f"dedicated VPS: not included in the {tenant.tier} tier")
+    return problems
+
+
+def metered_usage(tenant: Tenant) -> dict[str, Decimal]:
+    """The metrics billed by usage that some app can count (see BILLING_METERED_METRICS)."""
+    return {
+        metric: Decimal(str(USAGE_COUNTERS[metric](tenant)))
+        for metric in settings.BILLING_METERED_METRICS
+        if metric in USAGE_COUNTERS
+    }
+
+
+def unmetered_metrics() -> list[str]:
+    return [m for m in settings.BILLING_METERED_METRICS if m not in USAGE_COUNTERS]
+
+
+def billing_account_for(tenant: Tenant) -> BillingAccount | None:
+    return BillingAccount.objects.filter(tenant=tenant).first()
+
+
+def accounts_to_meter() -> QuerySet[BillingAccount]:
+    return BillingAccount.objects.filter(
+        stripe_customer_id__isnull=False, subscription_status__in=BillingAccount.LIVE_STATUSES
+    ).select_related("tenant")
+
+
+def accounts_past_grace(*, now) -> QuerySet[BillingAccount]:
+    return BillingAccount.objects.filter(
+        tenant__status=Tenant.Status.PAST_DUE, grace_until__lte=now
+    ).select_related("tenant")
+
+
+def stripe_events_recent(*, tenant: Tenant | None = None, limit: int = 20) -> QuerySet[StripeEvent]:
+    qs = StripeEvent.objects.all() if tenant is None else StripeEvent.objects.filter(tenant=tenant)
+    return qs.select_related("tenant").defer("payload")[:limit]
+
+
+def usage_reports_for(*, tenant: Tenant) -> QuerySet[UsageReport]:
+    return UsageReport.objects.filter(tenant=tenant)
+
+
+def billing_overview(*, staff: bool) -> list[dict]:
+    """One row per tenant for the staff dashboard."""
+    if not staff:
+        return []
+    accounts = {a.tenant_id: a for a in BillingAccount.objects.all()}
+    last_events: dict[int, StripeEvent] = {}
+    for event in StripeEvent.objects.exclude(tenant=None).defer("payload").order_by("-received_at")[:500]:
+        last_events.setdefault(event.tenant_id, event)
+    rows = []
+    for tenant in Tenant.objects.order_by("slug"):
+        rows.append(
+            {
+                "tenant": tenant,
+                "account": accounts.get(tenant.id),
+                "sites": tenant_site_count(tenant),
+                "max_sites": tenant.limits.max_sites,
+                "over_limits": tenant_over_limits(tenant),
+                "last_event": last_events.get(tenant.id),
+            }
+        )
+    return rows
