@@ -330,3 +330,66 @@ def test_it_suspends_unsuspends_and_deletes_leaving_nothing_behind(alice, staff,
     assert site.db_name not in databases.split()
     # Only the server's default page is left for that name (reload lands ~30 ms after the call).
     wait_for(lambda: "life.test" not in _get(vps, "life.test").text, timeout=5, what="vhost gone")
+
+
+WORDPRESS_SOURCE = Path("/usr/share/wordpress")
+
+
+@pytest.fixture(scope="session")
+def wordpress_archive(tmp_path_factory, fleet_network):
+    """A WordPress release archive built from Debian's `wordpress` package (no internet here),
+    served over HTTP on the fleet bridge like a download mirror."""
+    import functools
+    import hashlib
+    import http.server
+    import tarfile
+
+    if not (WORDPRESS_SOURCE / "wp-settings.php").exists():
+        pytest.skip("Debian's wordpress package is not installed (.ci/run installs it)")
+    folder = tmp_path_factory.mktemp("wordpress")
+    archive = folder / "wordpress.tar.gz"
+    skip = {"wp-config.php", ".htaccess"}
+    with tarfile.open(archive, "w:gz", dereference=True) as tar:
+        tar.add(
+            WORDPRESS_SOURCE,
+            arcname="wordpress",
+            filter=lambda info: None if Path(info.name).name in skip else info,
+        )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    network, _, _ = fleet_network
+    server = http.server.ThreadingHTTPServer((network.gateway, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://{network.gateway}:{server.server_address[1]}/wordpress.tar.gz"
+    yield url, hashlib.sha256(archive.read_bytes()).hexdigest()
+    server.shutdown()
+
+
+def test_it_installs_wordpress_from_a_verified_archive_and_serves_its_front_page(
+    alice, make_vps, wordpress_archive
+):
+    url, sha256 = wordpress_archive
+    vps = make_vps("e2e-wp")
+    with override_settings(WORDPRESS_ARCHIVE_URL=url, WORDPRESS_ARCHIVE_SHA256=sha256):
+        response = alice.client().post(
+            "/api/v1/sites", {"domain": "blog.test", "type": "wordpress"}, format="json"
+        )
+        assert response.status_code == 202, response.content
+        credentials = response.json()["credentials"]
+        _run(response.json()["operation"]["id"])
+    front = _get(vps, "blog.test")
+    assert front.status_code == 200
+    assert "blog.test" in front.text and "wp-content/themes/twentytwentythree" in front.text
+    login = requests.post(
+        f"http://{vps.ip_address}/wp-login.php",
+        headers={"Host": "blog.test", "Cookie": "wordpress_test_cookie=WP%20Cookie%20check"},
+        data={"log": credentials["admin_user"], "pwd": credentials["admin_password"], "testcookie": "1"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert login.status_code == 302 and "wp-admin" in login.headers["Location"]
+
+    with override_settings(WORDPRESS_ARCHIVE_URL=url, WORDPRESS_ARCHIVE_SHA256="0" * 64):
+        site = Site.objects.get(domain="blog.test")
+        op = _post(alice, f"/api/v1/sites/{site.pk}/deploy")
+    assert op.status == "failed" and "sha256" in op.error.lower()
+    assert _get(vps, "blog.test").status_code == 200
