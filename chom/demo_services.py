@@ -180,6 +180,10 @@ def start_demo(var_dir: Path, *, bridge: str, subnet: str) -> Demo:
             LOCAL_DNS_MANAGEMENT_URL=pebble.dns_management_url,
         )
         demo.description.append(f"ACME CA (pebble): {pebble.directory_url}")
+        demo.description.append(
+            f"  its issuing root, to verify the demo's HTTPS: curl --cacert {pebble.ca_bundle} "
+            f"{pebble.management_url}/roots/0 > demo-root.pem"
+        )
     except BaseException:
         demo.stop()
         raise

@@ -307,7 +307,11 @@ def _remote(ctx: OperationContext, site: Site, work) -> dict:
     """Run WORK(agent) over one SSH connection, turning remote failures into operation errors."""
     try:
         with transport_for(site.vps) as transport:
-            return work(Agent(transport)) or {}
+            agent = Agent(transport)
+            # The VPS may still run the agent of an older CHOM: upgrade it before relying on it.
+            if agent.ensure_installed():
+                ctx.log(f"agent on {site.vps.name} upgraded")
+            return work(agent) or {}
     except TransportError as exc:
         raise OperationError(f"SSH to {site.vps.name}: {exc}", transient=exc.transient)
     except AgentError as exc:
