@@ -247,8 +247,9 @@ class ParamikoTransport:
                 sink(channel.recv(65536))
             elif channel.recv_stderr_ready():
                 err += channel.recv_stderr(65536)
-            elif channel.exit_status_ready() or channel.closed:
-                # Data may have landed between the checks above and the exit status: take it too.
+            elif channel.eof_received or channel.closed:
+                # Not the exit status: sshd may send it before the last of the output. EOF comes
+                # after all data; take what landed between the checks above and it.
                 while channel.recv_ready():
                     sink(channel.recv(65536))
                 while channel.recv_stderr_ready():
