@@ -6,6 +6,7 @@ never by production settings.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 from pathlib import Path
 
@@ -57,17 +58,20 @@ class LocalProvider(Provider):
             localfleet.vps_destroy(existing)
         self.base_dir.mkdir(parents=True, exist_ok=True)
         network = localfleet.network_up(self.bridge, self.subnet)
-        try:
-            vps = localfleet.vps_create(
-                name=spec.name,
-                ip=self._free_ip(),
-                network=network,
-                authorized_keys=spec.ssh_public_key,
-                workdir=workdir,
-                host_key_private=_new_host_key(),
-            )
-        except (localfleet.FleetError, OSError, ValueError) as exc:
-            raise ProviderError(f"local VPS {spec.name} did not boot: {exc}", permanent=False) from exc
+        # Two creations at once would both pick the same free address: one at a time (~1 s each).
+        with open(self.base_dir / ".allocate.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                vps = localfleet.vps_create(
+                    name=spec.name,
+                    ip=self._free_ip(),
+                    network=network,
+                    authorized_keys=spec.ssh_public_key,
+                    workdir=workdir,
+                    host_key_private=_new_host_key(),
+                )
+            except (localfleet.FleetError, OSError, ValueError) as exc:
+                raise ProviderError(f"local VPS {spec.name} did not boot: {exc}", permanent=False) from exc
         return ProviderServer(provider_id=spec.name, status="running", ip_address=vps.ip)
 
     def get(self, provider_id: str) -> ProviderServer:
