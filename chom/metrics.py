@@ -1,5 +1,6 @@
 """CHOM's own Prometheus metrics: HTTP requests, operations by kind/status, queue depth."""
 
+import os
 import time
 from pathlib import Path
 
@@ -64,8 +65,20 @@ class DatabaseCollector:
         yield depth
 
 
-REGISTRY.register(DatabaseCollector())
+# Computed from the database (or the broker) at scrape time: the same whichever process answers.
+SCRAPE_REGISTRY = CollectorRegistry(auto_describe=True)
+SCRAPE_REGISTRY.register(DatabaseCollector())
 
 
 def render() -> bytes:
-    return generate_latest(REGISTRY)
+    """Per-process counters plus the scrape-time collectors. With several web processes
+    (gunicorn workers) each keeps its own counters; with PROMETHEUS_MULTIPROC_DIR set they write
+    them to files there and a scrape sums them all."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        per_process = CollectorRegistry()
+        multiprocess.MultiProcessCollector(per_process)
+    else:
+        per_process = REGISTRY
+    return generate_latest(per_process) + generate_latest(SCRAPE_REGISTRY)

@@ -51,3 +51,11 @@ def post_worker_init(worker) -> None:
     if worker.cfg.pidfile:
         with open(f"{worker.cfg.pidfile}.ready.{worker.ppid}", "w") as marker:
             marker.write(RELEASE + "\n")
+
+
+def child_exit(server, worker) -> None:
+    """Per-process metric files of a worker that is gone stop counting as live gauges."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

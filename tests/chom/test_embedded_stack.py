@@ -74,4 +74,17 @@ def test_it_runs_web_worker_and_beat_on_sqlite_with_the_embedded_broker(tmp_path
         assert (status, tenant["slug"], tenant["tier"]) == (200, "smoke", "pro")
 
         assert _manage(env, "shell", "-c", SELFCHECK).strip().splitlines()[-1] == "succeeded"
+
+        # Two gunicorn workers answer; /metrics sums both workers' counters.
+        for _ in range(8):
+            _get(f"http://127.0.0.1:{port}/health")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        served = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith('chom_http_requests_total{method="GET",status="200"}')
+        )
+        assert served >= 9  # the 8 above plus the readiness probe that saw 200
+        assert 'chom_operations{kind="system.selfcheck",status="succeeded"} 1.0' in metrics
     assert (tmp_path / "chom.sqlite3").exists()

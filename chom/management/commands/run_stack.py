@@ -5,6 +5,7 @@ pretends to be up.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,6 +72,11 @@ class Command(BaseCommand):
             ],
         }
         env = os.environ.copy()
+        # gunicorn runs several workers: their metric counters meet in files (chom/metrics.py).
+        metrics_dir = Path(settings.VAR_DIR) / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         demo_stack = self._start_demo_services() if demo else None
         if demo_stack:
             env.update(demo_stack.env)
