@@ -165,9 +165,13 @@ class Demo:
             stop()
 
 
-def start_demo(var_dir: Path, *, bridge: str, subnet: str) -> Demo:
+def start_demo(var_dir: Path, *, bridge: str, subnet: str, chom_url: str) -> Demo:
     """Everything `make demo` runs besides CHOM itself, wired to the local fleet's bridge."""
+    import secrets
+
+    from backups.localstack import start_s3
     from fleet import localfleet
+    from observability.localstack import start_monitoring
 
     network = localfleet.network_up(bridge, subnet)
     demo = Demo(env={}, stoppers=[], description=[])
@@ -184,6 +188,20 @@ def start_demo(var_dir: Path, *, bridge: str, subnet: str) -> Demo:
             f"  its issuing root, to verify the demo's HTTPS: curl --cacert {pebble.ca_bundle} "
             f"{pebble.management_url}/roots/0 > demo-root.pem"
         )
+        env, stop, description = start_monitoring(
+            var_dir / "demo" / "monitoring",
+            chom_url=chom_url,
+            listen_ip=network.gateway,
+            sd_token=secrets.token_urlsafe(24),
+            webhook_token=secrets.token_urlsafe(24),
+        )
+        demo.stoppers.append(stop)
+        demo.env.update(env)
+        demo.description += description
+        env, stop, description = start_s3(var_dir / "demo" / "s3")
+        demo.stoppers.append(stop)
+        demo.env.update(env)
+        demo.description += description
     except BaseException:
         demo.stop()
         raise

@@ -54,4 +54,30 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 600.0,
         "options": {"queue": "default", "expires": 590},
     },
+    # Backups: due sites are queued in their own slot of the night window (bounded per VPS).
+    "backups-schedule": {
+        "task": "backups.schedule_due",
+        "schedule": 300.0,
+        "options": {"queue": "default", "expires": 290},
+    },
+    "backups-prune": {
+        "task": "backups.prune",
+        "schedule": crontab(hour=6, minute=41),
+        "options": {"queue": "default"},
+    },
+    "backups-restore-drills": {
+        "task": "backups.restore_drills",
+        "schedule": crontab(day_of_week=0, hour=9, minute=7),
+        "options": {"queue": "default"},
+    },
+    "backups-daily-report": {
+        "task": "backups.daily_report",
+        "schedule": crontab(hour=7, minute=30),
+        "options": {"queue": "default"},
+    },
+    "backups-control-plane": {
+        "task": "backups.control_plane",
+        "schedule": crontab(hour="*/6", minute=23),
+        "options": {"queue": "default"},
+    },
 }

@@ -22,8 +22,12 @@ class Alert(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.FIRING, db_index=True)
     summary = models.TextField()
     labels = models.JSONField(default=dict, blank=True)
+    annotations = models.JSONField(default=dict, blank=True)
     tenant = models.ForeignKey(
         "chom.Tenant", null=True, blank=True, on_delete=models.CASCADE, related_name="alerts"
+    )
+    site = models.ForeignKey(
+        "sites.Site", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
     )
     started_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
@@ -41,3 +45,44 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} [{self.status}]"
+
+
+class Notification(models.Model):
+    """One message about one alert transition to one recipient; unique, so a re-sent webhook
+    never notifies twice. Webhook URLs are secrets: only their hash is stored."""
+
+    class Event(models.TextChoices):
+        FIRING = "firing"
+        RESOLVED = "resolved"
+
+    class Channel(models.TextChoices):
+        EMAIL = "email"
+        WEBHOOK = "webhook"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="notifications")
+    event = models.CharField(max_length=10, choices=Event.choices)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    recipient = models.CharField(max_length=254, help_text="an email address, or sha256 of a webhook URL")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["alert", "event", "channel", "recipient"], name="one_notification_per_recipient"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.event} for {self.alert_id} [{self.status}]"

@@ -18,6 +18,7 @@ urlpatterns = [
     ),
     path("", include("fleet.api.urls")),
     path("", include("sites.api.urls")),
+    path("", include("backups.api.urls")),
     path("", include("observability.api.urls")),
     path("", include("billing.api.urls")),
     path(

@@ -283,3 +283,36 @@ OBSERVABILITY_QUERY_TIMEOUT = env.float("OBSERVABILITY_QUERY_TIMEOUT", default=1
 OBSERVABILITY_NOTIFY_TIMEOUT = env.float("OBSERVABILITY_NOTIFY_TIMEOUT", default=10.0)
 # Promtail reads this config; the binary itself comes from Grafana's packages (not Debian's).
 PROMTAIL_BINARY = env.str("PROMTAIL_BINARY", default="/usr/bin/promtail")
+
+# --- Backups (S3) ---------------------------------------------------------------------------------
+# Backups are on when S3_BUCKET is set (or BACKUPS_ENABLED); backups/checks.py refuses a half
+# configuration. Any S3-compatible endpoint: AWS (empty URL), R2, MinIO, Spaces, moto in make demo.
+BACKUPS_ENABLED = env.bool("BACKUPS_ENABLED", default=False)
+S3_ENDPOINT_URL = env.str("S3_ENDPOINT_URL", default="")
+S3_BUCKET = env.str("S3_BUCKET", default="")
+S3_REGION = env.str("S3_REGION", default="us-east-1")
+S3_ACCESS_KEY_ID = env_secret("S3_ACCESS_KEY_ID", default="")
+S3_SECRET_ACCESS_KEY = env_secret("S3_SECRET_ACCESS_KEY", default="")
+S3_PATH_STYLE = env.bool("S3_PATH_STYLE", default=True)
+S3_PREFIX = env.str("S3_PREFIX", default="chom/")
+# Server-side encryption requested on every object: "AES256", "aws:kms", or empty to not ask.
+S3_SSE = env.str("S3_SSE", default="AES256")
+S3_CONNECT_TIMEOUT = env.float("S3_CONNECT_TIMEOUT", default=10.0)
+S3_READ_TIMEOUT = env.float("S3_READ_TIMEOUT", default=60.0)
+S3_MAX_ATTEMPTS = env.int("S3_MAX_ATTEMPTS", default=3)
+BACKUP_PART_SIZE = env.int("BACKUP_PART_SIZE", default=8 * 1024 * 1024)
+BACKUP_STREAM_TIMEOUT = env.float("BACKUP_STREAM_TIMEOUT", default=3 * 3600.0)
+BACKUP_CONCURRENCY_PER_VPS = env.int("BACKUP_CONCURRENCY_PER_VPS", default=2)
+# Daily backups start in this UTC window, each site at its own offset within it.
+BACKUP_WINDOW_START_HOUR = env.int("BACKUP_WINDOW_START_HOUR", default=1)
+BACKUP_WINDOW_HOURS = env.int("BACKUP_WINDOW_HOURS", default=5)
+BACKUP_FILE_EXCLUDES = env.list(
+    "BACKUP_FILE_EXCLUDES",
+    default=["storage/framework/cache/data", "storage/framework/views", "wp-content/cache", ".cache"],
+)
+BACKUP_DOWNLOAD_URL_SECONDS = env.int("BACKUP_DOWNLOAD_URL_SECONDS", default=300)
+CONTROL_PLANE_BACKUP_RETENTION_DAYS = env.int("CONTROL_PLANE_BACKUP_RETENTION_DAYS", default=14)
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] |= {
+    "AlertStatusEnum": "observability.models.Alert.Status",
+    "AlertSeverityEnum": "observability.models.Alert.Severity",
+}

@@ -77,7 +77,7 @@ class Command(BaseCommand):
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-        demo_stack = self._start_demo_services() if demo else None
+        demo_stack = self._start_demo_services(f"http://{host}:{port}") if demo else None
         if demo_stack:
             env.update(demo_stack.env)
         procs = {name: subprocess.Popen(argv, env=env) for name, argv in commands.items()}
@@ -105,11 +105,14 @@ class Command(BaseCommand):
             demo_stack.stop()
         sys.exit(exit_code)
 
-    def _start_demo_services(self):
+    def _start_demo_services(self, chom_url: str):
         from chom.demo_services import start_demo
 
         demo = start_demo(
-            Path(settings.VAR_DIR), bridge=settings.LOCAL_FLEET_BRIDGE, subnet=settings.LOCAL_FLEET_SUBNET
+            Path(settings.VAR_DIR),
+            bridge=settings.LOCAL_FLEET_BRIDGE,
+            subnet=settings.LOCAL_FLEET_SUBNET,
+            chom_url=chom_url,
         )
         for line in demo.description:
             self.stdout.write(f"demo: {line}")

@@ -1,0 +1,69 @@
+from datetime import UTC, datetime, timedelta
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from rest_framework import serializers
+
+from observability.models import Alert
+from observability.queries import LOG_LIMIT_MAX, RANGES
+
+LOG_RETENTION = timedelta(days=30)
+
+
+class RangeSerializer(serializers.Serializer):
+    range = serializers.ChoiceField(choices=list(RANGES), default="1h")
+
+
+class LogQuerySerializer(serializers.Serializer):
+    since = serializers.CharField(default="1h", max_length=40)
+    query = serializers.CharField(
+        required=False, default="", allow_blank=True, max_length=200, trim_whitespace=False
+    )
+    log = serializers.ChoiceField(choices=["", "access", "error"], required=False, default="")
+    limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=LOG_LIMIT_MAX)
+
+    def validate_since(self, value: str) -> datetime:
+        """A range name (15m, 1h, ...) meaning "that long ago", or an ISO-8601 moment."""
+        now = timezone.now()
+        if value in RANGES:
+            return now - timedelta(seconds=RANGES[value][0])
+        try:
+            moment = parse_datetime(value)
+        except ValueError:
+            moment = None
+        if moment is None:
+            raise serializers.ValidationError(
+                f"Use one of {', '.join(RANGES)} or an ISO-8601 time such as 2025-01-31T12:00:00Z."
+            )
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment, UTC)
+        if not now - LOG_RETENTION <= moment <= now:
+            raise serializers.ValidationError("Must be in the past and within the last 30 days.")
+        return moment
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    site = serializers.PrimaryKeyRelatedField(read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Alert
+        fields = [
+            "id",
+            "name",
+            "status",
+            "severity",
+            "source",
+            "summary",
+            "labels",
+            "annotations",
+            "tenant",
+            "site",
+            "started_at",
+            "last_seen_at",
+            "resolved_at",
+        ]
+
+
+class AlertFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["", *Alert.Status.values], required=False, default="")

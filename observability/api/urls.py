@@ -1,0 +1,10 @@
+from django.urls import path
+
+from observability.api import views
+
+urlpatterns = [
+    path("sites/<int:pk>/metrics", views.SiteMetricsView.as_view(), name="api-site-metrics"),
+    path("sites/<int:pk>/logs", views.SiteLogsView.as_view(), name="api-site-logs"),
+    path("vps/<int:pk>/metrics", views.VpsMetricsView.as_view(), name="api-vps-metrics"),
+    path("alerts", views.AlertListView.as_view(), name="api-alerts"),
+]

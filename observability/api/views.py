@@ -1,0 +1,114 @@
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import generics, serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chom.api.errors import ApiError
+from chom.api.permissions import StaffOnly, is_staff_request
+from fleet import selectors as fleet_selectors
+from observability import queries, selectors
+from observability.api.serializers import (
+    AlertFilterSerializer,
+    AlertSerializer,
+    LogQuerySerializer,
+    RangeSerializer,
+)
+from observability.clients import NotConfigured, ServiceError
+from sites import selectors as site_selectors
+
+SeriesFrame = inline_serializer(
+    "MetricsFrame",
+    fields={
+        "range": serializers.CharField(),
+        "step_seconds": serializers.IntegerField(),
+        "start": serializers.DateTimeField(),
+        "end": serializers.DateTimeField(),
+        "source": serializers.CharField(),
+        "series": serializers.DictField(help_text="name -> {unit, values: [[unix seconds, value], ...]}"),
+    },
+)
+
+
+def unavailable(exc: ServiceError) -> ApiError:
+    """A monitoring service that is down or unconfigured is a 503 the caller can understand."""
+    code = "not_configured" if isinstance(exc, NotConfigured) else f"{exc.service}_unavailable"
+    return ApiError(503, code, str(exc))
+
+
+def _site(request, pk: int):
+    return get_object_or_404(
+        site_selectors.sites_visible(tenant=request.auth.tenant, staff=is_staff_request(request)), pk=pk
+    )
+
+
+def _valid(serializer_class, request) -> dict:
+    data = serializer_class(data=request.query_params)
+    data.is_valid(raise_exception=True)
+    return data.validated_data
+
+
+class SiteMetricsView(APIView):
+    @extend_schema(parameters=[RangeSerializer], responses=SeriesFrame)
+    def get(self, request, pk: int):
+        site = _site(request, pk)
+        params = _valid(RangeSerializer, request)
+        try:
+            return Response(queries.site_metrics(site=site, range_name=params["range"]))
+        except ServiceError as exc:
+            raise unavailable(exc)
+
+
+class SiteLogsView(APIView):
+    @extend_schema(
+        parameters=[LogQuerySerializer],
+        responses=inline_serializer(
+            "SiteLogs",
+            fields={
+                "since": serializers.DateTimeField(),
+                "end": serializers.DateTimeField(),
+                "lines": serializers.ListField(child=serializers.DictField()),
+            },
+        ),
+    )
+    def get(self, request, pk: int):
+        site = _site(request, pk)
+        params = _valid(LogQuerySerializer, request)
+        try:
+            return Response(
+                queries.site_logs(
+                    site=site,
+                    since=params["since"],
+                    text=params["query"],
+                    log=params["log"],
+                    limit=params["limit"],
+                )
+            )
+        except ServiceError as exc:
+            raise unavailable(exc)
+
+
+class VpsMetricsView(APIView):
+    permission_classes = [StaffOnly]
+
+    @extend_schema(parameters=[RangeSerializer], responses=SeriesFrame)
+    def get(self, request, pk: int):
+        vps = get_object_or_404(fleet_selectors.vps_visible(staff=True), pk=pk)
+        params = _valid(RangeSerializer, request)
+        try:
+            return Response(queries.vps_metrics(vps=vps, range_name=params["range"]))
+        except ServiceError as exc:
+            raise unavailable(exc)
+
+
+class AlertListView(generics.ListAPIView):
+    serializer_class = AlertSerializer
+
+    @extend_schema(parameters=[AlertFilterSerializer])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        params = _valid(AlertFilterSerializer, self.request)
+        qs = selectors.alerts_visible(tenant=self.request.auth.tenant, staff=is_staff_request(self.request))
+        return qs.filter(status=params["status"]) if params["status"] else qs

@@ -1,0 +1,182 @@
+"""A real Prometheus + Alertmanager wired to CHOM, as child processes: for `make demo` and tests.
+
+Prometheus discovers the fleet through CHOM's http_sd endpoint, scrapes every second, evaluates
+deploy/observability/alert-rules.yml (plus any extra rules) and sends alerts to Alertmanager, which
+posts them to CHOM's webhook after 1 s. Both listen on 127.0.0.1 only; the VPSes see the host as
+LISTEN_IP (the bridge gateway), which is the address their firewall must let scrape.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+from django.conf import settings
+
+PROMETHEUS = "/usr/bin/prometheus"
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+READY_TIMEOUT = 20.0
+ALERT_RULES = settings.BASE_DIR / "deploy" / "observability" / "alert-rules.yml"
+
+
+def free_port() -> int:
+    from chom.demo_services import free_port as _free_port
+
+    return _free_port()
+
+
+def _spawn(argv: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+
+
+def _stop(processes: list[subprocess.Popen], timeout: float = 10) -> None:
+    for proc in processes:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in processes:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited ({proc.returncode}); see {log}")
+        try:
+            if requests.get(url, timeout=0.2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready after {READY_TIMEOUT}s; see {log}")
+
+
+def alertmanager_config(*, chom_url: str, webhook_token: str) -> dict:
+    return {
+        "route": {
+            "receiver": "chom",
+            "group_by": ["alertname", "vps", "site"],
+            "group_wait": "1s",
+            "group_interval": "1s",
+            "repeat_interval": "1m",
+        },
+        "receivers": [
+            {
+                "name": "chom",
+                "webhook_configs": [
+                    {
+                        "url": f"{chom_url.rstrip('/')}/webhooks/alertmanager",
+                        "send_resolved": True,
+                        "http_config": {"authorization": {"type": "Bearer", "credentials": webhook_token}},
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def prometheus_config(*, chom_url: str, sd_token: str, alertmanager: str, rule_files: list[str]) -> dict:
+    chom = chom_url.rstrip("/")
+    host = chom.split("://", 1)[1].split("/", 1)[0]
+    return {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
+        "rule_files": rule_files,
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
+        "scrape_configs": [
+            {
+                "job_name": "chom-fleet",
+                "http_sd_configs": [
+                    {
+                        "url": f"{chom}/observability/sd/targets",
+                        "refresh_interval": "1s",
+                        # Prometheus 2.42's http_sd drops the default "Bearer" type: say it.
+                        "authorization": {"type": "Bearer", "credentials": sd_token},
+                    }
+                ],
+            },
+            {"job_name": "chom", "static_configs": [{"targets": [host]}]},
+        ],
+    }
+
+
+def start_monitoring(
+    folder: Path,
+    *,
+    chom_url: str,
+    listen_ip: str,
+    sd_token: str,
+    webhook_token: str,
+    extra_rules: str = "",
+) -> tuple[dict[str, str], Callable[[], None], list[str]]:
+    """Start Alertmanager then Prometheus. Returns (env for CHOM, stop, description lines).
+    EXTRA_RULES is a rules file's YAML added to CHOM's own (tests use an always-firing rule)."""
+    for binary in (PROMETHEUS, ALERTMANAGER):
+        if not shutil.which(binary):
+            raise FileNotFoundError(
+                f"{binary} is missing: apt-get install prometheus prometheus-alertmanager"
+            )
+    folder.mkdir(parents=True, exist_ok=True)
+    am_port, prom_port = free_port(), free_port()
+    am_url, prom_url = f"http://127.0.0.1:{am_port}", f"http://127.0.0.1:{prom_port}"
+    # JSON is YAML: no YAML library needed to write either config.
+    (folder / "alertmanager.yml").write_text(
+        json.dumps(alertmanager_config(chom_url=chom_url, webhook_token=webhook_token), indent=2)
+    )
+    rule_files = [str(ALERT_RULES)]
+    if extra_rules:
+        (folder / "extra-rules.yml").write_text(extra_rules)
+        rule_files.append(str(folder / "extra-rules.yml"))
+    prom_config = prometheus_config(
+        chom_url=chom_url, sd_token=sd_token, alertmanager=f"127.0.0.1:{am_port}", rule_files=rule_files
+    )
+    (folder / "prometheus.yml").write_text(json.dumps(prom_config, indent=2))
+    processes: list[subprocess.Popen] = []
+    try:
+        am_log = folder / "alertmanager.log"
+        processes.append(
+            _spawn(
+                [ALERTMANAGER, f"--config.file={folder / 'alertmanager.yml'}",
+                 f"--storage.path={folder / 'alertmanager-data'}",
+                 f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
+                am_log,
+            )
+        )  # fmt: skip
+        _wait_ready(f"{am_url}/-/ready", processes[-1], am_log)
+        prom_log = folder / "prometheus.log"
+        processes.append(
+            _spawn(
+                [PROMETHEUS, f"--config.file={folder / 'prometheus.yml'}",
+                 f"--storage.tsdb.path={folder / 'prometheus-data'}",
+                 f"--web.listen-address=127.0.0.1:{prom_port}", "--web.enable-lifecycle",
+                 "--rules.alert.resend-delay=1s"],
+                prom_log,
+            )
+        )  # fmt: skip
+        _wait_ready(f"{prom_url}/-/ready", processes[-1], prom_log)
+    except BaseException:
+        _stop(processes)
+        raise
+    env = {
+        "PROMETHEUS_URL": prom_url,
+        "ALERTMANAGER_URL": am_url,
+        "PROMETHEUS_SD_TOKEN": sd_token,
+        "ALERTMANAGER_WEBHOOK_TOKEN": webhook_token,
+        "FLEET_MONITORING_SOURCE": listen_ip,
+    }
+    description = [
+        f"Prometheus: {prom_url} (targets from {chom_url.rstrip('/')}/observability/sd/targets)",
+        f"Alertmanager: {am_url} (alerts to {chom_url.rstrip('/')}/webhooks/alertmanager)",
+    ]
+    return env, lambda: _stop(processes), description

@@ -1,0 +1,29 @@
+"""Thin Celery tasks for observability's beat jobs and notification delivery."""
+
+from pathlib import Path
+
+from celery import shared_task
+from django.conf import settings
+
+from observability import dashboards, services, targets
+
+
+@shared_task(
+    name="observability.deliver_notifications", ignore_result=True, soft_time_limit=120, time_limit=150
+)
+def deliver_notifications() -> dict[str, int]:
+    return services.notifications_deliver()
+
+
+@shared_task(name="observability.write_sd_file", ignore_result=True)
+def write_sd_file() -> bool:
+    if not settings.PROMETHEUS_FILE_SD_PATH:
+        return False
+    return targets.sd_file_write(Path(settings.PROMETHEUS_FILE_SD_PATH))
+
+
+@shared_task(name="observability.grafana_sync", ignore_result=True, soft_time_limit=240, time_limit=300)
+def grafana_sync() -> int:
+    if not settings.GRAFANA_URL:
+        return 0
+    return len(dashboards.grafana_sync().changed)

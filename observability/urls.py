@@ -1,0 +1,18 @@
+"""Mounted at the site root: the paths are the ones Prometheus and Alertmanager are configured with."""
+
+from django.urls import path
+
+from observability import views
+
+urlpatterns = [
+    path("observability/sd/targets", views.sd_targets, name="observability-sd-targets"),
+    path("webhooks/alertmanager", views.alertmanager_webhook, name="observability-alertmanager-webhook"),
+    path("observability/alerts/", views.alert_list, name="observability-alerts"),
+    path("observability/vps/<int:pk>/metrics.json", views.vps_metrics_json, name="observability-vps-metrics"),
+    path(
+        "observability/sites/<int:pk>/metrics.json",
+        views.site_metrics_json,
+        name="observability-site-metrics",
+    ),
+    path("observability/sites/<int:pk>/logs.json", views.site_logs_json, name="observability-site-logs"),
+]

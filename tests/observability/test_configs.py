@@ -1,0 +1,88 @@
+"""The observability stack's configs are valid for the real tools (promtool, amtool)."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from observability.localstack import alertmanager_config, prometheus_config
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "observability"
+PROMTOOL, AMTOOL = shutil.which("promtool"), shutil.which("amtool")
+needs_promtool = pytest.mark.skipif(not PROMTOOL, reason="promtool not installed (apt prometheus)")
+needs_amtool = pytest.mark.skipif(not AMTOOL, reason="amtool not installed (apt prometheus-alertmanager)")
+
+
+def _check(*argv: str) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def _with_secrets(tmp_path: Path, *names: str) -> Path:
+    for name in names:
+        shutil.copy(DEPLOY / name, tmp_path / name)
+    (tmp_path / "secrets").mkdir()
+    for token in ("chom-sd-token", "chom-metrics-token", "chom-webhook-token"):
+        (tmp_path / "secrets" / token).write_text("token\n")
+    return tmp_path
+
+
+@needs_promtool
+def test_it_ships_alert_rules_that_promtool_accepts():
+    out = _check(PROMTOOL, "check", "rules", str(DEPLOY / "alert-rules.yml"))
+    assert "SUCCESS: 12 rules found" in out
+
+
+@needs_promtool
+def test_it_ships_a_prometheus_config_that_promtool_accepts(tmp_path):
+    folder = _with_secrets(tmp_path, "prometheus.yml", "alert-rules.yml")
+    _check(PROMTOOL, "check", "config", str(folder / "prometheus.yml"))
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    [sd] = config["scrape_configs"][0]["http_sd_configs"]
+    assert sd["url"].endswith("/observability/sd/targets") and "credentials_file" in sd["authorization"]
+
+
+@needs_amtool
+def test_it_ships_an_alertmanager_config_that_amtool_accepts(tmp_path):
+    folder = _with_secrets(tmp_path, "alertmanager.yml")
+    _check(AMTOOL, "check-config", str(folder / "alertmanager.yml"))
+    [hook] = yaml.safe_load((DEPLOY / "alertmanager.yml").read_text())["receivers"][0]["webhook_configs"]
+    assert hook["url"].endswith("/webhooks/alertmanager") and hook["send_resolved"] is True
+
+
+@needs_promtool
+@needs_amtool
+def test_it_generates_local_stack_configs_the_tools_accept(tmp_path):
+    prom = prometheus_config(
+        chom_url="http://127.0.0.1:8000",
+        sd_token="t",
+        alertmanager="127.0.0.1:9093",
+        rule_files=[str(DEPLOY / "alert-rules.yml")],
+    )
+    (tmp_path / "prometheus.yml").write_text(json.dumps(prom))
+    (tmp_path / "alertmanager.yml").write_text(
+        json.dumps(alertmanager_config(chom_url="http://x", webhook_token="t"))
+    )
+    _check(PROMTOOL, "check", "config", str(tmp_path / "prometheus.yml"))
+    _check(AMTOOL, "check-config", str(tmp_path / "alertmanager.yml"))
+
+
+def test_it_keeps_loki_logs_between_7_and_30_days():
+    config = yaml.safe_load((DEPLOY / "loki-config.yml").read_text())
+    hours = int(config["limits_config"]["retention_period"].rstrip("h"))
+    assert 7 * 24 <= hours <= 30 * 24
+    assert config["compactor"]["retention_enabled"] is True
+
+
+def test_it_ships_parseable_grafana_and_compose_files():
+    datasources = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/chom.yml").read_text())
+    assert {d["uid"] for d in datasources["datasources"]} == {"prometheus", "loki"}
+    compose = yaml.safe_load((DEPLOY / "docker-compose.observability.yml").read_text())
+    assert set(compose["services"]) == {"prometheus", "alertmanager", "loki", "grafana"}
+    for name in ("fleet", "vps", "site"):
+        dashboard = json.loads((DEPLOY / "dashboards" / f"{name}.json").read_text())
+        assert dashboard["uid"] and dashboard["panels"]

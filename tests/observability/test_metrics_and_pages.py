@@ -1,0 +1,71 @@
+"""CHOM's own gauges for the alert rules, and the dashboard fragments with their vendored charts."""
+
+from datetime import timedelta
+
+from django.contrib.staticfiles import finders
+from django.template.loader import render_to_string
+from django.test import RequestFactory
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from chom.models import Operation
+from observability.services import alert_raise
+from tests.observability.factories import make_site, make_vps
+
+
+def _metrics(client) -> str:
+    return client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+
+
+def test_it_exports_certificate_expiry_per_site(client, alice):
+    site = make_site(alice.tenant, make_vps("web1"), "shop.acme.test")
+    expires = timezone.now() + timedelta(days=10)
+    site.ssl_status, site.ssl_expires_at = "active", expires
+    site.save()
+    samples = [
+        s
+        for family in text_string_to_metric_families(_metrics(client))
+        if family.name == "chom_site_certificate_expiry_timestamp_seconds"
+        for s in family.samples
+    ]
+    assert [(s.labels, s.value) for s in samples] == [
+        ({"site": site.unix_user, "domain": "shop.acme.test", "tenant": "acme"}, expires.timestamp())
+    ]
+
+
+def test_it_counts_stale_operations(client, db, settings):
+    settings.OPERATION_STALE_GRACE_SECONDS = 60
+    assert "chom_operations_stale 0.0" in _metrics(client)
+    past = timezone.now() - timedelta(hours=1)
+    Operation.objects.create(kind="vps.bootstrap", status="running", started_at=past, deadline_at=past)
+    Operation.objects.create(
+        kind="vps.bootstrap", status="running", deadline_at=timezone.now() + timedelta(hours=1)
+    )
+    assert "chom_operations_stale 1.0" in _metrics(client)
+
+
+def test_it_counts_firing_alerts_by_severity(client, db):
+    alert_raise(name="x", key="1", summary="s", severity="critical")
+    body = _metrics(client)
+    assert 'chom_alerts_firing{severity="critical"} 1.0' in body
+    assert 'chom_alerts_firing{severity="warning"} 0.0' in body
+
+
+def test_it_renders_vps_and_site_pages_with_charts_from_our_own_static_files(alice, django_user_model):
+    vps = make_vps("web1")
+    site = make_site(alice.tenant, vps, "shop.acme.test")
+    request = RequestFactory().get("/")
+    request.user = django_user_model.objects.create_user("ops", is_staff=True)
+    vps_page = render_to_string(
+        "observability/vps_detail.html", {"vps": vps, "site_count": 1, "operations": []}, request
+    )
+    assert f'data-url="/observability/vps/{vps.pk}/metrics.json"' in vps_page
+    site_page = render_to_string(
+        "observability/site_detail.html", {"site": site, "releases": [], "operations": []}, request
+    )
+    assert f'data-url="/observability/sites/{site.pk}/logs.json"' in site_page
+    assert "/static/observability/vendor/uplot/uPlot.iife.min.js" in site_page
+    assert "cdn" not in (vps_page + site_page).lower()
+    for path in ("uPlot.iife.min.js", "uPlot.min.css", "LICENSE"):
+        assert finders.find(f"observability/vendor/uplot/{path}")
+    assert finders.find("observability/charts.js")
