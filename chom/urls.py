@@ -16,6 +16,7 @@ urlpatterns = [
     path("operations/<uuid:pk>/", views.operation_detail, name="operation-detail"),
     path("fleet/", include("fleet.urls")),
     path("sites/", include("sites.urls")),
+    path("backups/", include("backups.urls")),
     path("", include("billing.urls")),
     path("", include("observability.urls")),
 ]

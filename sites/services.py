@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from backups.services import backup_before_delete
 from billing.selectors import tenant_over_limits
 from chom.models import Operation, Tenant
 from chom.operations import OperationContext, OperationError, operation_create, register
@@ -596,9 +597,11 @@ def site_unsuspend_run(ctx: OperationContext) -> dict:
     return {}
 
 
-@register("site.delete", queue="remote", soft_time_limit=600, time_limit=660, on_failure=_record_failed)
+@register("site.delete", queue="remote", soft_time_limit=3600, time_limit=3660, on_failure=_record_failed)
 def site_delete_run(ctx: OperationContext) -> dict:
     site = _site_of(ctx)
+    ctx.step("final backup", progress=5)
+    backup_before_delete(site=site, ctx=ctx)
     kind = site_type(site.type)
 
     def work(agent: Agent):

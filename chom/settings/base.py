@@ -316,3 +316,12 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] |= {
     "AlertStatusEnum": "observability.models.Alert.Status",
     "AlertSeverityEnum": "observability.models.Alert.Severity",
 }
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "BackupStatusEnum": "backups.models.Backup.Status",
+        "BackupKindEnum": "backups.models.Backup.Kind",
+        "BackupTriggerEnum": "backups.models.Backup.Trigger",
+        # Backup.Kind made VPS "kind" ambiguous: name both.
+        "VpsKindEnum": "fleet.models.Vps.Kind",
+    }
+)

@@ -1,0 +1,132 @@
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backups import selectors, services, storage
+from backups.api.serializers import (
+    BackupCreateSerializer,
+    BackupDetailSerializer,
+    BackupSerializer,
+    DownloadSerializer,
+    RestoreSerializer,
+)
+from chom.api.errors import ApiError
+from chom.api.permissions import is_staff_request
+from chom.api.serializers import OperationRefSerializer
+from sites.selectors import sites_visible
+
+
+def _scope(request) -> dict:
+    return {"tenant": request.auth.tenant, "staff": is_staff_request(request)}
+
+
+def _backup(request, pk: int):
+    return get_object_or_404(selectors.backups_visible(**_scope(request)), pk=pk)
+
+
+def _accepted(backup, op) -> Response:
+    backup.refresh_from_db()
+    body = BackupSerializer(backup).data | {"operation": OperationRefSerializer(op).data}
+    return Response(
+        body, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/backups/{backup.pk}"}
+    )
+
+
+def _raise(exc: services.BackupRequestError):
+    raise ApiError(exc.status, exc.code, exc.message)
+
+
+class SiteBackupsView(generics.ListAPIView):
+    serializer_class = BackupSerializer
+
+    def get_queryset(self):
+        site = get_object_or_404(sites_visible(**_scope(self.request)), pk=self.kwargs["pk"])
+        return selectors.site_backups(site=site)
+
+    @extend_schema(request=BackupCreateSerializer, responses={202: BackupSerializer})
+    def post(self, request, pk: int):
+        site = get_object_or_404(sites_visible(**_scope(request)), pk=pk)
+        data = BackupCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            backup, op = services.backup_request(
+                site=site, kind=data.validated_data["kind"], actor=request.user
+            )
+        except services.BackupRequestError as exc:
+            _raise(exc)
+        return _accepted(backup, op)
+
+
+class BackupDetailView(APIView):
+    @extend_schema(responses=BackupDetailSerializer)
+    def get(self, request, pk: int):
+        return Response(BackupDetailSerializer(_backup(request, pk)).data)
+
+
+class BackupDownloadView(APIView):
+    @extend_schema(
+        parameters=[DownloadSerializer],
+        responses={
+            200: {
+                "type": "object",
+                "properties": {"urls": {"type": "object"}, "expires_in": {"type": "integer"}},
+            }
+        },
+    )
+    def get(self, request, pk: int):
+        backup = _backup(request, pk)
+        if backup.status != backup.Status.SUCCEEDED:
+            raise ApiError(409, "backup_not_restorable", f"This backup is {backup.status}.")
+        query = DownloadSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        keys = {name: a["key"] for name, a in backup.artefacts.items() if name != "files_index"}
+        keys["manifest"] = backup.manifest_key
+        wanted = query.validated_data.get("artefact")
+        if wanted and wanted not in keys:
+            raise ApiError(404, "not_found", f"This backup has no {wanted} artefact.")
+        expires = settings.BACKUP_DOWNLOAD_URL_SECONDS
+        try:
+            urls = {
+                name: storage.presigned_url(
+                    key,
+                    expires=expires,
+                    filename=f"{backup.site.domain}-{backup.pk}-{key.rsplit('/', 1)[-1]}",
+                )
+                for name, key in keys.items()
+                if not wanted or name == wanted
+            }
+        except storage.StorageError as exc:
+            raise ApiError(503, "storage_unavailable", str(exc))
+        return Response({"urls": urls, "expires_in": expires})
+
+
+class BackupRestoreView(APIView):
+    @extend_schema(request=RestoreSerializer, responses={202: BackupSerializer})
+    def post(self, request, pk: int):
+        backup = _backup(request, pk)
+        data = RestoreSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        target_id = data.validated_data.get("target_site", backup.site_id)
+        # Another tenant's site, or one that does not exist: the same 404.
+        target = get_object_or_404(
+            sites_visible(**_scope(request)).filter(tenant=backup.site.tenant_id), pk=target_id
+        )
+        try:
+            op = services.backup_restore_request(backup=backup, target=target, actor=request.user)
+        except services.BackupRequestError as exc:
+            _raise(exc)
+        return _accepted(backup, op)
+
+
+class BackupVerifyView(APIView):
+    @extend_schema(request=None, responses={202: BackupSerializer})
+    def post(self, request, pk: int):
+        backup = _backup(request, pk)
+        try:
+            op = services.backup_verify_request(backup=backup, actor=request.user)
+        except services.BackupRequestError as exc:
+            _raise(exc)
+        return _accepted(backup, op)

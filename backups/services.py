@@ -1,0 +1,870 @@
+"""Backups that are proven restorable: run, restore, drill, prune, schedule.
+
+A backup streams `mariadb-dump | gzip` and `tar czf -` from the VPS over SSH straight into S3
+multipart uploads (one part in memory at a time), reading the streams on the way to describe
+what they contain (tables and row counts, every file's sha256). It is `succeeded` only after
+every object was read back from S3 and matched; any failure deletes what was uploaded.
+
+Restore, database: the dump is imported into `<db>_restore`; then one `RENAME TABLE` statement
+moves the live tables to `<db>_previous` and the restored ones into `<db>` (atomic for readers).
+Views, triggers, routines and events cannot be renamed across databases: when the backup or the
+live database has any, the dump (already proven to import cleanly into `<db>_restore`) is
+imported into `<db>` itself instead. Restore, files: the archive is extracted as the site user
+into a staging directory, its release becomes `releases/<new>` and `shared/` is swapped in, then
+the agent's `release-activate` switches `current`. Every step has an undo; any failure undoes
+what was done, so the site keeps serving what it had.
+"""
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from backups import inspect, remote, storage
+from backups.models import Backup
+from backups.policy import policy_for
+from chom.models import Operation
+from chom.operations import OperationContext, OperationError, operation_create, register
+from chom.selectors import register_usage
+from fleet.remote.agent import Agent, AgentError
+from fleet.remote.transport import Transport, TransportError
+from fleet.services import transport_for
+from observability.services import alert_raise, alert_resolve
+from sites.models import Release, Site
+from sites.types import site_type
+
+logger = logging.getLogger(__name__)
+
+Log = Callable[[str], None]
+
+
+class BackupRequestError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class BackupFailed(OperationError):
+    pass
+
+
+@register_usage("backup_storage_bytes")
+def _usage_backup_storage(tenant) -> int:
+    return tenant_backup_bytes(tenant)
+
+
+def tenant_backup_bytes(tenant) -> int:
+    total = Backup.objects.filter(site__tenant=tenant, status=Backup.Status.SUCCEEDED).aggregate(
+        total=Sum("size_bytes")
+    )["total"]
+    return int(total or 0)
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+def _require_storage() -> None:
+    if not storage.configured():
+        raise BackupRequestError(
+            503, "backups_unavailable", "Backups are not configured on this installation."
+        )
+
+
+def _require_live(site: Site) -> None:
+    if site.status in (Site.Status.DELETING, Site.Status.DELETED):
+        raise BackupRequestError(409, "site_deleting", "This site is being deleted.")
+
+
+def backup_request(
+    *, site: Site, kind: str = Backup.Kind.FULL, trigger=Backup.Trigger.MANUAL, actor=None, now=None
+):
+    """Queue a backup of SITE. Returns (backup, operation)."""
+    _require_storage()
+    _require_live(site)
+    if trigger == Backup.Trigger.MANUAL:
+        quota = policy_for(site.tenant.tier).storage_quota_bytes
+        if tenant_backup_bytes(site.tenant) >= quota:
+            raise BackupRequestError(
+                403, "backup_quota_exceeded", f"Backups use the whole {quota // 1024**3} GiB of your tier."
+            )
+    with transaction.atomic():
+        backup = Backup.objects.create(
+            site=site, kind=kind, trigger=trigger, created_at=now or timezone.now()
+        )
+        op = operation_create(
+            kind="backup.run", tenant=site.tenant, target=site, actor=actor, params={"backup_id": backup.pk}
+        )
+    return backup, op
+
+
+def backup_restore_request(*, backup: Backup, target: Site, actor=None) -> Operation:
+    _require_storage()
+    _require_live(target)
+    if target.tenant_id != backup.site.tenant_id:
+        raise BackupRequestError(404, "not_found", "Not found.")
+    if backup.status != Backup.Status.SUCCEEDED:
+        raise BackupRequestError(409, "backup_not_restorable", f"This backup is {backup.status}.")
+    if "database" in backup.artefacts and not target.db_name:
+        raise BackupRequestError(409, "no_database", f"{target.domain} has no database to restore into.")
+    with transaction.atomic():
+        return operation_create(
+            kind="backup.restore",
+            tenant=target.tenant,
+            target=target,
+            actor=actor,
+            params={"backup_id": backup.pk, "target_site_id": target.pk},
+        )
+
+
+def backup_verify_request(*, backup: Backup, actor=None) -> Operation:
+    _require_storage()
+    if backup.status != Backup.Status.SUCCEEDED:
+        raise BackupRequestError(409, "backup_not_restorable", f"This backup is {backup.status}.")
+    with transaction.atomic():
+        return operation_create(
+            kind="backup.verify",
+            tenant=backup.site.tenant,
+            target=backup,
+            actor=actor,
+            params={"backup_id": backup.pk},
+        )
+
+
+# --- running a backup ----------------------------------------------------------------------------
+
+
+def _remote_failure(what: str, result) -> BackupFailed:
+    return BackupFailed(f"{what} exited {result.exit_code}: {result.stderr_tail() or 'no error output'}")
+
+
+def _current_release(transport: Transport, site: Site) -> str:
+    result = transport.run(remote.current_release(site.unix_user), timeout=30)
+    match = remote.RELEASE_TARGET_RE.match(result.stdout.strip()) if result.ok else None
+    return match.group(1) if match else ""
+
+
+def _stream(transport: Transport, command, key: str, inspector) -> storage.StoredObject:
+    """COMMAND's stdout → S3 KEY, fed to INSPECTOR on the way. Fails on a non-zero exit."""
+    outcome = {}
+
+    def produce(sink):
+        def both(chunk: bytes) -> None:
+            sink(chunk)
+            inspector.feed(chunk)
+
+        outcome["result"] = transport.stream_out(command, both, timeout=settings.BACKUP_STREAM_TIMEOUT)
+        result = outcome["result"]
+        # GNU tar exits 1 when a file changed while being read: the archive is still whole.
+        tolerated = (0, 1) if command.argv[0] == "tar" else (0,)
+        if result.exit_code not in tolerated:
+            raise _remote_failure(
+                command.argv[0] if command.argv[0] == "tar" else "mariadb-dump | gzip", result
+            )
+
+    return storage.upload_stream(key, produce)
+
+
+def _verify_in_s3(stored: dict[str, dict]) -> None:
+    for name, expected in stored.items():
+        actual = storage.measure(expected["key"])
+        if (actual.size, actual.sha256) != (expected["size"], expected["sha256"]):
+            raise BackupFailed(
+                f"{name} read back from S3 differs from what was sent: {actual.size} bytes sha256 "
+                f"{actual.sha256[:12]}…, expected {expected['size']} bytes {expected['sha256'][:12]}…"
+            )
+
+
+def _mark(backup: Backup, **fields) -> None:
+    Backup.objects.filter(pk=backup.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(backup, name, value)
+
+
+def _discard_objects(backup: Backup) -> None:
+    """Delete whatever this backup uploaded, the manifest first: nothing may look complete."""
+    if not storage.configured():
+        return
+    try:
+        keys = [o["Key"] for o in storage.list_keys(storage.key_for(backup.prefix))]
+        keys.sort(key=lambda k: not k.endswith("manifest.json"))
+        for key in keys:
+            storage.delete([key])
+    except storage.StorageError as exc:
+        logger.warning("backup %s: could not delete partial objects: %s", backup.pk, exc)
+
+
+def backup_perform(*, backup: Backup, transport: Transport, log: Log = logger.info) -> Backup:
+    """Run BACKUP now over TRANSPORT. Raises BackupFailed (the row then says why)."""
+    site = backup.site
+    _mark(backup, status=Backup.Status.RUNNING, started_at=timezone.now(), error="")
+    try:
+        _run(backup, site, transport, log)
+    except Exception as exc:
+        reason = _reason(exc)
+        _discard_objects(backup)
+        _mark(backup, status=Backup.Status.FAILED, error=reason, finished_at=timezone.now())
+        log(f"backup {backup.pk} failed: {reason}")
+        transient = isinstance(exc, storage.StorageError) and not exc.permanent
+        raise BackupFailed(f"backup of {site.domain} failed: {reason}", transient=transient) from exc
+    return backup
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, TransportError | storage.StorageError | OperationError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _run(backup: Backup, site: Site, transport: Transport, log: Log) -> None:
+    release = _current_release(transport, site) if backup.includes_files else site.current_release
+    artefacts: dict[str, dict] = {}
+    manifest: dict = {
+        "format": 1,
+        "chom_version": settings.CHOM_VERSION,
+        "backup_id": backup.pk,
+        "kind": backup.kind,
+        "site": {"id": site.pk, "domain": site.domain, "type": site.type, "unix_user": site.unix_user},
+        "release": release,
+        "created_at": timezone.now().isoformat(),
+    }
+    if backup.includes_database and site.db_name:
+        log(f"streaming mariadb-dump of {site.db_name} to S3")
+        counter = inspect.DumpCounter()
+        key = storage.key_for(backup.prefix, "database.sql.gz")
+        stored = _stream(transport, remote.dump_database(site.db_name), key, counter)
+        tables = counter.finish()
+        artefacts["database"] = _artefact(stored)
+        manifest["database"] = {"name": site.db_name, "tables": tables, "rows": sum(tables.values())}
+        log(f"database: {stored.size} bytes, {len(tables)} tables, {sum(tables.values())} rows")
+    if backup.includes_files:
+        log(f"streaming files (shared/ and release {release or 'none'}) to S3")
+        indexer = inspect.TarIndexer()
+        key = storage.key_for(backup.prefix, "files.tar.gz")
+        try:
+            stored = _stream(transport, remote.archive_files(site.unix_user, release), key, indexer)
+        except BaseException:
+            indexer.abandon()
+            raise
+        files = indexer.finish()
+        artefacts["files"] = _artefact(stored)
+        index = storage.put_bytes(
+            storage.key_for(backup.prefix, "files-index.jsonl.gz"), inspect.index_dumps(files)
+        )
+        artefacts["files_index"] = _artefact(index)
+        manifest["files"] = {"count": len(files), "bytes": sum(size for size, _ in files.values())}
+        log(f"files: {stored.size} bytes compressed, {len(files)} files")
+    manifest["artefacts"] = artefacts
+    log("reading every object back from S3 to verify size and sha256")
+    _verify_in_s3(artefacts)
+    body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    uploaded = storage.put_bytes(storage.key_for(backup.prefix, "manifest.json"), body)
+    _verify_in_s3({"manifest": _artefact(uploaded)})
+    _mark(
+        backup,
+        status=Backup.Status.SUCCEEDED,
+        release=release,
+        artefacts=artefacts,
+        manifest=manifest,
+        manifest_key=uploaded.key,
+        manifest_sha256=uploaded.sha256,
+        size_bytes=sum(a["size"] for a in artefacts.values()) + uploaded.size,
+        finished_at=timezone.now(),
+    )
+    log(f"backup {backup.pk} verified in S3: {backup.size_bytes} bytes")
+
+
+def _artefact(stored: storage.StoredObject) -> dict:
+    return {"key": stored.key, "size": stored.size, "sha256": stored.sha256}
+
+
+def _backup_of(ctx: OperationContext) -> Backup:
+    return Backup.objects.select_related("site", "site__vps", "site__tenant").get(pk=ctx.params["backup_id"])
+
+
+def _backup_op_failed(ctx: OperationContext, reason: str) -> None:
+    backup = Backup.objects.filter(pk=ctx.params.get("backup_id")).first()
+    if backup and backup.status in (Backup.Status.QUEUED, Backup.Status.RUNNING):
+        _discard_objects(backup)
+        _mark(backup, status=Backup.Status.FAILED, error=reason[:4000], finished_at=timezone.now())
+
+
+def _ssh(site: Site, work):
+    try:
+        with transport_for(site.vps) as transport:
+            return work(transport)
+    except TransportError as exc:
+        raise OperationError(f"SSH to {site.vps.name}: {exc}", transient=exc.transient)
+    except AgentError as exc:
+        raise OperationError(str(exc), transient=exc.transient)
+
+
+@register(
+    "backup.run",
+    queue="remote",
+    soft_time_limit=4 * 3600,
+    time_limit=4 * 3600 + 120,
+    max_attempts=1,
+    on_failure=_backup_op_failed,
+)
+def backup_run(ctx: OperationContext) -> dict:
+    backup = _backup_of(ctx)
+    ctx.step(f"{backup.kind} backup of {backup.site.domain}", progress=10)
+    _ssh(backup.site, lambda transport: backup_perform(backup=backup, transport=transport, log=ctx.log))
+    return {"backup_id": backup.pk, "size_bytes": backup.size_bytes}
+
+
+def backup_before_delete(*, site: Site, ctx: OperationContext) -> None:
+    """Final backup inside the site's delete operation, once the site has backups at all.
+    Raises OperationError when it fails: the delete then stops with the site intact."""
+    if not storage.configured() or not site.backups.exists():
+        return
+    backup = Backup.objects.create(site=site, kind=Backup.Kind.FULL, trigger=Backup.Trigger.PRE_DELETE)
+    ctx.step("final backup before delete")
+    try:
+        _ssh(site, lambda transport: backup_perform(backup=backup, transport=transport, log=ctx.log))
+    except OperationError as exc:
+        if backup.status != Backup.Status.FAILED:
+            _mark(backup, status=Backup.Status.FAILED, error=str(exc)[:4000], finished_at=timezone.now())
+        raise OperationError(
+            f"final backup before delete failed, the site was kept: {exc}", transient=exc.transient
+        )
+
+
+# --- reading back from S3 ------------------------------------------------------------------------
+
+
+class HashingReader(io.RawIOBase):
+    """A file-like view of an S3 object that hashes what it hands out (bounded memory)."""
+
+    def __init__(self, key: str):
+        self._chunks = storage.iter_object(key)
+        self._pending = b""
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self._pending:
+            self._pending = next(self._chunks, b"")
+            self.sha256.update(self._pending)
+            self.size += len(self._pending)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def _stream_in(transport: Transport, command, artefact: dict, what: str) -> None:
+    reader = HashingReader(artefact["key"])
+    result = transport.stream_in(command, io.BufferedReader(reader), timeout=settings.BACKUP_STREAM_TIMEOUT)
+    if not result.ok:
+        raise _remote_failure(what, result)
+    if (reader.size, reader.sha256.hexdigest()) != (artefact["size"], artefact["sha256"]):
+        raise BackupFailed(f"{artefact['key']} changed in S3 while being read: {what} discarded")
+
+
+def backup_check_integrity(backup: Backup) -> list[str]:
+    """Problems with BACKUP's objects in S3 (read back and hashed), [] when all match."""
+    problems = []
+    expected = {
+        **backup.artefacts,
+        "manifest": {"key": backup.manifest_key, "sha256": backup.manifest_sha256},
+    }
+    for name, artefact in expected.items():
+        try:
+            actual = storage.measure(artefact["key"])
+        except storage.StorageError as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        if actual.sha256 != artefact["sha256"] or actual.size != artefact.get("size", actual.size):
+            problems.append(
+                f"{name} ({artefact['key']}) does not match its checksum: sha256 {actual.sha256[:12]}…, "
+                f"expected {artefact['sha256'][:12]}…"
+            )
+    return problems
+
+
+def _lines(result) -> list[str]:
+    return [line for line in result.stdout.splitlines() if line]
+
+
+def _sql(transport: Transport, command, what: str) -> list[str]:
+    result = transport.run(command, timeout=settings.BACKUP_STREAM_TIMEOUT)
+    if not result.ok:
+        raise _remote_failure(what, result)
+    return _lines(result)
+
+
+# --- restore -------------------------------------------------------------------------------------
+
+
+class Undo:
+    """Steps to take back, newest first, when a later step fails."""
+
+    def __init__(self, log: Log):
+        self.log = log
+        self.steps: list[tuple[str, Callable[[], None]]] = []
+
+    def push(self, what: str, step: Callable[[], None]) -> None:
+        self.steps.append((what, step))
+
+    def run(self) -> None:
+        for what, step in reversed(self.steps):
+            try:
+                step()
+                self.log(f"undone: {what}")
+            except Exception as exc:  # noqa: BLE001 - undo as much as possible
+                self.log(f"could not undo {what}: {_reason(exc)}")
+
+
+def _restore_database(transport, backup: Backup, target: Site, undo: Undo, log: Log) -> Callable[[], None]:
+    """Import into <db>_restore, then swap it in. Returns the cleanup to run after success."""
+    live, incoming, parking = target.db_name, f"{target.db_name}_restore", f"{target.db_name}_previous"
+    log(f"importing the dump into scratch database {incoming}")
+    _sql(transport, remote.recreate_database(incoming), "create scratch database")
+    undo.push(f"drop {incoming}", lambda: _sql(transport, remote.drop_database(incoming), "drop"))
+    _stream_in(
+        transport, remote.import_database(incoming), backup.artefacts["database"], "import of the dump"
+    )
+    new_tables = _sql(transport, remote.list_tables(incoming), "list restored tables")
+    expected = backup.manifest.get("database", {}).get("tables", {})
+    if sorted(expected) != sorted(new_tables):
+        raise BackupFailed(f"the imported dump has tables {new_tables}, the manifest says {sorted(expected)}")
+    live_tables = _sql(transport, remote.list_tables(live), "list live tables")
+    programmable = sum(int(n) for n in _sql(transport, remote.count_programmable(incoming), "inspect"))
+    programmable += sum(int(n) for n in _sql(transport, remote.count_programmable(live), "inspect"))
+    if programmable:
+        # Triggers/views/routines cannot move across databases: the dump, proven to import
+        # cleanly above, goes into the live database itself (the pre-restore backup is the undo).
+        log(f"{live} or the backup has views/triggers/routines: importing into {live} directly")
+        _stream_in(
+            transport, remote.import_database(live), backup.artefacts["database"], "import into live db"
+        )
+    else:
+        _sql(transport, remote.recreate_database(parking), "create parking database")
+        log(f"swapping {len(new_tables)} restored tables into {live} (one RENAME TABLE)")
+        _sql(
+            transport,
+            remote.sql(remote.swap_tables(live, incoming, parking, live_tables, new_tables)),
+            "swap",
+        )
+        back = remote.swap_tables(live, parking, incoming, new_tables, live_tables)
+        undo.push(f"tables of {live}", lambda: _sql(transport, remote.sql(back), "swap back"))
+
+    def cleanup() -> None:
+        for db in (incoming, parking):
+            _sql(transport, remote.drop_database(db), f"drop {db}")
+
+    return cleanup
+
+
+def _restore_files(transport, backup: Backup, target: Site, release: str, undo: Undo, log: Log) -> Callable:
+    """Extract into staging, build releases/RELEASE and swap shared/ in. Returns the cleanup."""
+    user = target.unix_user
+    staging = f"{remote.home(user)}/releases/.restore-{release}"
+    log(f"extracting the files archive as {user} into {staging}")
+    _run_ok(transport, remote.remove_tree(user, staging), "clear staging")
+    undo.push(f"remove {staging}", lambda: _run_ok(transport, remote.remove_tree(user, staging), "cleanup"))
+    _stream_in(transport, remote.extract_files(user, staging), backup.artefacts["files"], "tar extract")
+    archived = backup.release
+    if archived:
+        _run_ok(transport, remote.stage_release(user, staging, archived, release), "stage release")
+    else:
+        _run_ok(transport, remote.new_release_dir(user, release), "create release directory")
+        _run_ok(
+            transport,
+            remote.as_site(user, 'ln -s . "$1/public"', f"{remote.home(user)}/releases/{release}"),
+            "",
+        )
+    release_dir = f"{remote.home(user)}/releases/{release}"
+    undo.push(
+        f"remove {release_dir}", lambda: _run_ok(transport, remote.remove_tree(user, release_dir), "rm")
+    )
+    env = site_type(target.type).env_file(target)
+    if env:
+        # The release belongs to TARGET now: its own database credentials, not the source's.
+        _write(transport, user, f"{release_dir}/{env['path']}", env["content"].encode(), own_group=True)
+    marker = {"release": release, "commit": f"backup-{backup.pk}", "created": timezone.now().isoformat()}
+    _write(transport, user, f"{release_dir}/.chom-release.json", json.dumps(marker).encode() + b"\n")
+    parked = f"{staging}/shared.previous"
+    _run_ok(transport, remote.swap_shared(user, f"{staging}/shared", parked), "swap shared/")
+    undo.push(
+        "shared/", lambda: _run_ok(transport, remote.swap_shared(user, parked, f"{staging}/shared"), "")
+    )
+    return lambda: _run_ok(transport, remote.remove_tree(user, staging), "remove staging")
+
+
+def _run_ok(transport: Transport, command, what: str) -> None:
+    result = transport.run(command, timeout=settings.BACKUP_STREAM_TIMEOUT)
+    if not result.ok:
+        raise _remote_failure(what or command.argv[0], result)
+
+
+def _write(transport: Transport, user: str, path: str, data: bytes, *, own_group: bool = False) -> None:
+    result = transport.run(remote.write_file(user, path, own_group=own_group), stdin=data, timeout=60)
+    if not result.ok:
+        raise _remote_failure(f"write {path}", result)
+
+
+def restore_perform(*, backup: Backup, target: Site, transport: Transport, log: Log, step=None) -> dict:
+    """Restore BACKUP into TARGET over TRANSPORT; on failure everything done is undone."""
+    from sites.services import new_release_name, site_verify
+
+    step = step or (lambda name, progress=None: log(f"step: {name}"))
+    step("verify the backup's checksums in S3", progress=5)
+    problems = backup_check_integrity(backup)
+    if problems:
+        raise BackupFailed(f"backup {backup.pk} is damaged, nothing was changed: {'; '.join(problems)}")
+    step(f"pre-restore backup of {target.domain}", progress=15)
+    safety = Backup.objects.create(site=target, kind=Backup.Kind.FULL, trigger=Backup.Trigger.PRE_RESTORE)
+    try:
+        backup_perform(backup=safety, transport=transport, log=log)
+    except BackupFailed as exc:
+        raise BackupFailed(f"pre-restore backup failed, nothing was changed: {exc}")
+    release = new_release_name()
+    previous = _current_release(transport, target)
+    undo, cleanups = Undo(log), []
+    try:
+        if "files" in backup.artefacts:
+            step("files into a new release", progress=35)
+            cleanups.append(_restore_files(transport, backup, target, release, undo, log))
+        if "database" in backup.artefacts:
+            step("database", progress=60)
+            cleanups.append(_restore_database(transport, backup, target, undo, log))
+        if "files" in backup.artefacts:
+            step(f"switch current to {release}", progress=80)
+            agent = Agent(transport)
+            payload = {"name": target.unix_user, "release": release, "keep": settings.SITE_RELEASES_KEPT}
+            activated = agent.call("release-activate", payload)
+            if previous:
+                back = {**payload, "release": previous}
+                undo.push(f"current -> {previous}", lambda: agent.call("release-activate", back))
+            step("verify the site answers", progress=90)
+            site_verify(site=target, log=log)
+    except Exception as exc:
+        log(f"restore failed: {_reason(exc)}; undoing")
+        undo.run()
+        if isinstance(exc, OperationError):
+            raise
+        raise BackupFailed(f"restore failed and was undone: {_reason(exc)}") from exc
+    for cleanup in cleanups:
+        try:
+            cleanup()
+        except Exception as exc:  # noqa: BLE001 - the restore itself succeeded
+            log(f"cleanup: {_reason(exc)}")
+    if "files" in backup.artefacts:
+        _releases_switched(target, release, pruned=activated.data.get("pruned", []))
+    return {
+        "backup_id": backup.pk,
+        "pre_restore_backup_id": safety.pk,
+        "release": release if "files" in backup.artefacts else "",
+    }
+
+
+def _releases_switched(site: Site, release: str, *, pruned) -> None:
+    now = timezone.now()
+    Release.objects.update_or_create(
+        site=site, name=release, defaults={"status": Release.Status.ACTIVE, "activated_at": now}
+    )
+    site.releases.filter(status=Release.Status.ACTIVE).exclude(name=release).update(
+        status=Release.Status.SUPERSEDED
+    )
+    if pruned:
+        site.releases.filter(name__in=list(pruned)).update(status=Release.Status.PRUNED)
+    Site.objects.filter(pk=site.pk).update(
+        current_release=release, status=Site.Status.ACTIVE, status_reason=""
+    )
+
+
+@register(
+    "backup.restore", queue="remote", soft_time_limit=4 * 3600, time_limit=4 * 3600 + 120, max_attempts=1
+)
+def backup_restore_run(ctx: OperationContext) -> dict:
+    backup = _backup_of(ctx)
+    target = Site.objects.select_related("vps", "tenant").get(pk=ctx.params["target_site_id"])
+    return _ssh(
+        target,
+        lambda transport: restore_perform(
+            backup=backup, target=target, transport=transport, log=ctx.log, step=ctx.step
+        ),
+    )
+
+
+# --- restore drills ------------------------------------------------------------------------------
+
+
+def drill_perform(*, backup: Backup, transport: Transport, log: Log) -> list[str]:
+    """Restore BACKUP into a scratch database and directory on its VPS and compare with the
+    manifest. Returns the problems found ([] = proven restorable). Always cleans up."""
+    problems = backup_check_integrity(backup)
+    if problems:
+        return problems
+    site = backup.site
+    scratch_db = f"chom_drill_{backup.pk}"
+    scratch_dir = f"{remote.home(site.unix_user)}/tmp/chom-drill-{backup.pk}"
+    try:
+        if "database" in backup.artefacts:
+            problems += _drill_database(transport, backup, scratch_db, log)
+        if "files" in backup.artefacts:
+            problems += _drill_files(transport, backup, scratch_dir, log)
+    finally:
+        for command in (remote.drop_database(scratch_db), remote.remove_tree(site.unix_user, scratch_dir)):
+            try:
+                transport.run(command, timeout=600)
+            except TransportError as exc:
+                log(f"drill cleanup: {exc}")
+    return problems
+
+
+def _drill_database(transport, backup: Backup, scratch: str, log: Log) -> list[str]:
+    log(f"importing the dump into {scratch}")
+    _sql(transport, remote.recreate_database(scratch), "create scratch database")
+    _stream_in(transport, remote.import_database(scratch), backup.artefacts["database"], "import of the dump")
+    expected = backup.manifest.get("database", {}).get("tables", {})
+    tables = _sql(transport, remote.list_tables(scratch), "list tables")
+    if sorted(tables) != sorted(expected):
+        return [f"database: tables {tables} after import, manifest says {sorted(expected)}"]
+    counts = {}
+    if tables:
+        for line in _sql(transport, remote.count_rows(scratch, tables), "count rows"):
+            index, count = line.split("\t")
+            counts[tables[int(index)]] = int(count)
+    wrong = [f"{t}: {counts.get(t)} rows, manifest {n}" for t, n in expected.items() if counts.get(t) != n]
+    log(
+        f"database: {len(tables)} tables, {sum(counts.values())} rows"
+        + (f", mismatches {wrong}" if wrong else "")
+    )
+    return [f"database row counts differ: {'; '.join(wrong[:5])}"] if wrong else []
+
+
+def _drill_files(transport, backup: Backup, scratch: str, log: Log) -> list[str]:
+    user = backup.site.unix_user
+    log(f"extracting the files archive into {scratch}")
+    _run_ok(transport, remote.remove_tree(user, scratch), "clear scratch")
+    _stream_in(transport, remote.extract_files(user, scratch), backup.artefacts["files"], "tar extract")
+    index = inspect.index_loads(storage.get_bytes(backup.artefacts["files_index"]["key"]))
+    listing = bytearray()
+    result = transport.stream_out(remote.hash_tree(user, scratch), listing.extend, timeout=3600)
+    if not result.ok:
+        raise _remote_failure("sha256sum of the extracted files", result)
+    found = inspect.parse_sha256sum(listing.decode("utf-8", "replace"))
+    missing = sorted(set(index) - set(found))
+    different = sorted(p for p in set(index) & set(found) if index[p] != found[p])
+    extra = sorted(set(found) - set(index))
+    count = backup.manifest.get("files", {}).get("count")
+    log(f"files: {len(found)} extracted, {len(index)} in the index, manifest count {count}")
+    problems = []
+    if count != len(index):
+        problems.append(f"files index lists {len(index)} files, the manifest says {count}")
+    for label, paths in (("missing", missing), ("different", different), ("unexpected", extra)):
+        if paths:
+            problems.append(f"{len(paths)} files {label} after extraction (e.g. {', '.join(paths[:3])})")
+    return problems
+
+
+def _record_drill(backup: Backup, problems: list[str]) -> None:
+    site = backup.site
+    key = f"site:{site.pk}"
+    if problems:
+        summary = f"restore drill of backup {backup.pk} of {site.domain} failed: {'; '.join(problems)}"
+        _mark(backup, verify_error=summary[:4000])
+        alert_raise(
+            name="backup_drill_failed",
+            key=key,
+            summary=summary[:2000],
+            severity="critical",
+            tenant=site.tenant,
+            labels={"site": site.domain, "backup": str(backup.pk)},
+        )
+    else:
+        _mark(backup, verified_at=timezone.now(), verify_error="")
+        alert_resolve(name="backup_drill_failed", key=key)
+
+
+def _verify_failed(ctx: OperationContext, reason: str) -> None:
+    backup = (
+        Backup.objects.select_related("site", "site__tenant").filter(pk=ctx.params.get("backup_id")).first()
+    )
+    if backup and not backup.verify_error:
+        _record_drill(backup, [reason])
+
+
+@register(
+    "backup.verify",
+    queue="remote",
+    soft_time_limit=4 * 3600,
+    time_limit=4 * 3600 + 120,
+    on_failure=_verify_failed,
+)
+def backup_verify_run(ctx: OperationContext) -> dict:
+    backup = _backup_of(ctx)
+    ctx.step(f"restore drill of backup {backup.pk} ({backup.site.domain})", progress=10)
+    problems = _ssh(
+        backup.site, lambda transport: drill_perform(backup=backup, transport=transport, log=ctx.log)
+    )
+    _record_drill(backup, problems)
+    if problems:
+        raise OperationError("restore drill failed: " + "; ".join(problems))
+    return {"backup_id": backup.pk, "verified_at": backup.verified_at.isoformat()}
+
+
+def backups_drill_all(*, now=None) -> list[Operation]:
+    """Weekly: a restore drill of the latest successful backup of every live site."""
+    ops = []
+    for site in Site.objects.exclude(status__in=[Site.Status.DELETING, Site.Status.DELETED]):
+        latest = site.backups.filter(status=Backup.Status.SUCCEEDED).first()
+        if latest is not None:
+            ops.append(backup_verify_request(backup=latest))
+    return ops
+
+
+# --- retention -----------------------------------------------------------------------------------
+
+
+def backups_prune(*, now: datetime | None = None) -> list[int]:
+    """Delete (S3 objects, then rows) backups past their tier's retention or storage quota.
+
+    The newest successful backup of a site is always kept; failed backups never count as the
+    one to keep (and are removed once past retention). Queued/running backups are left alone.
+    """
+    now = now or timezone.now()
+    pruned: list[int] = []
+    site_ids = Backup.objects.values_list("site_id", flat=True).distinct()
+    for site in Site.objects.filter(pk__in=site_ids).select_related("tenant"):
+        policy = policy_for(site.tenant.tier)
+        cutoff = now - timedelta(days=policy.retention_days)
+        keeper = site.backups.filter(status=Backup.Status.SUCCEEDED).order_by("-created_at", "-id").first()
+        doomed = site.backups.filter(
+            created_at__lt=cutoff, status__in=[Backup.Status.SUCCEEDED, Backup.Status.FAILED]
+        )
+        if keeper:
+            doomed = doomed.exclude(pk=keeper.pk)
+        pruned += [pk for b in doomed if (pk := _delete_backup(b))]
+    pruned += _prune_to_quota()
+    if storage.configured():
+        try:
+            storage.abort_incomplete_uploads(
+                prefix=storage.key_for("sites/"), older_than=now - timedelta(days=1)
+            )
+        except storage.StorageError as exc:
+            logger.warning("could not clean incomplete uploads: %s", exc)
+    return pruned
+
+
+def _prune_to_quota() -> list[int]:
+    pruned = []
+    over = (
+        Backup.objects.filter(status=Backup.Status.SUCCEEDED)
+        .values_list("site__tenant", flat=True)
+        .distinct()
+    )
+    from chom.models import Tenant
+
+    for tenant in Tenant.objects.filter(pk__in=over):
+        quota = policy_for(tenant.tier).storage_quota_bytes
+        used = tenant_backup_bytes(tenant)
+        if used <= quota:
+            continue
+        keepers = {
+            b.pk
+            for site in Site.objects.filter(tenant=tenant)
+            if (b := site.backups.filter(status=Backup.Status.SUCCEEDED).first())
+        }
+        candidates = Backup.objects.filter(site__tenant=tenant, status=Backup.Status.SUCCEEDED).exclude(
+            pk__in=keepers
+        )
+        for backup in candidates.order_by("created_at", "id"):
+            if used <= quota:
+                break
+            if pk := _delete_backup(backup):
+                used -= backup.size_bytes
+                pruned.append(pk)
+    return pruned
+
+
+def _delete_backup(backup: Backup) -> int | None:
+    """Delete BACKUP's objects (manifest first), then its row. Returns its id, None if S3 refused."""
+    try:
+        if storage.configured():
+            keys = [o["Key"] for o in storage.list_keys(storage.key_for(backup.prefix))]
+            manifest = [k for k in keys if k.endswith("manifest.json")]
+            storage.delete(manifest + [k for k in keys if k not in manifest])
+    except storage.StorageError as exc:
+        logger.warning("retention: backup %s kept, S3 delete failed: %s", backup.pk, exc)
+        return None
+    pk = backup.pk
+    backup.delete()
+    return pk
+
+
+# --- schedules -----------------------------------------------------------------------------------
+
+
+def site_slot(site_id: int, day_start: datetime) -> datetime:
+    """The site's daily backup time: spread over the night window by a hash of its id."""
+    window = settings.BACKUP_WINDOW_HOURS * 3600
+    offset = (site_id * 2654435761) % window  # Knuth's multiplicative hash: neighbours land apart
+    return day_start + timedelta(hours=settings.BACKUP_WINDOW_START_HOUR, seconds=offset)
+
+
+def backups_schedule_due(*, now: datetime | None = None) -> list[Backup]:
+    """Queue the scheduled backups whose slot has passed, at most BACKUP_CONCURRENCY_PER_VPS
+    at a time per VPS (the others wait for a later tick)."""
+    if not storage.configured():
+        return []
+    now = now or timezone.now()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    busy: dict[int, int] = {}
+    for vps_id in Backup.objects.filter(status__in=[Backup.Status.QUEUED, Backup.Status.RUNNING]).values_list(
+        "site__vps_id", flat=True
+    ):
+        busy[vps_id] = busy.get(vps_id, 0) + 1
+    queued = []
+    for site in Site.objects.filter(status=Site.Status.ACTIVE).select_related("tenant").order_by("pk"):
+        slot = site_slot(site.pk, midnight)
+        if slot > now:
+            slot = site_slot(site.pk, midnight - timedelta(days=1))
+        frequency = policy_for(site.tenant.tier).frequency
+        since = max(slot, now - frequency) if frequency < timedelta(days=1) else slot
+        if site.backups.filter(trigger=Backup.Trigger.SCHEDULED, created_at__gte=since).exists():
+            continue
+        if busy.get(site.vps_id, 0) >= settings.BACKUP_CONCURRENCY_PER_VPS:
+            continue
+        backup, _ = backup_request(site=site, trigger=Backup.Trigger.SCHEDULED, now=now)
+        busy[site.vps_id] = busy.get(site.vps_id, 0) + 1
+        queued.append(backup)
+    return queued
+
+
+def backups_daily_report(*, now: datetime | None = None) -> int:
+    """Email admins the last day's failed backups and drills. Returns the number of failures."""
+    now = now or timezone.now()
+    since = now - timedelta(days=1)
+    failed = list(
+        Backup.objects.filter(
+            Q(status=Backup.Status.FAILED, created_at__gte=since) | ~Q(verify_error="")
+        ).select_related("site")
+    )
+    succeeded = Backup.objects.filter(status=Backup.Status.SUCCEEDED, finished_at__gte=since).count()
+    recipients = [address for _, address in settings.ADMINS]
+    if not recipients:
+        return len(failed)
+    lines = [f"Backups in the last 24 hours: {succeeded} succeeded, {len(failed)} problems.", ""]
+    for backup in failed:
+        reason = backup.error if backup.status == Backup.Status.FAILED else backup.verify_error
+        lines.append(
+            f"- {backup.site.domain} backup {backup.pk} ({backup.trigger}, {backup.status}): {reason}"
+        )
+    subject = f"[CHOM] backups: {len(failed)} problems" if failed else "[CHOM] backups: all succeeded"
+    send_mail(subject, "\n".join(lines) + "\n", settings.DEFAULT_FROM_EMAIL, recipients)
+    return len(failed)

@@ -1,0 +1,60 @@
+"""Dashboard (staff): a backup's page and the buttons of the site page's backups panel."""
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from backups import selectors, services
+from chom.models import Operation
+from sites.selectors import sites_visible
+
+
+def _backup(pk: int):
+    return get_object_or_404(selectors.backups_visible(tenant=None, staff=True), pk=pk)
+
+
+@staff_member_required
+def backup_detail(request, pk: int):
+    backup = _backup(pk)
+    candidates = Operation.objects.filter(kind__startswith="backup.").filter(
+        target_id__in=[str(pk), str(backup.site_id)]
+    )
+    operations = [op for op in candidates.order_by("-created_at")[:200] if op.params.get("backup_id") == pk]
+    return render(request, "backups/backup_detail.html", {"backup": backup, "operations": operations[:20]})
+
+
+def _queued(request, call):
+    try:
+        op = call()
+    except services.BackupRequestError as exc:
+        messages.error(request, exc.message)
+        return None
+    return redirect("operation-detail", op.id)
+
+
+@staff_member_required
+@require_POST
+def backup_create(request, site_pk: int):
+    site = get_object_or_404(sites_visible(tenant=None, staff=True), pk=site_pk)
+    response = _queued(request, lambda: services.backup_request(site=site, actor=request.user)[1])
+    return response or redirect("site-detail", site_pk)
+
+
+@staff_member_required
+@require_POST
+def backup_restore(request, pk: int):
+    backup = _backup(pk)
+    response = _queued(
+        request,
+        lambda: services.backup_restore_request(backup=backup, target=backup.site, actor=request.user),
+    )
+    return response or redirect("backup-detail", pk)
+
+
+@staff_member_required
+@require_POST
+def backup_verify(request, pk: int):
+    backup = _backup(pk)
+    response = _queued(request, lambda: services.backup_verify_request(backup=backup, actor=request.user))
+    return response or redirect("backup-detail", pk)

@@ -1,0 +1,196 @@
+"""Backups end to end: real MariaDB and files on a test VPS, a real S3 endpoint (moto_server).
+Back up through the API, break the site, restore, and prove rows and files are identical."""
+
+import time
+
+import pytest
+import requests
+
+from backups.localstack import BUCKET
+from backups.models import Backup
+from chom.models import Operation
+from chom.operations import operation_execute
+from fleet.remote.commands import Command
+from fleet.services import transport_for
+from observability.models import Alert
+from sites.models import Site
+from tests.backups.fixtures import moto_s3, s3  # noqa: F401 - shared fixtures
+
+pytestmark = pytest.mark.e2e
+
+ROWS = 3000
+
+
+def _run(op_id, expect="succeeded") -> Operation:
+    operation_execute(operation_id=op_id)
+    op = Operation.objects.get(id=op_id)
+    log = "\n".join(e.message for e in op.log_entries.all())
+    assert op.status == expect, f"{op.error}\n{log}"
+    return op
+
+
+def _post(persona, url, body=None, expect="succeeded") -> tuple[dict, Operation]:
+    response = persona.client().post(url, body or {}, format="json")
+    assert response.status_code == 202, response.content
+    return response.json(), _run(response.json()["operation"]["id"], expect)
+
+
+def _sh(vps, *argv) -> str:
+    with transport_for(vps) as transport:
+        result = transport.run(Command.of(*argv))
+    assert result.ok, f"{argv}: {result.stderr}"
+    return result.stdout
+
+
+def _site(persona, domain) -> Site:
+    body, _ = _post(persona, "/api/v1/sites", {"domain": domain, "type": "php"})
+    return Site.objects.get(pk=body["id"])
+
+
+def _fill(vps, site) -> None:
+    _sh(
+        vps,
+        "mariadb",
+        site.db_name,
+        "-e",
+        "CREATE TABLE items (id INT PRIMARY KEY, body VARCHAR(200), blob_col BLOB);"
+        "INSERT INTO items SELECT seq, CONCAT('row ', seq, ' it''s (a),(b) \\\\ ', UUID()), "
+        "RANDOM_BYTES(16) "
+        f"FROM seq_1_to_{ROWS};"
+        "CREATE TABLE tags (name VARCHAR(20)); INSERT INTO tags VALUES ('x'), ('y');",
+    )
+    home = f"/var/www/{site.unix_user}"
+    _sh(
+        vps,
+        "runuser",
+        "-u",
+        site.unix_user,
+        "--",
+        "sh",
+        "-c",
+        'mkdir -p "$1/shared/uploads/deep dir" && head -c 300000 /dev/urandom > "$1/shared/uploads/photo.bin"'
+        ' && echo restored-note > "$1/current/public/note.txt"'
+        ' && printf x > "$1/shared/uploads/deep dir/it'
+        "'"
+        's.txt"',
+        "sh",
+        home,
+    )
+
+
+def _state(vps, site) -> dict:
+    rows = _sh(
+        vps,
+        "sh",
+        "-c",
+        'mariadb -N -e "SELECT id, body, HEX(blob_col) FROM items ORDER BY id" "$1" | sha256sum',
+        "sh",
+        site.db_name,
+    )
+    count = _sh(vps, "mariadb", "-N", "-e", "SELECT COUNT(*) FROM items", site.db_name).strip()
+    files = _sh(
+        vps,
+        "sh",
+        "-c",
+        'cd "$1" && find shared current/ -type f ! -name .env ! -name .chom-release.json'
+        ' -printf "%P\\n" -exec sha256sum {} + | sort',
+        "sh",
+        f"/var/www/{site.unix_user}",
+    )
+    return {"rows": rows, "count": count, "files": files}
+
+
+def _break(vps, site) -> None:
+    _sh(vps, "mariadb", site.db_name, "-e", "DROP TABLE items; INSERT INTO tags VALUES ('z')")
+    _sh(
+        vps,
+        "runuser",
+        "-u",
+        site.unix_user,
+        "--",
+        "sh",
+        "-c",
+        'rm -rf "$1/shared/uploads" "$1/current/public/note.txt"',
+        "sh",
+        f"/var/www/{site.unix_user}",
+    )
+
+
+def test_it_restores_rows_and_files_identical_after_breaking_the_site(alice, make_vps, s3):  # noqa: F811
+    vps = make_vps("e2e-backup")
+    site = _site(alice, "shop.test")
+    _fill(vps, site)
+    before = _state(vps, site)
+    assert before["count"] == str(ROWS) and "photo.bin" in before["files"]
+
+    started = time.monotonic()
+    body, _ = _post(alice, f"/api/v1/sites/{site.pk}/backups")
+    backup_seconds = time.monotonic() - started
+    backup = Backup.objects.get(pk=body["id"])
+    assert backup.status == "succeeded" and backup.manifest["database"]["tables"] == {
+        "items": ROWS,
+        "tags": 2,
+    }
+    assert backup.manifest["files"]["count"] >= 3
+
+    _break(vps, site)
+    assert "items" not in _sh(vps, "mariadb", "-N", "-e", "SHOW TABLES", site.db_name)
+    started = time.monotonic()
+    _, op = _post(alice, f"/api/v1/backups/{backup.pk}/restore")
+    restore_seconds = time.monotonic() - started
+    assert _state(vps, site) == before
+    site.refresh_from_db()
+    release = op.result["release"]
+    assert site.current_release == release and site.status == "active"
+    home = f"/var/www/{site.unix_user}"
+    assert _sh(vps, "readlink", f"{home}/current").strip() == f"releases/{release}"
+    assert _sh(vps, "stat", "-c", "%U:%G %a", f"{home}/releases/{release}", f"{home}/shared").split("\n")[
+        :2
+    ] == [f"{site.unix_user}:www-data 2750", f"{site.unix_user}:www-data 2750"]
+    assert _sh(vps, "stat", "-c", "%U", f"{home}/shared/uploads/photo.bin").strip() == site.unix_user
+    served = requests.get(f"http://{vps.ip_address}/note.txt", headers={"Host": "shop.test"}, timeout=5)
+    assert served.text == "restored-note\n"
+    # A pre-restore backup was taken first; scratch databases and staging are gone.
+    assert site.backups.filter(trigger="pre-restore", status="succeeded").count() == 1
+    databases = _sh(vps, "mariadb", "-N", "-e", "SHOW DATABASES")
+    assert f"{site.db_name}_restore" not in databases and f"{site.db_name}_previous" not in databases
+    assert ".restore-" not in _sh(vps, "ls", "-a", f"{home}/releases")
+    size = backup.size_bytes
+    print(
+        f"\nbackup {size} bytes in {backup_seconds:.2f}s, "
+        f"restore (incl. pre-restore backup) {restore_seconds:.2f}s"
+    )
+
+    # Restore drill: proven restorable, scratch cleaned up.
+    _post(alice, f"/api/v1/backups/{backup.pk}/verify")
+    backup.refresh_from_db()
+    assert backup.verified_at is not None and backup.verify_error == ""
+    assert "chom_drill" not in _sh(vps, "mariadb", "-N", "-e", "SHOW DATABASES")
+    assert "chom-drill" not in _sh(vps, "ls", "-a", f"{home}/tmp")
+
+    # The drill catches a tampered object in S3 and alerts.
+    s3.put_object(Bucket=BUCKET, Key=backup.artefacts["database"]["key"], Body=b"\x1f\x8bgarbage")
+    _post(alice, f"/api/v1/backups/{backup.pk}/verify", expect="failed")
+    backup.refresh_from_db()
+    assert "database" in backup.verify_error and "checksum" in backup.verify_error
+    alert = Alert.objects.get(name="backup_drill_failed", status="firing")
+    assert alert.tenant == alice.tenant and "shop.test" in alert.summary
+    # And a restore from it refuses to touch anything.
+    _post(alice, f"/api/v1/backups/{backup.pk}/restore", expect="failed")
+    assert _state(vps, site) == before
+
+
+def test_it_restores_into_another_site_of_the_same_tenant(alice, make_vps, s3):  # noqa: F811
+    vps = make_vps("e2e-backup2")
+    source, copy = _site(alice, "source.test"), _site(alice, "copy.test")
+    _fill(vps, source)
+    before = _state(vps, source)
+    body, _ = _post(alice, f"/api/v1/sites/{source.pk}/backups")
+    _post(alice, f"/api/v1/backups/{body['id']}/restore", {"target_site": copy.pk})
+    after = _state(vps, copy)
+    assert after == before
+    env = _sh(vps, "cat", f"/var/www/{copy.unix_user}/current/.env")
+    assert f"DB_DATABASE={copy.db_name}" in env and source.db_name + "\n" not in env
+    assert _state(vps, source) == before  # the source is untouched
+    served = requests.get(f"http://{vps.ip_address}/note.txt", headers={"Host": "copy.test"}, timeout=5)
+    assert served.text == "restored-note\n"
