@@ -307,7 +307,8 @@ def bootstrap_packages(php: str) -> list[str]:
 
 
 def bootstrap_services(php: str) -> list[str]:
-    return ["nginx", f"php{php}-fpm", "mariadb", "supervisor", "cron", "prometheus-node-exporter"]
+    """Ensured enabled and running in one agent call; MariaDB has its own step."""
+    return ["nginx", f"php{php}-fpm", "supervisor", "cron", "prometheus-node-exporter"]
 
 
 def firewall_rules(*, ssh_port: int, monitoring_source: str) -> list[dict]:
@@ -355,13 +356,12 @@ def vps_bootstrap(*, vps: Vps, agent: Agent, log: Callable[[str], None], step: C
     record("packages", result.changed, result.log)
 
     step("services", progress=55)
-    any_changed = False
-    for service in bootstrap_services(php):
-        result = agent.call("service-ensure", {"name": service, "enabled": True, "running": True})
-        any_changed |= result.changed
-        if result.changed:
-            log(f"  {service}: {result.data.get('state')}")
-    record("services", any_changed)
+    wanted = [{"name": name, "enabled": True, "running": True} for name in bootstrap_services(php)]
+    result = agent.call("service-ensure", {"services": wanted})
+    for service in result.data.get("services", []):
+        if service.get("changed"):
+            log(f"  {service['name']}: {service.get('state')}")
+    record("services", result.changed)
 
     step("firewall", progress=65)
     rules = firewall_rules(ssh_port=vps.ssh_port, monitoring_source=settings.FLEET_MONITORING_SOURCE)

@@ -8,6 +8,7 @@ import pytest
 from django.test import override_settings
 
 from fleet import localfleet
+from tests.support.fleet import vps_name
 
 SUPPORTED, WHY = localfleet.host_supports_fleet()
 
@@ -75,7 +76,7 @@ def make_vps(local_fleet):
 
     def make(name: str):
         with transaction.atomic():
-            vps, op = services.vps_create(name=name, provider="local", kind="shared")
+            vps, op = services.vps_create(name=vps_name(name), provider="local", kind="shared")
         operation_execute(operation_id=op.id)
         op.refresh_from_db()
         assert op.status == "succeeded", op.error

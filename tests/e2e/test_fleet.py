@@ -16,6 +16,7 @@ from fleet import localfleet, services
 from fleet.models import Vps
 from fleet.remote.commands import Command
 from observability.models import Alert
+from tests.support.fleet import vps_name
 from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 def _create(name: str) -> tuple[Vps, Operation]:
     with transaction.atomic():
-        return services.vps_create(name=name, provider="local", kind="shared")
+        return services.vps_create(name=vps_name(name), provider="local", kind="shared")
 
 
 def _run(op: Operation) -> Operation:

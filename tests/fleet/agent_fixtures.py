@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from fleet.remote.agent import launcher_source
+
 AGENT = Path(__file__).resolve().parents[2] / "fleet" / "remote" / "agent" / "vpsmanager.py"
 PYTHON = os.environ.get("VPSMANAGER_TEST_PYTHON", sys.executable)
 NGINX = "/usr/sbin/nginx"
@@ -40,7 +42,9 @@ case $cmd in
   is-active) rc=0; for u; do
       if [ -e "$STATE/active.$u" ]; then echo active; else echo inactive; rc=3; fi; done
     exit $rc;;
-  is-enabled) if [ -e "$STATE/enabled.$1" ]; then echo enabled; else echo disabled; exit 1; fi;;
+  is-enabled) rc=0; for u; do
+      if [ -e "$STATE/enabled.$u" ]; then echo enabled; else echo disabled; rc=1; fi; done
+    exit $rc;;
   start) touch "$STATE/active.$1";;
   stop) rm -f "$STATE/active.$1";;
   enable) touch "$STATE/enabled.$1";;
@@ -82,7 +86,7 @@ class Agent:
     def __call__(self, command: str, payload: Any = None, *, raw: str | None = None) -> Result:
         stdin = raw if raw is not None else json.dumps(payload or {})
         proc = subprocess.run(
-            [PYTHON, str(AGENT), command],
+            [PYTHON, str(self.fakes / "vpsmanager"), command],
             input=stdin,
             capture_output=True,
             text=True,
@@ -130,6 +134,7 @@ def make_agent(base: Path) -> Agent:
     (root / "etc" / "gshadow").write_text("")
     (root / "etc" / "shadow").chmod(0o640)
     agent = Agent(root=root, fakes=fakes)
+    agent.fake("vpsmanager", launcher_source(str(AGENT.parent)).decode())  # what CHOM runs
     systemctl = agent.fake(
         "systemctl",
         FAKE_SYSTEMCTL.replace("@STATE@", str(state)).replace("@CALLS@", str(fakes / "systemctl.calls")),

@@ -132,6 +132,13 @@ INVALID_INPUTS = [
     ("packages-ensure", {"packages": []}),
     ("service-ensure", {"name": "--now", "running": True}),
     ("service-ensure", {"name": "nginx", "running": "yes"}),
+    ("service-ensure", {"services": []}),
+    ("service-ensure", {"services": ["nginx"]}),
+    ("service-ensure", {"services": [{"name": "--now", "running": True}]}),
+    ("service-ensure", {"services": [{"name": "nginx", "running": "yes"}]}),
+    ("service-ensure", {"services": [{"name": "nginx", "restart": True}]}),
+    ("service-ensure", {"services": [{"name": "nginx"}, {"name": "nginx", "running": True}]}),
+    ("service-ensure", {"name": "cron", "services": [{"name": "nginx", "running": True}]}),
     ("reload", {"service": "nginx && reboot"}),
     ("user-ensure", {"name": "site", "home": "/etc/site"}),
     ("user-ensure", {"name": "site", "home": "/home/../root"}),
@@ -268,9 +275,11 @@ def nginx(agent: Agent, tmp_path: Path) -> Iterator[Nginx]:
     prefix = tmp_path / "nginx"
     (prefix / "logs").mkdir(parents=True)
     conf = prefix / "nginx.conf"
+    pid = agent.path("/run/nginx.pid")  # where the agent looks for the master, as on Debian
+    pid.parent.mkdir(parents=True, exist_ok=True)
     temp = " ".join(f"{kind}_temp_path {prefix}/{kind};" for kind in ("proxy", "fastcgi", "uwsgi"))
     conf.write_text(
-        f"daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\n"
+        f"daemon off;\nworker_processes 1;\npid {pid};\n"
         f"error_log {prefix}/error.log;\nevents {{ worker_connections 64; }}\n"
         f"http {{ access_log off; client_body_temp_path {prefix}/body; {temp}\n"
         f"  scgi_temp_path {prefix}/scgi;\n"
@@ -279,7 +288,7 @@ def nginx(agent: Agent, tmp_path: Path) -> Iterator[Nginx]:
     base = [NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
     proc = subprocess.Popen(base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: (prefix / "nginx.pid").exists(), "nginx pid file")
+        wait_for(pid.exists, "nginx pid file")
         agent.env["VPSMANAGER_NGINX"] = json.dumps(base)
         agent.env["VPSMANAGER_NGINX_RELOAD"] = json.dumps([*base, "-s", "reload"])
         yield Nginx(port=free_port(), prefix=prefix)
@@ -305,6 +314,14 @@ def test_vhost_apply_serves_the_site_and_a_second_apply_changes_nothing(agent: A
     assert second["changed"] is False
     assert not any("reload" in line for line in second["log"])
     assert agent.ok("facts")["data"]["sites"] == ["site1"]
+
+
+def test_vhost_apply_returns_only_once_nginx_serves_the_new_config(agent: Agent, nginx: Nginx) -> None:
+    agent.ok("vhost-apply", {"name": "site1", "content": vhost(nginx, "site1.test", "v0")})
+    nginx.wait_serving("site1.test", "v0")
+    for version in ("v1", "v2", "v3"):
+        agent.ok("vhost-apply", {"name": "site1", "content": vhost(nginx, "site1.test", version)})
+        assert nginx.get("site1.test") == version  # no waiting: the old workers stopped accepting
 
 
 def test_vhost_apply_rejects_an_unknown_directive_and_keeps_the_previous_vhost(
@@ -640,20 +657,63 @@ def test_ufw_apply_reports_a_missing_ufw(agent: Agent) -> None:
     assert (result.rc, result.error["code"]) == (1, "ufw_unavailable")
 
 
-def test_ufw_apply_adds_rules_and_enables_once(agent: Agent) -> None:
+def test_service_ensure_asks_systemctl_once_per_question_for_a_batch(agent: Agent) -> None:
+    agent.ok("service-ensure", {"name": "cron", "enabled": True, "running": True})
+    payload = {"services": [{"name": n, "enabled": True, "running": True} for n in ("nginx", "cron", "ssh")]}
+    before = len(agent.calls("systemctl"))
+    first = agent.ok("service-ensure", payload)
+    assert first["changed"] is True
+    assert first["data"]["services"] == [
+        {"name": "nginx", "state": "active", "changed": True},
+        {"name": "cron", "state": "active", "changed": False},
+        {"name": "ssh", "state": "active", "changed": True},
+    ]
+    calls = agent.calls("systemctl")[before:]
+    assert calls[:2] == ["is-enabled -- nginx cron ssh", "is-active -- nginx cron ssh"]
+    assert not [c for c in calls if c.endswith(" cron") and not c.startswith("is-")]
+
+    before = len(agent.calls("systemctl"))
+    assert agent.ok("service-ensure", payload)["changed"] is False
+    assert agent.calls("systemctl")[before:] == [
+        "is-enabled -- nginx cron ssh",
+        "is-active -- nginx cron ssh",
+    ]
+
+
+def test_service_ensure_keeps_units_and_states_paired_when_a_unit_file_is_missing(agent: Agent) -> None:
+    agent.ok("service-ensure", {"name": "nginx", "enabled": True})
+    payload = {"services": [{"name": "nounit-x", "enabled": False}, {"name": "nginx", "enabled": True}]}
+    out = agent.ok("service-ensure", payload)
+    assert out["changed"] is False, out["log"]
+
+
+def ufw_fake(agent: Agent) -> str:
+    """Lists rules the way `ufw status` does (host sources without /32, "(v6)" twins)."""
     state = agent.fakes / "ufw-state"
-    agent.env["VPSMANAGER_UFW"] = agent.fake(
+    return agent.fake(
         "ufw",
         f"""#!/bin/sh
 echo "$*" >> {agent.fakes}/ufw.calls
 case $1 in
-  status) [ -e {state}.on ] && echo "Status: active" || echo "Status: inactive";;
+  status) if [ -e {state}.on ]; then
+      printf 'Status: active\\n\\n%-26s %-12s%s\\n' To Action From -- ------ ----
+      cat {state}.listing 2>/dev/null
+    else echo "Status: inactive"; fi;;
   --force) touch {state}.on;;
   allow) if grep -qxF "$*" {state}.rules 2>/dev/null; then echo "Skipping adding existing rule"
-         else echo "$*" >> {state}.rules; echo "Rules updated"; fi;;
+         else echo "$*" >> {state}.rules; echo "Rules updated"
+           row="%-26s %-12s%s\\n"
+           if [ "$2" = proto ]; then printf "$row" "$9/$3" ALLOW "${{5%/32}}" >> {state}.listing
+           else printf "$row" "$2" ALLOW Anywhere "$2 (v6)" ALLOW "Anywhere (v6)" >> {state}.listing
+           fi
+         fi;;
 esac
 """,
     )
+
+
+def test_ufw_apply_adds_rules_and_enables_once(agent: Agent) -> None:
+    agent.env["VPSMANAGER_UFW"] = ufw_fake(agent)
     payload = {
         "allow": [
             {"port": 22, "proto": "tcp", "from": "203.0.113.7"},
@@ -667,7 +727,35 @@ esac
         "allow 443/tcp",
         "--force enable",
     ]
-    assert agent.ok("ufw-apply", payload)["changed"] is False
+    before = len(agent.calls("ufw"))
+    second = agent.ok("ufw-apply", payload)
+    assert second["changed"] is False
+    assert second["log"] == ["ufw active with all 2 rules"]
+    assert agent.calls("ufw")[before:] == ["status"]
+
+
+def test_ufw_apply_adds_only_the_rules_an_active_ufw_lacks(agent: Agent) -> None:
+    agent.env["VPSMANAGER_UFW"] = ufw_fake(agent)
+    agent.ok("ufw-apply", {"allow": [{"port": 22, "proto": "tcp"}]})
+    exporter = {"port": 9100, "proto": "tcp", "from": "10.0.0.0/8"}
+    before = len(agent.calls("ufw"))
+    out = agent.ok("ufw-apply", {"allow": [{"port": 22, "proto": "tcp"}, exporter]})
+    assert out["changed"] is True
+    assert agent.calls("ufw")[before:] == ["status", "allow proto tcp from 10.0.0.0/8 to any port 9100"]
+
+
+def test_ufw_apply_restores_a_missing_ipv6_twin_when_ipv6_is_on(agent: Agent) -> None:
+    agent.env["VPSMANAGER_UFW"] = ufw_fake(agent)
+    agent.path("/etc/default").mkdir(parents=True)
+    agent.path("/etc/default/ufw").write_text('IPV6="yes"\n')
+    payload = {"allow": [{"port": 22, "proto": "tcp"}, {"port": 443, "proto": "tcp"}]}
+    agent.ok("ufw-apply", payload)
+    listing = agent.fakes / "ufw-state.listing"
+    kept = [line for line in listing.read_text().splitlines(keepends=True) if "443/tcp (v6)" not in line]
+    listing.write_text("".join(kept))
+    before = len(agent.calls("ufw"))
+    agent.ok("ufw-apply", payload)
+    assert agent.calls("ufw")[before:] == ["status", "allow 443/tcp"]
 
 
 # --------------------------------------------------------------------------- users

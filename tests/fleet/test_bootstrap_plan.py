@@ -1,12 +1,14 @@
 """Bootstrap as facts → commands, against a recording transport (no server needed)."""
 
+import json
+
 import pytest
 
+from fleet import services
 from fleet.models import Vps
-from fleet.remote.agent import AGENT_PATH, AGENT_SHA256, Agent
-from fleet.remote.transport import Result
+from fleet.remote.agent import Agent
 from fleet.services import FleetError, bootstrap_packages, firewall_rules, vps_bootstrap
-from tests.support.recording import RecordingTransport, agent_answer
+from tests.support.recording import RecordingTransport, agent_answer, installed_agent_checksums
 
 DEBIAN_FACTS = {
     "os": {"id": "debian", "version_id": "12", "pretty": "Debian GNU/Linux 12 (bookworm)"},
@@ -19,15 +21,27 @@ DEBIAN_FACTS = {
 def _transport(*, changed: bool, facts=DEBIAN_FACTS):
     def respond(command, stdin):
         if command.argv[0] == "sha256sum":
-            return Result(0, f"{AGENT_SHA256}  {AGENT_PATH}\n", "")
+            return installed_agent_checksums()
         sub = command.argv[2]
         if sub == "facts":
             return agent_answer(data=facts)
         if sub == "version":
             return agent_answer(data={"version": "1.0.0"})
+        if sub == "service-ensure" and "services" in json.loads(stdin):
+            services = [
+                {"name": s["name"], "state": "active", "changed": changed}
+                for s in json.loads(stdin)["services"]
+            ]
+            return agent_answer(changed=changed, data={"services": services})
         return agent_answer(changed=changed, data={"state": "active"})
 
     return RecordingTransport(respond)
+
+
+@pytest.fixture(autouse=True)
+def only_fleet_steps(monkeypatch):
+    """Other apps' bootstrap steps (e.g. observability's monitoring) are tested with their app."""
+    monkeypatch.setattr(services, "EXTRA_BOOTSTRAP_STEPS", {})
 
 
 @pytest.fixture
@@ -47,7 +61,15 @@ def test_it_sends_the_baseline_to_a_fresh_debian_server(vps, settings):
     changed, lines = _bootstrap(vps, transport)
     assert changed == 5
     transport.assert_agent_called("packages-ensure", packages=bootstrap_packages("8.2"))
-    transport.assert_agent_called("service-ensure", name="php8.2-fpm", enabled=True, running=True)
+    transport.assert_agent_called(
+        "service-ensure",
+        services=[
+            {"name": name, "enabled": True, "running": True}
+            for name in ("nginx", "php8.2-fpm", "supervisor", "cron", "prometheus-node-exporter")
+        ],
+    )
+    transport.assert_agent_called("service-ensure", name="mariadb", enabled=True, running=True)
+    assert "  php8.2-fpm: active" in lines
     ufw = transport.assert_agent_called("ufw-apply")
     assert {"port": 9100, "proto": "tcp", "from": "198.51.100.7"} in ufw["allow"]
     assert {"port": 22, "proto": "tcp"} in ufw["allow"]
@@ -57,11 +79,28 @@ def test_it_sends_the_baseline_to_a_fresh_debian_server(vps, settings):
 
 
 def test_it_reports_no_change_for_every_step_on_a_ready_server(vps):
-    changed, lines = _bootstrap(vps, _transport(changed=False))
+    transport = _transport(changed=False)
+    changed, lines = _bootstrap(vps, transport)
     assert changed == 0
     for step in ("agent", "packages", "services", "firewall", "ssh hardening", "mariadb"):
         assert f"{step}: no change" in lines
     assert lines[-1] == "bootstrap finished: no changes"
+    assert transport.uploads == {}
+
+
+def test_it_makes_one_agent_call_per_step(vps):
+    transport = _transport(changed=False)
+    _bootstrap(vps, transport)
+    assert [sub for sub, _ in transport.agent_calls()] == [
+        "version",
+        "facts",
+        "packages-ensure",
+        "service-ensure",
+        "ufw-apply",
+        "sshd-harden",
+        "service-ensure",
+        "facts",
+    ]
 
 
 def test_it_refuses_an_unsupported_os(vps):

@@ -4,6 +4,7 @@ agent answers) → the exact commands CHOM sends. It can fail, and its own tests
 import json
 from collections.abc import Callable
 
+from fleet.remote.agent import AGENT_MODULE_PATH, AGENT_PATH, AGENT_SHA256, LAUNCHER_SHA256
 from fleet.remote.commands import Command
 from fleet.remote.transport import Result
 
@@ -39,6 +40,11 @@ class RecordingTransport:
             if name == subcommand and all(payload.get(k) == v for k, v in fields.items()):
                 return payload
         raise AssertionError(f"agent {subcommand} {fields} not called; calls: {self.agent_calls()}")
+
+
+def installed_agent_checksums() -> Result:
+    """What `sha256sum` answers on a VPS that already has this version of the agent."""
+    return Result(0, f"{AGENT_SHA256}  {AGENT_MODULE_PATH}\n{LAUNCHER_SHA256}  {AGENT_PATH}\n", "")
 
 
 def agent_answer(

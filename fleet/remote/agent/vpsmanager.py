@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """vpsmanager: the agent CHOM installs on every managed VPS.
 
-CHOM copies this single file to /usr/local/sbin/vpsmanager (checksum-verified) and runs it over
-SSH as root:
+CHOM copies this single file to /usr/local/lib/vpsmanager/vpsmanager.py (checksum-verified,
+byte-compiled with a checked hash) and runs it over SSH as root through a tiny launcher
+that imports it, so every call loads cached bytecode instead of compiling this file:
 
     python3 /usr/local/sbin/vpsmanager SUBCOMMAND  < input.json
 
-Standard library only, Python >= 3.9 (it runs on the VPS's system python3).
+Running this file as a script works too (slower). Standard library only, Python >= 3.9 (it runs
+on the VPS's system python3). A call costs a python3 start-up: keep module-level work small and
+import anything beyond the basics inside the functions that need it.
 
 Protocol
 --------
@@ -73,45 +76,57 @@ can never clobber Debian's default pool) and CHOM's system users carry the GECOS
 
 from __future__ import annotations
 
-import configparser
-import contextlib
-import datetime
 import fcntl
-import glob
-import hashlib
-import ipaddress
 import json
 import os
 import re
-import shlex
-import shutil
-import signal
-import socket
-import ssl
 import stat
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-import zipfile
-from dataclasses import dataclass
-from re import Pattern
-from typing import Any, Callable
+
+# Every call pays for its imports (a cold python3 per call): heavier modules (subprocess,
+# hashlib, tarfile, urllib, ssl, ...) are imported inside the functions that need them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from typing import Any, Callable
 
 VERSION = "1.0.0"
 
-SITE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-DB_IDENT_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-ACCOUNT_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,62}$")
-SERVICE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9@._-]{0,63}$")
-PHP_VERSION_RE = re.compile(r"^[5-9]\.[0-9]$")
-MODE_RE = re.compile(r"^0?[0-7]{3}$")
-PATH_CHARS_RE = re.compile(r"^[A-Za-z0-9_./@+-]+$")
+
+class LazyRe:
+    """A regex compiled on first use: a call needs only a few of the agent's patterns."""
+
+    __slots__ = ("pattern", "flags", "_compiled")
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self.pattern = pattern
+        self.flags = flags
+        self._compiled: re.Pattern[str] | None = None
+
+    def compiled(self) -> re.Pattern[str]:
+        if self._compiled is None:
+            self._compiled = re.compile(self.pattern, self.flags)
+        return self._compiled
+
+    def match(self, text: str) -> re.Match[str] | None:
+        return self.compiled().match(text)
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.compiled().search(text)
+
+    def findall(self, text: str) -> list[Any]:
+        return self.compiled().findall(text)
+
+
+SITE_NAME_RE = LazyRe(r"^[a-z][a-z0-9-]{0,31}$")
+DB_IDENT_RE = LazyRe(r"^[a-z][a-z0-9_]{0,31}$")
+ACCOUNT_RE = LazyRe(r"^[a-z_][a-z0-9_-]{0,31}$")
+PACKAGE_RE = LazyRe(r"^[a-z0-9][a-z0-9+.-]{1,62}$")
+SERVICE_RE = LazyRe(r"^[a-zA-Z0-9][a-zA-Z0-9@._-]{0,63}$")
+PHP_VERSION_RE = LazyRe(r"^[5-9]\.[0-9]$")
+MODE_RE = LazyRe(r"^0?[0-7]{3}$")
+PATH_CHARS_RE = LazyRe(r"^[A-Za-z0-9_./@+-]+$")
 
 FILE_WRITE_ROOTS = (
     "/etc/nginx",
@@ -176,11 +191,15 @@ def _argv_env(name: str, default: list[str]) -> list[str]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"{name} must be a JSON array of strings")
         return value
+    import shlex
+
     return shlex.split(raw)
 
 
-@dataclass(frozen=True)
 class Config:
+    """Read once per call from the environment (a plain class: importing dataclasses costs more
+    than the rest of a `version` call)."""
+
     root: str
     nginx: list[str]
     nginx_reload: list[str]
@@ -204,6 +223,11 @@ class Config:
     build_timeout: float
     acme_timeout: float
     download_max_bytes: int
+    __slots__ = tuple(__annotations__)
+
+    def __init__(self, **values: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, values[name])
 
     @classmethod
     def from_env(cls) -> Config:
@@ -302,6 +326,8 @@ class Context:
 
         exact_env: `env` is the whole environment (site-user commands), not additions.
         """
+        import subprocess
+
         try:
             proc = subprocess.run(
                 argv,
@@ -361,7 +387,7 @@ class Input:
             raise invalid(f"field {key!r} must be {kind.__name__}")
         return value
 
-    def match(self, key: str, pattern: Pattern[str], what: str, default: Any = _REQUIRED) -> str:
+    def match(self, key: str, pattern: LazyRe, what: str, default: Any = _REQUIRED) -> str:
         value = self.get(key, str, default)
         if not pattern.match(value):
             raise invalid(f"{what} {value!r} is invalid (must match {pattern.pattern})")
@@ -410,6 +436,8 @@ def read_bytes(path: str) -> bytes | None:
 
 def atomic_write(path: str, data: bytes, mode: int, uid: int = 0, gid: int = 0) -> None:
     """Write via temp file in the same directory + fsync + rename, so readers see old or new."""
+    import tempfile
+
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".chom-")
     try:
@@ -436,8 +464,10 @@ def fsync_dir(directory: str) -> None:
 
 
 def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def ensure_dir(ctx: Context, path: str, mode: int = 0o755) -> None:
@@ -534,6 +564,8 @@ def read_os_release(config: Config) -> dict[str, str]:
         for line in data.decode("utf-8", "replace").splitlines():
             key, sep, value = line.partition("=")
             if sep:
+                import shlex
+
                 parsed = shlex.split(value)
                 values[key.strip()] = parsed[0] if parsed else ""
         break
@@ -578,6 +610,8 @@ def installed_packages(ctx: Context, patterns: list[str]) -> dict[str, str]:
 
 
 def php_versions(config: Config) -> list[str]:
+    import glob
+
     found = [
         os.path.basename(os.path.dirname(path))
         for path in glob.glob(config.path("/etc/php/*/fpm"))
@@ -603,6 +637,8 @@ def service_states(ctx: Context, units: list[str]) -> dict[str, str]:
 
 
 def managed_names(directory: str, prefix: str = "chom-") -> list[str]:
+    import glob
+
     pattern = os.path.join(directory, glob.escape(prefix) + "*.conf")
     names = (os.path.basename(p)[len(prefix) : -len(".conf")] for p in glob.glob(pattern))
     return sorted(n for n in names if SITE_NAME_RE.match(n))
@@ -613,14 +649,18 @@ def cmd_facts(ctx: Context, args: Input) -> dict[str, Any]:
     config = ctx.config
     versions = php_versions(config)
     units = list(INTERESTING_SERVICES) + [f"php{v}-fpm" for v in versions]
-    disk = shutil.disk_usage(config.root)
+    disk = os.statvfs(config.root)
     return {
         "os": read_os_release(config),
         "kernel": os.uname().release,
-        "hostname": socket.gethostname(),
+        "hostname": os.uname().nodename,
         "cpu_count": os.cpu_count() or 1,
         "memory": read_meminfo(),
-        "disk": {"path": "/", "total_bytes": disk.total, "free_bytes": disk.free},
+        "disk": {
+            "path": "/",
+            "total_bytes": disk.f_blocks * disk.f_frsize,
+            "free_bytes": disk.f_bavail * disk.f_frsize,  # what shutil.disk_usage calls free
+        },
         "load": [round(x, 2) for x in os.getloadavg()],
         "packages": installed_packages(ctx, list(INTERESTING_PACKAGES)),
         "php_versions": versions,
@@ -675,30 +715,75 @@ def cmd_packages_ensure(ctx: Context, args: Input) -> dict[str, Any]:
     return {"installed": missing}
 
 
-def unit_state(ctx: Context, verb: str, name: str) -> str:
-    proc = ctx.run([*ctx.config.systemctl, verb, "--", name], step="systemctl", check=False)
-    return proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else "unknown"
+def unit_states(ctx: Context, verb: str, names: list[str]) -> dict[str, str]:
+    """One `systemctl is-enabled|is-active` for all units; each prints one state per unit."""
+    proc = ctx.run([*ctx.config.systemctl, verb, "--", *names], step="systemctl", check=False)
+    states = proc.stdout.split()
+    if len(states) != len(names) and len(names) > 1:
+        # is-enabled stops at a unit without a unit file: ask one by one to keep units and
+        # states paired.
+        return {name: unit_states(ctx, verb, [name])[name] for name in names}
+    return {name: states[i] if i < len(states) else "unknown" for i, name in enumerate(names)}
 
 
-def cmd_service_ensure(ctx: Context, args: Input) -> dict[str, Any]:
+def service_spec(args: Input) -> tuple[str, bool | None, bool | None]:
     name = args.match("name", SERVICE_RE, "service name")
     enabled = args.get("enabled", bool, None)
     running = args.get("running", bool, None)
     args.finish()
+    return name, enabled, running
+
+
+def service_specs(args: Input) -> list[tuple[str, bool | None, bool | None]]:
+    raw = args.get("services", list)
+    args.finish()
+    if not 1 <= len(raw) <= 100 or not all(isinstance(item, dict) for item in raw):
+        raise invalid("services must be a list of 1-100 objects with name, enabled and running")
+    specs = [service_spec(Input(item)) for item in raw]
+    if len({name for name, _, _ in specs}) != len(specs):
+        raise invalid("services must not name a unit twice")
+    return specs
+
+
+def cmd_service_ensure(ctx: Context, args: Input) -> dict[str, Any]:
+    """Enable/start (or disable/stop) one unit ({"name", "enabled", "running"}) or a batch
+    ({"services": [{...}, ...]}); a batch reads every unit's state with one systemctl call per
+    question instead of one agent call per unit."""
+    batch = "services" in args.raw
+    specs = service_specs(args) if batch else [service_spec(args)]
+    names = [name for name, _, _ in specs]
+    wants_enabled = [name for name, enabled, _ in specs if enabled is not None]
+    is_enabled = unit_states(ctx, "is-enabled", wants_enabled) if wants_enabled else {}
+    is_active = unit_states(ctx, "is-active", names)
+    changed = [spec[0] for spec in specs if ensure_unit(ctx, *spec, is_enabled, is_active)]
+    if changed:
+        is_active.update(unit_states(ctx, "is-active", changed))
+    if not batch:
+        return {"name": names[0], "state": is_active[names[0]]}
+    return {"services": [{"name": n, "state": is_active[n], "changed": n in changed} for n in names]}
+
+
+def ensure_unit(
+    ctx: Context,
+    name: str,
+    enabled: bool | None,
+    running: bool | None,
+    is_enabled: dict[str, str],
+    is_active: dict[str, str],
+) -> bool:
     systemctl = ctx.config.systemctl
-    if enabled is not None:
-        is_enabled = unit_state(ctx, "is-enabled", name) == "enabled"
-        if is_enabled != enabled:
-            verb = "enable" if enabled else "disable"
-            ctx.run([*systemctl, verb, "--", name], step="systemctl-" + verb)
-            ctx.change(f"{verb}d {name}")
-    if running is not None:
-        is_running = unit_state(ctx, "is-active", name) == "active"
-        if is_running != running:
-            verb = "start" if running else "stop"
-            ctx.run([*systemctl, verb, "--", name], step="systemctl-" + verb)
-            ctx.change("{} {}".format("started" if running else "stopped", name))
-    return {"name": name, "state": unit_state(ctx, "is-active", name)}
+    changed = False
+    if enabled is not None and (is_enabled[name] == "enabled") != enabled:
+        verb = "enable" if enabled else "disable"
+        ctx.run([*systemctl, verb, "--", name], step="systemctl-" + verb)
+        ctx.change(f"{verb}d {name}")
+        changed = True
+    if running is not None and (is_active[name] == "active") != running:
+        verb = "start" if running else "stop"
+        ctx.run([*systemctl, verb, "--", name], step="systemctl-" + verb)
+        ctx.change("{} {}".format("started" if running else "stopped", name))
+        changed = True
+    return changed
 
 
 def cmd_reload(ctx: Context, args: Input) -> dict[str, Any]:
@@ -836,7 +921,13 @@ def cmd_file_write(ctx: Context, args: Input) -> dict[str, Any]:
     target = resolve_target(ctx.config, path)
     ensure_dir(ctx, os.path.dirname(target))
     write_if_different(ctx, target, path, data, mode, uid, gid)
-    return {"path": path, "sha256": hashlib.sha256(data).hexdigest()}
+    return {"path": path, "sha256": sha256_hex(data)}
+
+
+def sha256_hex(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
 
 
 def write_if_different(
@@ -921,6 +1012,50 @@ def reload(ctx: Context, argv: list[str], what: str) -> None:
     ctx.log(f"reloaded {what}")
 
 
+def reload_nginx(ctx: Context, timeout: float = 10.0) -> None:
+    """Reload nginx and return once it serves the new configuration.
+
+    `nginx -s reload` (what systemd's reload runs) only signals the master, which starts new
+    workers and ~100 ms later tells the old ones to stop accepting: a request sent right after
+    the reload command returns may still meet the old configuration.
+    """
+    before = nginx_accepting_workers(ctx.config)
+    reload(ctx, ctx.config.nginx_reload, "nginx")
+    if not before:
+        return  # no pid file or no workers: nothing to compare with
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = nginx_accepting_workers(ctx.config)
+        if now is None or (now and not now & before):
+            return
+        time.sleep(0.02)
+    ctx.log(f"nginx workers did not switch to the new configuration within {timeout:.0f}s")
+
+
+def nginx_accepting_workers(config: Config) -> set[int] | None:
+    """PIDs of the nginx master's workers that accept connections (a worker that was told to
+    stop renames itself "worker process is shutting down"); None without a master pid."""
+    master = (read_bytes(config.path("/run/nginx.pid")) or b"").strip()
+    if not master.isdigit():
+        return None
+    workers = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                parent = fh.read().rsplit(b")", 1)[1].split()[1]
+            if parent != master:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                title = fh.read()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        if title.startswith(b"nginx: worker process") and b"shutting down" not in title:
+            workers.add(int(entry))
+    return workers
+
+
 def check_nginx(ctx: Context) -> None:
     check_config(ctx, [*ctx.config.nginx, "-t"], "nginx_invalid", "nginx -t")
 
@@ -955,7 +1090,7 @@ def cmd_vhost_apply(ctx: Context, args: Input) -> dict[str, Any]:
     ctx.log(f"staged vhost {name}")
     validate_or_rollback(ctx, snapshot, lambda: check_nginx(ctx), "vhost")
     ctx.change(f"vhost {name} written and enabled")
-    reload(ctx, ctx.config.nginx_reload, "nginx")
+    reload_nginx(ctx)
     return {"name": name}
 
 
@@ -972,7 +1107,7 @@ def cmd_vhost_remove(ctx: Context, args: Input) -> dict[str, Any]:
     ctx.log(f"staged removal of vhost {name}")
     validate_or_rollback(ctx, snapshot, lambda: check_nginx(ctx), "vhost")
     ctx.change(f"removed vhost {name}")
-    reload(ctx, ctx.config.nginx_reload, "nginx")
+    reload_nginx(ctx)
     return {"name": name}
 
 
@@ -1053,6 +1188,8 @@ def sql_string(value: str) -> str:
 
 def native_hash(password: str) -> str:
     """mysql_native_password's stored form, to compare without sending anything to the server."""
+    import hashlib
+
     inner = hashlib.sha1(password.encode("utf-8"), usedforsecurity=False).digest()
     return "*" + hashlib.sha1(inner, usedforsecurity=False).hexdigest().upper()
 
@@ -1213,6 +1350,8 @@ def parse_rule(rule: Any) -> tuple[int, str, str | None]:
     if proto not in ("tcp", "udp"):
         raise invalid(f"rule proto {proto!r} must be tcp or udp")
     if source is not None:
+        import ipaddress
+
         try:
             source = str(ipaddress.ip_network(source, strict=False))
         except (TypeError, ValueError):
@@ -1234,15 +1373,52 @@ def cmd_ufw_apply(ctx: Context, args: Input) -> dict[str, Any]:
     if not any(port == ssh_port and proto == "tcp" for port, proto, _ in rules):
         raise invalid(f"allow must include {ssh_port}/tcp (the SSH port) before ufw is enabled")
     ufw = ctx.config.ufw
+    # Every ufw run costs ~150 ms: read the state once and add only the rules it lacks. An
+    # inactive ufw lists no rules, so then every rule is (idempotently) added before enabling.
     status = ufw_status(ctx)
-    for rule in rules:
+    active = "Status: active" in status
+    listed = ufw_listed_rules(status) if active else set()
+    ipv6 = ufw_ipv6(ctx.config)
+    missing = [rule for rule in rules if not ufw_status_lines(*rule, ipv6=ipv6) <= listed]
+    for rule in missing:
         proc = ctx.run(ufw + ufw_argv(*rule), step="ufw-allow")
         if re.search(r"Rules? (added|updated)", proc.stdout):
             ctx.change("ufw {}".format(" ".join(ufw_argv(*rule))))
-    if "Status: active" not in status:
+    if not active:
         ctx.run([*ufw, "--force", "enable"], step="ufw-enable")
         ctx.change("enabled ufw")
+    elif not missing:
+        ctx.log(f"ufw active with all {len(rules)} rules")
     return {"rules": len(rules)}
+
+
+UFW_LISTED_RULE_RE = LazyRe(r"^(\S.*?)\s+ALLOW(?: IN)?\s+(\S.*?)\s*(?:#.*)?$")
+
+
+def ufw_listed_rules(status: str) -> set[tuple[str, str]]:
+    """(To, From) of the ALLOW rules `ufw status` lists, e.g. ("22/tcp (v6)", "Anywhere (v6)")."""
+    found = set()
+    for line in status.splitlines():
+        match = UFW_LISTED_RULE_RE.match(line)
+        if match:
+            found.add((match.group(1), match.group(2)))
+    return found
+
+
+def ufw_status_lines(port: int, proto: str, source: str | None, ipv6: bool) -> set[tuple[str, str]]:
+    """How `ufw status` lists the rule(s) `ufw_argv` adds: ufw shows host addresses without
+    their /32 or /128 and adds a "(v6)" twin of rules open to anywhere when IPv6 is on."""
+    to = f"{port}/{proto}"
+    if source is None:
+        return {(to, "Anywhere"), (f"{to} (v6)", "Anywhere (v6)")} if ipv6 else {(to, "Anywhere")}
+    address, _, bits = source.partition("/")
+    return {(to, address if bits == ("128" if ":" in address else "32") else source)}
+
+
+def ufw_ipv6(config: Config) -> bool:
+    data = read_bytes(config.path("/etc/default/ufw")) or b""
+    lines = data.decode("utf-8", "replace").splitlines()
+    return any(line.replace(" ", "").replace('"', "") == "IPV6=yes" for line in lines)
 
 
 def ufw_status(ctx: Context) -> str:
@@ -1276,12 +1452,12 @@ def ufw_status(ctx: Context) -> str:
 # Logs live outside the home on purpose: NAME owns its home and could swap a logs/ directory for
 # a symlink, making nginx's root master open (and append to) any file on the next reload.
 
-RELEASE_RE = re.compile(r"^[0-9]{8}T?[0-9]{6}[a-z0-9-]{0,20}$")
-BRANCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]{0,199}$")
-REL_PATH_RE = re.compile(r"^[A-Za-z0-9_.@+-][A-Za-z0-9_./@+-]{0,254}$")
-DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
-EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+RELEASE_RE = LazyRe(r"^[0-9]{8}T?[0-9]{6}[a-z0-9-]{0,20}$")
+BRANCH_RE = LazyRe(r"^[A-Za-z0-9][A-Za-z0-9._/+-]{0,199}$")
+REL_PATH_RE = LazyRe(r"^[A-Za-z0-9_.@+-][A-Za-z0-9_./@+-]{0,254}$")
+DOMAIN_RE = LazyRe(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
+EMAIL_RE = LazyRe(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+SHA256_RE = LazyRe(r"^[0-9a-f]{64}$")
 SITE_UMASK = 0o027
 RELEASE_MARKER = ".chom-release.json"
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -1291,13 +1467,15 @@ BUILD_STEPS = ("composer-install", "artisan-migrate", "artisan-storage-link", "a
 EXEC_STEPS = (*BUILD_STEPS, "wp-install")
 
 
-@dataclass(frozen=True)
 class Site:
-    name: str
-    uid: int
-    gid: int
-    www_gid: int
-    home: str  # the real path (under VPSMANAGER_ROOT)
+    __slots__ = ("name", "uid", "gid", "www_gid", "home")
+
+    def __init__(self, name: str, uid: int, gid: int, www_gid: int, home: str) -> None:
+        self.name = name
+        self.uid = uid
+        self.gid = gid
+        self.www_gid = www_gid
+        self.home = home  # the real path (under VPSMANAGER_ROOT)
 
     @property
     def public_home(self) -> str:
@@ -1440,6 +1618,7 @@ def in_site_process(site: Site, step: str, func: Callable[[], Any], timeout: flo
     or deletes files there itself: a symlink planted by the site cannot redirect root's writes.
     The child reports a JSON-able result or an AgentError back through a pipe.
     """
+    preload_modules("shutil", "signal", "tempfile")
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
@@ -1477,7 +1656,17 @@ def in_site_process(site: Site, step: str, func: Callable[[], Any], timeout: flo
     return reply["result"]
 
 
+def preload_modules(*names: str) -> None:
+    """Import what a site-user child may need while still root: once it has dropped privileges
+    it may not be able to read this Python's library (e.g. an interpreter under /root in the
+    tests), and the agent imports most modules lazily."""
+    for name in names:
+        __import__(name)
+
+
 def signal_alarm(seconds: float) -> None:
+    import signal
+
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.alarm(max(1, int(seconds)))
 
@@ -1491,6 +1680,8 @@ def rmtree_writable(path: str) -> None:
         if os.path.isdir(target) and not os.path.islink(target):
             os.chmod(target, stat.S_IMODE(os.lstat(target).st_mode) | stat.S_IRWXU)
         func(target)
+
+    import shutil
 
     if os.path.lexists(path):
         shutil.rmtree(path, onerror=retry)
@@ -1526,7 +1717,7 @@ def parse_source(raw: Any) -> dict[str, Any]:
             raise invalid(f"git branch {branch!r} is invalid (must match {BRANCH_RE.pattern}, no '..')")
     else:
         url = raw.get("url")
-        if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("https", "http"):
+        if not isinstance(url, str) or url_scheme(url) not in ("https", "http"):
             raise invalid(f"archive url {url!r} must be http:// or https://")
         validate_url_chars(url)
         if not isinstance(raw.get("sha256"), str) or not SHA256_RE.match(raw["sha256"]):
@@ -1535,6 +1726,12 @@ def parse_source(raw: Any) -> dict[str, Any]:
         if not isinstance(strip, int) or isinstance(strip, bool) or not 0 <= strip <= 5:
             raise invalid("strip_components must be an integer 0-5")
     return raw
+
+
+def url_scheme(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).scheme
 
 
 def validate_url_chars(url: str) -> None:
@@ -1546,7 +1743,7 @@ def validate_git_url(url: Any) -> None:
     if not isinstance(url, str):
         raise invalid("git url must be a string")
     validate_url_chars(url)
-    scheme = urllib.parse.urlsplit(url).scheme
+    scheme = url_scheme(url)
     # No ssh:// (needs known_hosts pinning first) and never git's ext:: or fd:: transports.
     if url.startswith("/"):
         if any(part in ("", ".", "..") for part in url.split("/")[1:]):
@@ -1599,6 +1796,11 @@ def fetch_git(ctx: Context, site: Site, source: dict[str, Any], dest: str) -> st
 
 def download(ctx: Context, url: str, sha256: str) -> Any:
     """Stream `url` into an anonymous root-only temp file, verifying size and sha256 first."""
+    import hashlib
+    import tempfile
+    import urllib.error
+    import urllib.request
+
     limit = ctx.config.download_max_bytes
     digest = hashlib.sha256()
     # Unbuffered: the extracting child shares the file offset, so a buffered parent would try to
@@ -1695,6 +1897,8 @@ class Extractor:
 
 
 def extract_tar(handle: Any, dest: str, strip: int) -> int:
+    import tarfile
+
     with tarfile.open(fileobj=handle, mode="r:*") as archive:
         members = archive.getmembers()
         plan = []
@@ -1727,6 +1931,8 @@ def extract_tar(handle: Any, dest: str, strip: int) -> int:
 
 
 def extract_zip(handle: Any, dest: str, strip: int) -> int:
+    import zipfile
+
     with zipfile.ZipFile(handle) as archive:
         plan = []
         for info in archive.infolist():
@@ -1746,22 +1952,27 @@ def extract_zip(handle: Any, dest: str, strip: int) -> int:
 
 
 def preload_archive_modules() -> None:
-    """Import lazily loaded codecs before dropping privileges: the site user may not be able to
-    read this Python's library directory (e.g. an interpreter under /root in the tests)."""
+    """Import the archive modules and their lazily loaded codecs before dropping privileges
+    (see preload_modules)."""
     import codecs
 
+    preload_modules("tarfile", "zipfile")
     for module in ("gzip", "bz2", "lzma"):
-        with contextlib.suppress(ImportError):
+        try:
             __import__(module)
+        except ImportError:
+            pass
     codecs.lookup("cp437")
 
 
 def fetch_archive(ctx: Context, site: Site, source: dict[str, Any], dest: str) -> str:
+    import tarfile
+    import zipfile
+
     with download(ctx, source["url"], source["sha256"]) as handle:
         strip = source.get("strip_components", 0)
         is_zip = handle.read(4) == b"PK\x03\x04"
         handle.seek(0)
-
         preload_archive_modules()
 
         def extract() -> int:
@@ -1787,6 +1998,8 @@ def write_placeholder(ctx: Context, site: Site, html: str, dest: str) -> str:
 
 
 def write_file_as_user(path: str, data: bytes, mode: int, gid: int | None = None) -> None:
+    import tempfile
+
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".chom-")
     with os.fdopen(fd, "wb") as fh:
@@ -1855,8 +2068,8 @@ def parse_env(raw: Any) -> tuple[str, str] | None:
     return path, raw["content"]
 
 
-_SECRETISH = re.compile(r"pass|secret|key|token|salt|auth", re.IGNORECASE)
-_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+_SECRETISH = LazyRe(r"pass|secret|key|token|salt|auth", re.IGNORECASE)
+_QUOTED = LazyRe(r"'([^']*)'|\"([^\"]*)\"")
 
 
 def register_env_secrets(ctx: Context, content: str) -> None:
@@ -1969,6 +2182,8 @@ def build_release(
 
 
 def utc_now() -> str:
+    import datetime
+
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -2169,7 +2384,7 @@ def wp_params(args: Input) -> dict[str, str]:
         raise invalid(f"admin_email {params['admin_email']!r} is not an email address")
     if not 8 <= len(params["admin_password"]) <= 256:
         raise invalid("admin_password must be 8-256 characters")
-    if urllib.parse.urlsplit(params["url"]).scheme not in ("http", "https"):
+    if url_scheme(params["url"]) not in ("http", "https"):
         raise invalid("url must be http:// or https://")
     validate_url_chars(params["url"])
     return params
@@ -2213,6 +2428,8 @@ def letsencrypt_dirs(config: Config) -> list[str]:
 
 def read_cert(path: str) -> tuple[set[str], float] | None:
     """(DNS names, notAfter epoch) of a PEM certificate, via the ssl module's own decoder."""
+    import ssl
+
     try:
         decoded = ssl._ssl._test_decode_cert(path)  # type: ignore[attr-defined]
     except (OSError, ssl.SSLError):
@@ -2222,6 +2439,8 @@ def read_cert(path: str) -> tuple[set[str], float] | None:
 
 
 def iso_utc(epoch: float) -> str:
+    import datetime
+
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -2235,7 +2454,7 @@ def cert_input(args: Input) -> tuple[str, list[str], str, str, str | None, int]:
         raise invalid(f"email {email!r} is not an email address")
     server = args.get("server", str)
     validate_url_chars(server)
-    if urllib.parse.urlsplit(server).scheme != "https":
+    if url_scheme(server) != "https":
         raise invalid(f"server {server!r} must be an https:// ACME directory URL")
     ca_bundle = args.get("ca_bundle", str, default=None)
     if ca_bundle is not None and (
@@ -2326,6 +2545,8 @@ def cert_data(name: str, not_after: float) -> dict[str, Any]:
 
 
 def remove_cert_lineage(ctx: Context, name: str) -> None:
+    import shutil
+
     config_dir = letsencrypt_dirs(ctx.config)[0]
     paths = [
         os.path.join(config_dir, "live", name),
@@ -2351,6 +2572,8 @@ def supervisor_path(config: Config, name: str) -> str:
 
 def validate_supervisor(name: str, content: str) -> None:
     """Programs must run as the site user: supervisord itself runs as root."""
+    import configparser
+
     parser = configparser.ConfigParser(interpolation=None, strict=True)
     try:
         parser.read_string(content)
@@ -2422,6 +2645,9 @@ def cmd_site_remove(ctx: Context, args: Input) -> dict[str, Any]:
     The vhost and pool must be removed first (vhost-remove, pool-remove): the vhost references
     the certificate, and userdel fails while pool workers run as the user.
     """
+    import glob
+    import shutil
+
     name = args.match("name", SITE_NAME_RE, "site name")
     args.finish()
     config = ctx.config
