@@ -75,7 +75,7 @@ class Release(models.Model):
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="releases")
     name = models.CharField(max_length=40)
-    commit = models.CharField(max_length=40, blank=True)
+    commit = models.CharField(max_length=80, blank=True)  # a git sha, or sha256:<hex> of an archive
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.BUILDING)
     created_at = models.DateTimeField(default=timezone.now)
     activated_at = models.DateTimeField(null=True, blank=True)
