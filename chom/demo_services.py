@@ -1,6 +1,7 @@
 """Local stand-ins for the outside services CHOM talks to, for `make demo` and the e2e suite:
 a real ACME CA (pebble + its DNS test server). Each runs as a child process, always stopped."""
 
+import contextlib
 import json
 import os
 import signal
@@ -101,7 +102,7 @@ def start_pebble(folder: Path, *, listen_ip: str, validation_port: int = 80) -> 
     processes = []
     try:
         processes.append(
-            _spawn(
+            spawn(
                 ["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dns01",
                  f"127.0.0.1:{dns_port}", "-http01", "", "-https01", "", "-tlsalpn01", "",
                  "-management", f"127.0.0.1:{dns_mgmt_port}"],
@@ -111,7 +112,7 @@ def start_pebble(folder: Path, *, listen_ip: str, validation_port: int = 80) -> 
         _wait_tcp("127.0.0.1", dns_mgmt_port)
         env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
         processes.append(
-            _spawn(
+            spawn(
                 ["pebble", "-config", str(folder / "pebble.json"), "-dnsserver", f"127.0.0.1:{dns_port}"],
                 folder / "pebble.log",
                 env=env,
@@ -130,7 +131,8 @@ def start_pebble(folder: Path, *, listen_ip: str, validation_port: int = 80) -> 
     )
 
 
-def _spawn(argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+def spawn(argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    """A child in its own session (so a Ctrl-C of the parent reaches it only through us)."""
     with open(log, "ab") as out:
         return subprocess.Popen(
             argv,
@@ -142,15 +144,33 @@ def _spawn(argv: list[str], log: Path, env: dict | None = None) -> subprocess.Po
         )
 
 
-def stop_processes(processes: list[subprocess.Popen], timeout: float = 5) -> None:
+def wait_http(url: str, proc: subprocess.Popen, log: Path, *, ok=lambda response: response.ok) -> None:
+    """Bounded wait until URL answers as OK wants; fails at once if PROC died."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited ({proc.returncode}); see {log}")
+        try:
+            if ok(requests.get(url, timeout=0.2)):
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready after {READY_TIMEOUT}s; see {log}")
+
+
+def stop_processes(processes: list[subprocess.Popen], timeout: float = 10) -> None:
+    """TERM each child's process group, KILL what is still there after TIMEOUT."""
     for proc in processes:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
     for proc in processes:
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
 
 

@@ -7,60 +7,19 @@ LISTEN_IP (the bridge gateway), which is the address their firewall must let scr
 """
 
 import json
-import os
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import requests
 from django.conf import settings
+
+from chom.demo_services import free_port, spawn, stop_processes, wait_http
 
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 READY_TIMEOUT = 20.0
 ALERT_RULES = settings.BASE_DIR / "deploy" / "observability" / "alert-rules.yml"
-
-
-def free_port() -> int:
-    from chom.demo_services import free_port as _free_port
-
-    return _free_port()
-
-
-def _spawn(argv: list[str], log: Path) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-
-
-def _stop(processes: list[subprocess.Popen], timeout: float = 10) -> None:
-    for proc in processes:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in processes:
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited ({proc.returncode}); see {log}")
-        try:
-            if requests.get(url, timeout=0.2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} not ready after {READY_TIMEOUT}s; see {log}")
 
 
 def alertmanager_config(*, chom_url: str, webhook_token: str) -> dict:
@@ -146,17 +105,17 @@ def start_monitoring(
     try:
         am_log = folder / "alertmanager.log"
         processes.append(
-            _spawn(
+            spawn(
                 [ALERTMANAGER, f"--config.file={folder / 'alertmanager.yml'}",
                  f"--storage.path={folder / 'alertmanager-data'}",
                  f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
                 am_log,
             )
         )  # fmt: skip
-        _wait_ready(f"{am_url}/-/ready", processes[-1], am_log)
+        wait_http(f"{am_url}/-/ready", processes[-1], am_log)
         prom_log = folder / "prometheus.log"
         processes.append(
-            _spawn(
+            spawn(
                 [PROMETHEUS, f"--config.file={folder / 'prometheus.yml'}",
                  f"--storage.tsdb.path={folder / 'prometheus-data'}",
                  f"--web.listen-address=127.0.0.1:{prom_port}", "--web.enable-lifecycle",
@@ -164,9 +123,9 @@ def start_monitoring(
                 prom_log,
             )
         )  # fmt: skip
-        _wait_ready(f"{prom_url}/-/ready", processes[-1], prom_log)
+        wait_http(f"{prom_url}/-/ready", processes[-1], prom_log)
     except BaseException:
-        _stop(processes)
+        stop_processes(processes)
         raise
     env = {
         "PROMETHEUS_URL": prom_url,
@@ -179,4 +138,4 @@ def start_monitoring(
         f"Prometheus: {prom_url} (targets from {chom_url.rstrip('/')}/observability/sd/targets)",
         f"Alertmanager: {am_url} (alerts to {chom_url.rstrip('/')}/webhooks/alertmanager)",
     ]
-    return env, lambda: _stop(processes), description
+    return env, lambda: stop_processes(processes), description

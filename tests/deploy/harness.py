@@ -10,7 +10,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,8 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.processes import free_port, wait_for  # noqa: F401 - re-exported to the deploy tests
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_SH = ROOT / "deploy" / "deploy.sh"
@@ -42,22 +43,6 @@ if "worker" in _sys.argv:
 """
 
 GIT = ["git", "-c", "user.name=CHOM tests", "-c", "user.email=tests@chom.invalid"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, *, timeout: float, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not reached within {timeout}s")
 
 
 def stop_process_group(proc: subprocess.Popen, *, timeout: float = 30) -> None:
