@@ -16,6 +16,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
+from chom.errors import ExternalServiceError
+
 logger = logging.getLogger(__name__)
 
 MAX_PARTS = 10_000
@@ -33,10 +35,8 @@ PERMANENT_CODES = {
 }
 
 
-class StorageError(Exception):
-    def __init__(self, message: str, *, permanent: bool = False):
-        super().__init__(message)
-        self.permanent = permanent
+class StorageError(ExternalServiceError):
+    """S3 failed; `permanent` when retrying the same call cannot help."""
 
 
 @dataclass(frozen=True)

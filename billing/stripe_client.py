@@ -16,15 +16,13 @@ from datetime import UTC, datetime
 import stripe
 from django.conf import settings
 
+from chom.errors import ExternalServiceError
+
 logger = logging.getLogger(__name__)
 
 
-class StripeClientError(Exception):
-    def __init__(self, message: str, *, permanent: bool, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.permanent = permanent
-        self.status = status
+class StripeClientError(ExternalServiceError):
+    """Stripe failed; `permanent` when retrying the same call cannot help."""
 
 
 @dataclass(frozen=True)

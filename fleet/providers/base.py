@@ -22,6 +22,8 @@ from urllib.parse import quote
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from chom.errors import ExternalServiceError
+
 logger = logging.getLogger(__name__)
 
 ServerStatus = Literal["provisioning", "running", "off", "gone"]
@@ -35,12 +37,8 @@ _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 _MIN_MASKED_TOKEN = 8
 
 
-class ProviderError(Exception):
-    def __init__(self, message: str, *, permanent: bool, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.permanent = permanent
-        self.status = status
+class ProviderError(ExternalServiceError):
+    """A cloud API failed; `permanent` when retrying the same call cannot help."""
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,11 @@
 """One client module per monitoring service. Each has timeouts on every call and raises one error
 type whose `permanent` flag says whether retrying can help (a bad query never will)."""
 
+from chom.errors import ExternalServiceError
 
-class ServiceError(Exception):
+
+class ServiceError(ExternalServiceError):
     service = "monitoring"
-
-    def __init__(self, message: str, *, permanent: bool = False):
-        super().__init__(message)
-        self.permanent = permanent
 
 
 class NotConfigured(ServiceError):
