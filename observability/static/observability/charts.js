@@ -15,7 +15,7 @@
     return (body && body.error && body.error.message) || "request failed (" + status + ")";
   }
 
-  function drawSeries(box, name, serie) {
+  function drawSeries(box, name, serie, span) {
     var wrap = document.createElement("div");
     wrap.className = "chart";
     box.appendChild(wrap);
@@ -36,6 +36,8 @@
       height: 180,
       series: [{}, { label: name, stroke: "#2a6fdb", width: 1.5 }],
       axes: [{}, { size: 60 }],
+      // The whole requested range, so a series with a single point does not span years.
+      scales: { x: { time: true, range: function () { return span; } } },
     }, [xs, ys], wrap);
   }
 
@@ -48,7 +50,10 @@
     }).then(function (res) {
       if (!res.ok) { message(box, errorText(res.body, res.status)); return; }
       box.textContent = "";
-      Object.keys(res.body.series).forEach(function (name) { drawSeries(box, name, res.body.series[name]); });
+      var span = [Date.parse(res.body.start) / 1000, Date.parse(res.body.end) / 1000];
+      Object.keys(res.body.series).forEach(function (name) {
+        drawSeries(box, name, res.body.series[name], span);
+      });
     }).catch(function (err) { message(box, "metrics unavailable: " + err); });
   }
 
