@@ -1,5 +1,6 @@
 """Writes of the fleet: VPS lifecycle (create, bootstrap, destroy), health and capacity."""
 
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from fleet import selectors
 from fleet.models import FleetKey, ProviderCredential, Vps
 from fleet.providers import PROVIDERS, ProviderError, ServerSpec, get_provider
 from fleet.remote.agent import Agent, AgentError
+from fleet.remote.commands import Command
 from fleet.remote.transport import HostKeyMismatch, ParamikoTransport, TransportError, host_key_fingerprint
 from observability.services import alert_raise, alert_resolve
 
@@ -376,7 +378,7 @@ def vps_bootstrap(*, vps: Vps, agent: Agent, log: Callable[[str], None], step: C
 
     step("mariadb", progress=85)
     result = agent.call("service-ensure", {"name": "mariadb", "enabled": True, "running": True})
-    log("  root logs in through the unix socket only (Debian/Ubuntu default)")
+    check_mariadb_root_socket(agent, log)
     record("mariadb", result.changed)
 
     for name, extra in EXTRA_BOOTSTRAP_STEPS.items():
@@ -392,6 +394,40 @@ def vps_bootstrap(*, vps: Vps, agent: Agent, log: Callable[[str], None], step: C
         else "bootstrap finished: no changes"
     )
     return changed_steps
+
+
+MARIADB_ROOT_AUTH = Command.of(
+    "mariadb", "--protocol=socket", "-N", "-e",
+    "SELECT Priv FROM mysql.global_priv WHERE User = 'root' AND Host = 'localhost'",
+)  # fmt: skip
+SOCKET_PLUGINS = ("unix_socket", "auth_socket")
+
+
+def mariadb_root_socket_only(priv: dict) -> bool:
+    """root@localhost logs in by the unix socket and has no usable password. MariaDB >= 10.4's
+    default is a password that can never match ("invalid") OR the unix socket."""
+    if priv.get("plugin") in SOCKET_PLUGINS:
+        return True
+    alternatives = [a.get("plugin") for a in priv.get("auth_or", [])]
+    return priv.get("authentication_string") == "invalid" and any(p in SOCKET_PLUGINS for p in alternatives)
+
+
+def check_mariadb_root_socket(agent: Agent, log: Callable[[str], None]) -> None:
+    """Sites' databases are created as root over the unix socket: that login must work, and root
+    must not have a password login that a leaked password could open."""
+    result = agent.transport.run(MARIADB_ROOT_AUTH, timeout=30)
+    if not result.ok:
+        raise FleetError(f"MariaDB root cannot log in through the unix socket: {result.stderr_tail()}")
+    try:
+        priv = json.loads(result.stdout)
+    except ValueError:
+        raise FleetError(f"unexpected answer about MariaDB's root account: {result.stdout[:200]!r}")
+    if not mariadb_root_socket_only(priv):
+        raise FleetError(
+            f"MariaDB root can log in with a password (plugin {priv.get('plugin')}); "
+            "expected the unix socket only (ALTER USER root@localhost IDENTIFIED VIA unix_socket)"
+        )
+    log("  root logs in through the unix socket only; no password login")
 
 
 def vps_apply_facts(*, vps: Vps, facts: dict) -> None:

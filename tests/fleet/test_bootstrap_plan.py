@@ -7,8 +7,16 @@ import pytest
 from fleet import services
 from fleet.models import Vps
 from fleet.remote.agent import Agent
+from fleet.remote.transport import Result
 from fleet.services import FleetError, bootstrap_packages, firewall_rules, vps_bootstrap
 from tests.support.recording import RecordingTransport, agent_answer, installed_agent_checksums
+
+# What MariaDB 10.11 on Debian 12 stores for root@localhost.
+MARIADB_DEFAULT_ROOT = {
+    "plugin": "mysql_native_password",
+    "authentication_string": "invalid",
+    "auth_or": [{}, {"plugin": "unix_socket"}],
+}
 
 DEBIAN_FACTS = {
     "os": {"id": "debian", "version_id": "12", "pretty": "Debian GNU/Linux 12 (bookworm)"},
@@ -18,10 +26,14 @@ DEBIAN_FACTS = {
 }
 
 
-def _transport(*, changed: bool, facts=DEBIAN_FACTS):
+def _transport(*, changed: bool, facts=DEBIAN_FACTS, root_priv=None):
+    root_priv = root_priv or MARIADB_DEFAULT_ROOT
+
     def respond(command, stdin):
         if command.argv[0] == "sha256sum":
             return installed_agent_checksums()
+        if command.argv[0] == "mariadb":
+            return Result(0, json.dumps(root_priv) + "\n", "")
         sub = command.argv[2]
         if sub == "facts":
             return agent_answer(data=facts)
@@ -120,3 +132,27 @@ def test_it_marks_a_server_degraded_when_a_core_service_is_down(vps):
 def test_it_keeps_exporter_ports_closed_without_a_monitoring_source():
     rules = firewall_rules(ssh_port=2222, monitoring_source="")
     assert [r["port"] for r in rules] == [2222, 80, 443]
+
+
+@pytest.mark.parametrize(
+    "priv",
+    [
+        {
+            "plugin": "mysql_native_password",
+            "authentication_string": "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19",
+        },
+        {
+            "plugin": "mysql_native_password",
+            "authentication_string": "",
+            "auth_or": [{}, {"plugin": "unix_socket"}],
+        },
+    ],
+)
+def test_it_refuses_a_mariadb_root_with_a_password_login(vps, priv):
+    with pytest.raises(FleetError, match="MariaDB root can log in with a password"):
+        _bootstrap(vps, _transport(changed=False, root_priv=priv))
+
+
+def test_it_accepts_socket_only_mariadb_roots():
+    assert services.mariadb_root_socket_only({"plugin": "unix_socket"})
+    assert services.mariadb_root_socket_only(MARIADB_DEFAULT_ROOT)
