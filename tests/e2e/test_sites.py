@@ -304,6 +304,24 @@ def test_it_issues_a_certificate_and_serves_https_verified_against_the_ca(alice,
     detail = alice.client().get(f"/api/v1/sites/{site.pk}").json()
     assert detail["ssl"]["status"] == "active" and detail["ssl"]["expires_at"]
 
+    # A new certificate (an alias was added) that cannot be issued: the old one keeps serving
+    # and an alert is raised.
+    Site.objects.filter(pk=site.pk).update(aliases=["www.secure.test", "new.secure.test"])
+    with override_settings(
+        ACME_DIRECTORY_URL=f"https://{pebble.directory_url.split('/')[2].split(':')[0]}:1/dir",
+        ACME_CA_BUNDLE_FILE=str(pebble.ca_bundle),
+        LOCAL_DNS_MANAGEMENT_URL=pebble.dns_management_url,
+    ):
+        op = _post(alice, f"/api/v1/sites/{site.pk}/ssl")
+    assert op.status == "failed" and "cert-issue failed at certbot" in op.error, op.error
+    from observability.models import Alert
+
+    assert Alert.objects.get(name="ssl_failed", status="firing").labels == {"site": "secure.test"}
+    site.refresh_from_db()
+    assert site.ssl_status == "active"
+    _, still = _https_get(vps.ip_address, "secure.test", pebble.issuing_root())
+    assert still["serialNumber"] == cert["serialNumber"]
+
 
 def test_it_suspends_unsuspends_and_deletes_leaving_nothing_behind(alice, staff, make_vps):
     vps = make_vps("e2e-lifecycle")

@@ -220,3 +220,27 @@ def test_it_shows_sites_with_releases_and_operations_on_the_dashboard(admin_clie
     detail = admin_client.get(f"/sites/{site_id}/")
     assert detail.status_code == 200
     assert b"20261127T000000-abcdef" in detail.content and b"site.deploy" in detail.content
+
+
+def test_it_queues_renewal_only_for_certificates_close_to_expiry(alice, vps):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sites.services import sites_renew_certificates
+
+    now = timezone.now()
+    due = Site.objects.create(
+        tenant=alice.tenant, vps=vps, domain="due.example.com", type="static", status="active",
+        ssl_status="active", ssl_expires_at=now + timedelta(days=10),
+    )  # fmt: skip
+    Site.objects.create(
+        tenant=alice.tenant, vps=vps, domain="fresh.example.com", type="static", status="active",
+        ssl_status="active", ssl_expires_at=now + timedelta(days=60),
+    )  # fmt: skip
+    Site.objects.create(
+        tenant=alice.tenant, vps=vps, domain="gone.example.com", type="static", status="deleted",
+        ssl_status="active", ssl_expires_at=now + timedelta(days=1),
+    )  # fmt: skip
+    ops = sites_renew_certificates(now=now)
+    assert [(op.kind, op.target_id) for op in ops] == [("site.ssl", str(due.pk))]
