@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SCRIPTS = [DEPLOY / "deploy.sh", DEPLOY / "bin" / "chom-web-reload"]
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
-SERVICES_WITH_HEALTHCHECKS = {"postgres", "redis", "web", "worker", "beat"}
+SERVICES_WITH_HEALTHCHECKS = {
+    "postgres", "redis", "web", "worker", "beat", "prometheus", "alertmanager", "loki", "grafana",
+}  # fmt: skip
 TASK_HARD_LIMIT_SECONDS = 360
 
 
