@@ -3,7 +3,6 @@
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
-from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
@@ -77,7 +76,3 @@ def json_server_error(request):
         error_body("internal_error", "Something went wrong on our side; it has been logged."),
         status=status.HTTP_500_INTERNAL_SERVER_ERROR,
     )
-
-
-def render_error(status_code: int, code: str, message: str, fields: dict | None = None) -> Response:
-    return Response(error_body(code, message, fields), status=status_code)
