@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from fleet.remote.agent import launcher_source
+from tests.support.processes import free_port  # noqa: F401 - re-exported to the agent tests
 
 AGENT = Path(__file__).resolve().parents[2] / "fleet" / "remote" / "agent" / "vpsmanager.py"
 PYTHON = os.environ.get("VPSMANAGER_TEST_PYTHON", sys.executable)
@@ -149,12 +149,6 @@ def make_agent(base: Path) -> Agent:
         "VPSMANAGER_TIMEOUT": "30",
     }
     return agent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(check: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
