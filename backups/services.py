@@ -61,6 +61,12 @@ def _usage_backup_storage(tenant) -> int:
     return tenant_backup_bytes(tenant)
 
 
+@register_usage("backup_storage_gb")
+def _usage_backup_storage_gb(tenant) -> float:
+    """The unit billing meters (BILLING_METERED_METRICS)."""
+    return round(tenant_backup_bytes(tenant) / 10**9, 3)
+
+
 def tenant_backup_bytes(tenant) -> int:
     total = Backup.objects.filter(site__tenant=tenant, status=Backup.Status.SUCCEEDED).aggregate(
         total=Sum("size_bytes")

@@ -2,12 +2,18 @@
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from billing import services
 from billing.models import UsageReport
-from chom.selectors import USAGE_COUNTERS
 from tests.billing.conftest import make_sites, subscribe
+
+
+@pytest.fixture(autouse=True)
+def _meter_sites_only(settings):
+    """Most tests count events of one metric; those about other metrics set their own list."""
+    settings.BILLING_METERED_METRICS = ["sites"]
 
 
 def test_it_reports_usage_once_per_tenant_and_day_even_when_run_twice(alice, charlie, fake_stripe):
@@ -65,17 +71,31 @@ def test_it_meters_only_subscribed_tenants_and_says_what_it_cannot_meter(alice, 
     assert {e["payload"]["stripe_customer_id"] for e in fake_stripe.meter_events} == {
         alice.tenant.billing_account.stripe_customer_id
     }
-    if "backup_storage_gb" not in USAGE_COUNTERS:
-        assert result["unmetered"] == ["backup_storage_gb"]
+    assert result["unmetered"] == []
 
 
-def test_it_meters_any_registered_counter(alice, fake_stripe, settings, monkeypatch):
+def test_it_says_what_it_cannot_meter(alice, fake_stripe, settings):
+    settings.BILLING_METERED_METRICS = ["sites", "bandwidth_gb"]
+    subscribe(fake_stripe, alice.tenant, "pro")
+    assert services.usage_report_daily()["unmetered"] == ["bandwidth_gb"]
+
+
+def test_it_meters_sites_and_backup_storage_from_the_real_counters(alice, fake_stripe, settings):
+    from backups.models import Backup
+    from fleet.models import Vps
+    from sites.models import Site
+
     settings.BILLING_METERED_METRICS = ["sites", "backup_storage_gb"]
-    monkeypatch.setitem(USAGE_COUNTERS, "backup_storage_gb", lambda tenant: 1.5)
+    vps = Vps.objects.create(name="web", provider="manual", status="active")
+    site = Site.objects.create(
+        tenant=alice.tenant, vps=vps, domain="a.example.com", type="static", status="active"
+    )
+    Backup.objects.create(site=site, status=Backup.Status.SUCCEEDED, size_bytes=1_500_000_000)
+    Backup.objects.create(site=site, status=Backup.Status.FAILED, size_bytes=9_000_000_000)
     subscribe(fake_stripe, alice.tenant, "pro")
     services.usage_report_daily()
     values = {e["event_name"]: e["payload"]["value"] for e in fake_stripe.meter_events}
-    assert values == {"chom_usage_sites": "0", "chom_usage_backup_storage_gb": "1.5"}
+    assert values == {"chom_usage_sites": "1", "chom_usage_backup_storage_gb": "1.5"}
 
 
 def test_it_does_not_meter_when_billing_is_off(alice, settings, db):
