@@ -33,6 +33,36 @@ def test_it_exports_certificate_expiry_per_site(client, alice):
     ]
 
 
+def _samples(client, name: str) -> dict[str, float]:
+    return {
+        s.labels["domain"]: s.value
+        for family in text_string_to_metric_families(_metrics(client))
+        if family.name == name
+        for s in family.samples
+    }
+
+
+def test_it_exports_last_backup_failure_and_last_verification_per_site(client, alice):
+    from backups.models import Backup
+
+    vps = make_vps("web1")
+    failing = make_site(alice.tenant, vps, "failing.acme.test")
+    verified = make_site(alice.tenant, vps, "verified.acme.test")
+    never = make_site(alice.tenant, vps, "new.acme.test")
+    checked = timezone.now() - timedelta(days=2)
+    Backup.objects.create(site=failing, status="succeeded", verified_at=checked - timedelta(days=20))
+    Backup.objects.create(site=failing, status="failed")
+    Backup.objects.create(site=verified, status="failed")
+    Backup.objects.create(site=verified, status="succeeded", verified_at=checked)
+    Backup.objects.create(site=verified, status="running")  # unfinished: does not count
+    failed = _samples(client, "chom_site_backup_last_failed")
+    assert failed == {"failing.acme.test": 1.0, "verified.acme.test": 0.0, "new.acme.test": 0.0}
+    stamps = _samples(client, "chom_site_backup_last_verified_timestamp_seconds")
+    assert stamps["verified.acme.test"] == checked.timestamp()
+    assert stamps["failing.acme.test"] == (checked - timedelta(days=20)).timestamp()
+    assert stamps["new.acme.test"] == never.created_at.timestamp()  # the 8-day grace starts at creation
+
+
 def test_it_counts_stale_operations(client, db, settings):
     settings.OPERATION_STALE_GRACE_SECONDS = 60
     assert "chom_operations_stale 0.0" in _metrics(client)
