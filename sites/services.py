@@ -25,7 +25,7 @@ from fleet.remote.transport import TransportError
 from fleet.services import transport_for
 from observability.services import alert_raise, alert_resolve
 from sites import selectors
-from sites.configs import VhostSpec, render_pool, render_vhost
+from sites.configs import SERVED_BY_HEADER, VhostSpec, render_pool, render_vhost
 from sites.models import Release, Site
 from sites.types import generated_secrets, site_type
 
@@ -459,11 +459,14 @@ def site_verify(
     while time.monotonic() < deadline:
         try:
             response = requests.get(url, headers={"Host": site.domain}, timeout=3, allow_redirects=False)
-            if accept(response.status_code):
+            if response.headers.get(SERVED_BY_HEADER) != site.unix_user:
+                last = f"HTTP {response.status_code} from another server block (nginx's default?)"
+            elif accept(response.status_code):
                 if log:
                     log(f"http://{site.domain}/ answered {response.status_code}")
                 return response.status_code
-            last = f"HTTP {response.status_code}"
+            else:
+                last = f"HTTP {response.status_code}"
         except requests.RequestException as exc:
             last = str(exc)
         time.sleep(0.05)

@@ -347,7 +347,7 @@ def test_it_suspends_unsuspends_and_deletes_leaving_nothing_behind(alice, staff,
     databases = _sh(vps, "mariadb", "-N", "-e", "SHOW DATABASES")
     assert site.db_name not in databases.split()
     # Only the server's default page is left for that name (reload lands ~30 ms after the call).
-    wait_for(lambda: "life.test" not in _get(vps, "life.test").text, timeout=5, what="vhost gone")
+    wait_for(lambda: "X-Chom-Site" not in _get(vps, "life.test").headers, timeout=5, what="vhost gone")
 
 
 WORDPRESS_SOURCE = Path("/usr/share/wordpress")

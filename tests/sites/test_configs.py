@@ -76,6 +76,7 @@ def test_it_renders_a_tls_vhost_that_redirects_http(tmp_path):
     assert "return 301 https://$host$request_uri;" in vhost
     assert "listen 443 ssl http2;" in vhost
     assert vhost.count("/.well-known/acme-challenge/") == 2  # renewals keep working over http
+    assert vhost.count('add_header X-Chom-Site "site1" always;') == 2  # both server blocks
 
 
 def test_it_serves_the_acme_challenge_from_the_site_webroot_and_hides_dotfiles():
@@ -87,6 +88,7 @@ def test_it_serves_the_acme_challenge_from_the_site_webroot_and_hides_dotfiles()
     assert "server_name b.example.com www.b.example.com;" in vhost
     for header in ("X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy"):
         assert header in vhost
+    assert 'add_header X-Chom-Site "site2" always;' in vhost
 
 
 def test_it_serves_a_suspended_page_without_touching_the_release():
