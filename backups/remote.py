@@ -68,7 +68,11 @@ def sql(statement: str, *, database: str = "") -> Command:
 
 
 def recreate_database(db: str) -> Command:
-    return sql(f"DROP DATABASE IF EXISTS {ident(db)}; CREATE DATABASE {ident(db)}")
+    # The same defaults as the agent's db-ensure, so an emptied live database keeps its charset.
+    return sql(
+        f"DROP DATABASE IF EXISTS {ident(db)}; "
+        f"CREATE DATABASE {ident(db)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    )
 
 
 def drop_database(db: str) -> Command:
@@ -104,6 +108,8 @@ def swap_tables(live: str, incoming: str, parking: str, live_tables: list[str], 
     """One RENAME TABLE statement (atomic): live tables to PARKING, INCOMING tables to live."""
     moves = [f"{ident(live)}.{ident(t)} TO {ident(parking)}.{ident(t)}" for t in live_tables]
     moves += [f"{ident(incoming)}.{ident(t)} TO {ident(live)}.{ident(t)}" for t in new_tables]
+    if not moves:
+        raise ValueError("nothing to swap: RENAME TABLE needs at least one table")
     return "RENAME TABLE " + ", ".join(moves)
 
 

@@ -239,6 +239,7 @@ def _run(backup: Backup, site: Site, transport: Transport, log: Log) -> None:
         "kind": backup.kind,
         "site": {"id": site.pk, "domain": site.domain, "type": site.type, "unix_user": site.unix_user},
         "release": release,
+        "release_commit": site.releases.filter(name=release).values_list("commit", flat=True).first() or "",
         "created_at": timezone.now().isoformat(),
     }
     if backup.includes_database and site.db_name:
@@ -433,8 +434,19 @@ class Undo:
                 self.log(f"could not undo {what}: {_reason(exc)}")
 
 
-def _restore_database(transport, backup: Backup, target: Site, undo: Undo, log: Log) -> Callable[[], None]:
-    """Import into <db>_restore, then swap it in. Returns the cleanup to run after success."""
+def _restore_database(
+    transport, backup: Backup, target: Site, undo: Undo, log: Log, *, safety: Backup
+) -> Callable[[], None]:
+    """Import into <db>_restore, then swap it in. Returns the cleanup to run after success.
+
+    Tables only (or none): one RENAME TABLE moves the live tables out and the restored ones in,
+    atomically; with zero tables on both sides there is nothing to move. Views, triggers, routines
+    or events on either side: these cannot move between databases, so the live database is
+    emptied and the dump (already proven to import cleanly into the scratch database) is imported
+    into it. That path is NOT atomic: from the empty database until the import ends (seconds for a
+    small site) the site sees missing or partly loaded tables. If the import fails, the database
+    is emptied again and the pre-restore backup SAFETY is imported back.
+    """
     live, incoming, parking = target.db_name, f"{target.db_name}_restore", f"{target.db_name}_previous"
     log(f"importing the dump into scratch database {incoming}")
     _sql(transport, remote.recreate_database(incoming), "create scratch database")
@@ -450,12 +462,9 @@ def _restore_database(transport, backup: Backup, target: Site, undo: Undo, log: 
     programmable = sum(int(n) for n in _sql(transport, remote.count_programmable(incoming), "inspect"))
     programmable += sum(int(n) for n in _sql(transport, remote.count_programmable(live), "inspect"))
     if programmable:
-        # Triggers/views/routines cannot move across databases: the dump, proven to import
-        # cleanly above, goes into the live database itself (the pre-restore backup is the undo).
-        log(f"{live} or the backup has views/triggers/routines: importing into {live} directly")
-        _stream_in(
-            transport, remote.import_database(live), backup.artefacts["database"], "import into live db"
-        )
+        _restore_database_in_place(transport, backup, live, undo, log, safety=safety)
+    elif not (live_tables or new_tables):
+        log(f"the backup and {live} both have no tables: nothing to swap")
     else:
         _sql(transport, remote.recreate_database(parking), "create parking database")
         log(f"swapping {len(new_tables)} restored tables into {live} (one RENAME TABLE)")
@@ -472,6 +481,24 @@ def _restore_database(transport, backup: Backup, target: Site, undo: Undo, log: 
             _sql(transport, remote.drop_database(db), f"drop {db}")
 
     return cleanup
+
+
+def _restore_database_in_place(transport, backup: Backup, live: str, undo: Undo, log: Log, *, safety) -> None:
+    """Views/triggers/routines/events: empty LIVE and import the dump into it (not atomic)."""
+    log(
+        f"{live} or the backup has views, triggers, routines or events, which cannot move between "
+        f"databases: emptying {live} and importing the dump into it (not atomic: the site sees a "
+        "partly loaded database until the import ends)"
+    )
+
+    def back_to_safety() -> None:
+        _sql(transport, remote.recreate_database(live), f"empty {live}")
+        if "database" in safety.artefacts:
+            _stream_in(transport, remote.import_database(live), safety.artefacts["database"], "re-import")
+
+    undo.push(f"{live} from pre-restore backup {safety.pk}", back_to_safety)
+    _sql(transport, remote.recreate_database(live), f"empty {live}")
+    _stream_in(transport, remote.import_database(live), backup.artefacts["database"], "import into live db")
 
 
 def _restore_files(transport, backup: Backup, target: Site, release: str, undo: Undo, log: Log) -> Callable:
@@ -500,7 +527,7 @@ def _restore_files(transport, backup: Backup, target: Site, release: str, undo: 
     if env:
         # The release belongs to TARGET now: its own database credentials, not the source's.
         _write(transport, user, f"{release_dir}/{env['path']}", env["content"].encode(), own_group=True)
-    marker = {"release": release, "commit": f"backup-{backup.pk}", "created": timezone.now().isoformat()}
+    marker = {"release": release, "commit": restored_commit(backup), "created": timezone.now().isoformat()}
     _write(transport, user, f"{release_dir}/.chom-release.json", json.dumps(marker).encode() + b"\n")
     parked = f"{staging}/shared.previous"
     _run_ok(transport, remote.swap_shared(user, f"{staging}/shared", parked), "swap shared/")
@@ -546,7 +573,7 @@ def restore_perform(*, backup: Backup, target: Site, transport: Transport, log: 
             cleanups.append(_restore_files(transport, backup, target, release, undo, log))
         if "database" in backup.artefacts:
             step("database", progress=60)
-            cleanups.append(_restore_database(transport, backup, target, undo, log))
+            cleanups.append(_restore_database(transport, backup, target, undo, log, safety=safety))
         if "files" in backup.artefacts:
             step(f"switch current to {release}", progress=80)
             agent = Agent(transport)
@@ -563,13 +590,17 @@ def restore_perform(*, backup: Backup, target: Site, transport: Transport, log: 
         if isinstance(exc, OperationError):
             raise
         raise BackupFailed(f"restore failed and was undone: {_reason(exc)}") from exc
+    if "files" not in backup.artefacts:
+        Site.objects.filter(pk=target.pk).update(status_reason="")
     for cleanup in cleanups:
         try:
             cleanup()
         except Exception as exc:  # noqa: BLE001 - the restore itself succeeded
             log(f"cleanup: {_reason(exc)}")
     if "files" in backup.artefacts:
-        _releases_switched(target, release, pruned=activated.data.get("pruned", []))
+        _releases_switched(
+            target, release, pruned=activated.data.get("pruned", []), commit=restored_commit(backup)
+        )
     return {
         "backup_id": backup.pk,
         "pre_restore_backup_id": safety.pk,
@@ -577,10 +608,23 @@ def restore_perform(*, backup: Backup, target: Site, transport: Transport, log: 
     }
 
 
-def _releases_switched(site: Site, release: str, *, pruned) -> None:
+def restored_commit(backup: Backup) -> str:
+    """What a release restored from BACKUP records as its commit: the commit of the release the
+    backup archived, or else the files archive's checksum."""
+    commit = backup.manifest.get("release_commit") or ""
+    if not commit and backup.release:
+        commit = (
+            backup.site.releases.filter(name=backup.release).values_list("commit", flat=True).first() or ""
+        )
+    return commit or f"sha256:{backup.artefacts['files']['sha256']}"
+
+
+def _releases_switched(site: Site, release: str, *, pruned, commit: str) -> None:
     now = timezone.now()
     Release.objects.update_or_create(
-        site=site, name=release, defaults={"status": Release.Status.ACTIVE, "activated_at": now}
+        site=site,
+        name=release,
+        defaults={"status": Release.Status.ACTIVE, "activated_at": now, "commit": commit},
     )
     site.releases.filter(status=Release.Status.ACTIVE).exclude(name=release).update(
         status=Release.Status.SUPERSEDED

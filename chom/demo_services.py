@@ -14,6 +14,8 @@ from pathlib import Path
 import requests
 
 READY_TIMEOUT = 20.0
+# The demo's Prometheus scrapes, evaluates and refreshes targets this often (tests use 1 s).
+DEMO_SCRAPE_SECONDS = 10
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
@@ -204,16 +206,17 @@ def start_demo(var_dir: Path, *, bridge: str, subnet: str, chom_url: str) -> Dem
             LOCAL_DNS_MANAGEMENT_URL=pebble.dns_management_url,
         )
         demo.description.append(f"ACME CA (pebble): {pebble.directory_url}")
-        demo.description.append(
-            f"  its issuing root, to verify the demo's HTTPS: curl --cacert {pebble.ca_bundle} "
-            f"{pebble.management_url}/roots/0 > demo-root.pem"
-        )
+        # Under var/, never the repository root: new on every start, like pebble's root itself.
+        root = var_dir / "demo" / "demo-root.pem"
+        root.write_text(pebble.issuing_root())
+        demo.description.append(f"  its issuing root, to verify the demo's HTTPS: curl --cacert {root} ...")
         env, stop, description = start_monitoring(
             var_dir / "demo" / "monitoring",
             chom_url=chom_url,
             listen_ip=network.gateway,
             sd_token=secrets.token_urlsafe(24),
             webhook_token=secrets.token_urlsafe(24),
+            interval=DEMO_SCRAPE_SECONDS,
         )
         demo.stoppers.append(stop)
         demo.env.update(env)

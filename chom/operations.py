@@ -39,6 +39,8 @@ class OperationKind:
     max_attempts: int = 3
     # Called with the context when the operation ends failed, to put its target in a failed state.
     on_failure: Callable[["OperationContext", str], None] | None = None
+    # Called with the context when the operation succeeded, e.g. to clear an earlier failure's reason.
+    on_success: Callable[["OperationContext"], None] | None = None
 
 
 KINDS: dict[str, OperationKind] = {}
@@ -144,6 +146,11 @@ def operation_execute(*, operation_id) -> str:
         return _fail(ctx, kind, f"internal error during step '{ctx.operation.step}': {exc!r}")
     ctx.log("succeeded")
     _finish(claimed, Operation.Status.SUCCEEDED, result=result)
+    if kind.on_success:
+        try:
+            kind.on_success(ctx)
+        except Exception:  # noqa: BLE001 - the success itself is already recorded
+            logger.exception("on_success handler of %s failed", kind.name)
     return Operation.Status.SUCCEEDED
 
 

@@ -46,11 +46,20 @@ def alertmanager_config(*, chom_url: str, webhook_token: str) -> dict:
     }
 
 
-def prometheus_config(*, chom_url: str, sd_token: str, alertmanager: str, rule_files: list[str]) -> dict:
+def prometheus_config(
+    *, chom_url: str, sd_token: str, alertmanager: str, rule_files: list[str], interval: int = 1
+) -> dict:
+    """INTERVAL seconds between scrapes, rule evaluations and target refreshes: 1 in tests (alerts
+    within seconds), a realistic 10 in `make demo` (CHOM is not polled twice a second)."""
     chom = chom_url.rstrip("/")
     host = chom.split("://", 1)[1].split("/", 1)[0]
+    every = f"{interval}s"
     return {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
+        "global": {
+            "scrape_interval": every,
+            "evaluation_interval": every,
+            "scrape_timeout": f"{min(interval, 5)}s",
+        },
         "rule_files": rule_files,
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
         "scrape_configs": [
@@ -59,7 +68,7 @@ def prometheus_config(*, chom_url: str, sd_token: str, alertmanager: str, rule_f
                 "http_sd_configs": [
                     {
                         "url": f"{chom}/observability/sd/targets",
-                        "refresh_interval": "1s",
+                        "refresh_interval": every,
                         # Prometheus 2.42's http_sd drops the default "Bearer" type: say it.
                         "authorization": {"type": "Bearer", "credentials": sd_token},
                     }
@@ -78,9 +87,11 @@ def start_monitoring(
     sd_token: str,
     webhook_token: str,
     extra_rules: str = "",
+    interval: int = 1,
 ) -> tuple[dict[str, str], Callable[[], None], list[str]]:
     """Start Alertmanager then Prometheus. Returns (env for CHOM, stop, description lines).
-    EXTRA_RULES is a rules file's YAML added to CHOM's own (tests use an always-firing rule)."""
+    EXTRA_RULES is a rules file's YAML added to CHOM's own (tests use an always-firing rule);
+    INTERVAL: see prometheus_config."""
     for binary in (PROMETHEUS, ALERTMANAGER):
         if not shutil.which(binary):
             raise FileNotFoundError(
@@ -98,7 +109,11 @@ def start_monitoring(
         (folder / "extra-rules.yml").write_text(extra_rules)
         rule_files.append(str(folder / "extra-rules.yml"))
     prom_config = prometheus_config(
-        chom_url=chom_url, sd_token=sd_token, alertmanager=f"127.0.0.1:{am_port}", rule_files=rule_files
+        chom_url=chom_url,
+        sd_token=sd_token,
+        alertmanager=f"127.0.0.1:{am_port}",
+        rule_files=rule_files,
+        interval=interval,
     )
     (folder / "prometheus.yml").write_text(json.dumps(prom_config, indent=2))
     processes: list[subprocess.Popen] = []
@@ -135,7 +150,8 @@ def start_monitoring(
         "FLEET_MONITORING_SOURCE": listen_ip,
     }
     description = [
-        f"Prometheus: {prom_url} (targets from {chom_url.rstrip('/')}/observability/sd/targets)",
+        f"Prometheus: {prom_url} (targets from {chom_url.rstrip('/')}/observability/sd/targets, "
+        f"every {interval}s)",
         f"Alertmanager: {am_url} (alerts to {chom_url.rstrip('/')}/webhooks/alertmanager)",
     ]
     return env, lambda: stop_processes(processes), description

@@ -77,6 +77,7 @@ class Release(models.Model):
     name = models.CharField(max_length=40)
     commit = models.CharField(max_length=80, blank=True)  # a git sha, or sha256:<hex> of an archive
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.BUILDING)
+    error = models.TextField(blank=True)  # why a failed release failed, with the step
     created_at = models.DateTimeField(default=timezone.now)
     activated_at = models.DateTimeField(null=True, blank=True)
 

@@ -24,7 +24,7 @@ from fleet.remote.agent import Agent, AgentError
 from fleet.remote.transport import TransportError
 from fleet.services import transport_for
 from observability.services import alert_raise, alert_resolve
-from sites import selectors
+from sites import probe, selectors
 from sites.configs import SERVED_BY_HEADER, VhostSpec, render_pool, render_vhost
 from sites.models import Release, Site
 from sites.types import generated_secrets, site_type
@@ -76,13 +76,13 @@ def _check_tenant_may_add(*, tenant: Tenant, type_name: str) -> None:
         )
 
 
-def _check_domains_free(domains: list[str], *, exclude: Site | None = None) -> None:
+def _check_domains_free(domains: list[str], *, field: str, exclude: Site | None = None) -> None:
+    """A taken domain is named in the message, under FIELD (domain / aliases)."""
     for domain in domains:
         taken = selectors.domain_taken(domain)
         if taken and not (exclude and domain in exclude.all_domains):
-            raise SiteRequestError(
-                409, "domain_taken", f"{domain} is already hosted here.", {"domain": [domain]}
-            )
+            message = f"{domain} is already hosted here."
+            raise SiteRequestError(409, "domain_taken", message, {field: [message]})
 
 
 def _allocate(tenant: Tenant) -> Vps:
@@ -115,7 +115,8 @@ def site_create(
     Returns (site, operation, credentials shown once)."""
     kind = site_type(type)
     _check_tenant_may_add(tenant=tenant, type_name=type)
-    _check_domains_free([domain, *aliases])
+    _check_domains_free([domain], field="domain")
+    _check_domains_free(aliases, field="aliases")
     if type == "wordpress" and not (settings.WORDPRESS_ARCHIVE_URL and settings.WORDPRESS_ARCHIVE_SHA256):
         raise SiteRequestError(
             503, "wordpress_unavailable", "WordPress is not configured on this installation."
@@ -181,7 +182,7 @@ def _queue(site: Site, kind: str, *, actor=None, params=None) -> Operation:
 def site_update(*, site: Site, actor=None, **changes) -> Operation | None:
     """PHP version, aliases or branch: saved, then a redeploy brings the server in line."""
     if "aliases" in changes:
-        _check_domains_free(changes["aliases"], exclude=site)
+        _check_domains_free(changes["aliases"], field="aliases", exclude=site)
     if "php_version" in changes and changes["php_version"] not in site.vps.php_versions:
         raise SiteRequestError(
             400,
@@ -293,6 +294,9 @@ def _deploy_failed(ctx: OperationContext, reason: str) -> None:
     site = Site.objects.filter(pk=int(ctx.operation.target_id)).first()
     if site is None:
         return
+    site.releases.filter(name=ctx.params.get("release", ""), status=Release.Status.BUILDING).update(
+        status=Release.Status.FAILED, error=f"failed during step '{ctx.operation.step}': {reason}"[:2000]
+    )
     # A site that served before keeps serving its previous release.
     status = Site.Status.ACTIVE if site.current_release else Site.Status.FAILED
     _set(site, status=status, status_reason=reason[:2000])
@@ -302,6 +306,11 @@ def _record_failed(ctx: OperationContext, reason: str) -> None:
     site = Site.objects.filter(pk=int(ctx.operation.target_id)).first()
     if site:
         _set(site, status_reason=reason[:2000])
+
+
+def _record_succeeded(ctx: OperationContext) -> None:
+    """A success supersedes whatever an earlier failed operation said about the site."""
+    Site.objects.filter(pk=int(ctx.operation.target_id)).update(status_reason="")
 
 
 def _remote(ctx: OperationContext, site: Site, work) -> dict:
@@ -327,7 +336,11 @@ def _call(ctx: OperationContext, agent: Agent, subcommand: str, payload: dict):
     return result
 
 
-def vhost_spec(site: Site, *, suspended: bool = False) -> VhostSpec:
+def vhost_spec(site: Site, *, suspended: bool | None = None) -> VhostSpec:
+    """The vhost for SITE; unless told otherwise it keeps a suspension (a renewal or any other
+    re-render must never lift it)."""
+    if suspended is None:
+        suspended = site.status == Site.Status.SUSPENDED or bool(site.suspended_reason)
     kind = site_type(site.type)
     ssl = site.ssl_status == Site.SslStatus.ACTIVE
     return VhostSpec(
@@ -341,7 +354,14 @@ def vhost_spec(site: Site, *, suspended: bool = False) -> VhostSpec:
     )
 
 
-@register("site.deploy", queue="remote", soft_time_limit=1200, time_limit=1260, on_failure=_deploy_failed)
+@register(
+    "site.deploy",
+    queue="remote",
+    soft_time_limit=1200,
+    time_limit=1260,
+    on_failure=_deploy_failed,
+    on_success=_record_succeeded,
+)
 def site_deploy_run(ctx: OperationContext) -> dict:
     site = _site_of(ctx)
     kind = site_type(site.type)
@@ -448,32 +468,49 @@ def _releases_after_switch(site: Site, release: str, *, commit: str = "", pruned
         site.releases.filter(name__in=list(pruned)).update(status=Release.Status.PRUNED)
 
 
-def site_verify(
-    *, site: Site, log=None, accept=lambda code: code < 500, expected: str = "a non-error answer"
-) -> int:
-    """Wait (bounded) until the server answers for the domain as EXPECTED: `systemctl reload nginx`
-    returns before the new configuration serves."""
+def site_verify(*, site: Site, log=None, accept=None, expected: str = "") -> int:
+    """Wait (bounded) until a visitor of the site sees EXPECTED: `systemctl reload nginx` returns
+    before the new configuration serves. The visit follows the site's http → https redirect as a
+    browser does, so what is checked is the page a person gets on either scheme; a site with an
+    active certificate must end on https. By default a suspended site must show the suspension
+    page (503) and any other site a non-error answer."""
+    if accept is None:
+        if vhost_spec(site).suspended:
+            accept, expected = (lambda code: code == 503), "the suspended page (503)"
+        else:
+            accept, expected = (lambda code: code < 500), expected or "a non-error answer"
     deadline = time.monotonic() + settings.SITE_VERIFY_TIMEOUT
-    url = f"http://{site.vps.ip_address}/"
+    wants_https = site.ssl_status == Site.SslStatus.ACTIVE
     last = ""
     while time.monotonic() < deadline:
         try:
-            response = requests.get(url, headers={"Host": site.domain}, timeout=3, allow_redirects=False)
-            if response.headers.get(SERVED_BY_HEADER) != site.unix_user:
-                last = f"HTTP {response.status_code} from another server block (nginx's default?)"
-            elif accept(response.status_code):
-                if log:
-                    log(f"http://{site.domain}/ answered {response.status_code}")
-                return response.status_code
-            else:
-                last = f"HTTP {response.status_code}"
-        except requests.RequestException as exc:
+            answers = probe.visit(site.vps.ip_address, site.domain)
+        except probe.ProbeError as exc:
             last = str(exc)
+        else:
+            final, path = answers[-1], " → ".join(f"{a.url} {a.status}" for a in answers)
+            if any(a.header(SERVED_BY_HEADER) != site.unix_user for a in answers):
+                last = f"{path} came from another server block (nginx's default?)"
+            elif wants_https and not final.url.startswith("https://"):
+                last = f"{path}: no redirect to https although the site has a certificate"
+            elif accept(final.status):
+                if log:
+                    log(f"{path} (as a visitor sees it)")
+                return final.status
+            else:
+                last = path
         time.sleep(0.05)
-    raise OperationError(f"http://{site.domain}/ did not give {expected} on {site.vps.name}: {last}")
+    raise OperationError(f"a visitor of {site.domain} did not get {expected} on {site.vps.name}: {last}")
 
 
-@register("site.rollback", queue="remote", soft_time_limit=300, time_limit=360, on_failure=_record_failed)
+@register(
+    "site.rollback",
+    queue="remote",
+    soft_time_limit=300,
+    time_limit=360,
+    on_failure=_record_failed,
+    on_success=_record_succeeded,
+)
 def site_rollback_run(ctx: OperationContext) -> dict:
     site = _site_of(ctx)
     release = ctx.params["release"]
@@ -531,7 +568,14 @@ def _point_local_dns(ctx: OperationContext, site: Site) -> None:
     ctx.log(f"local DNS: {', '.join(site.all_domains)} -> {site.vps.ip_address}")
 
 
-@register("site.ssl", queue="remote", soft_time_limit=300, time_limit=360, on_failure=_ssl_failed)
+@register(
+    "site.ssl",
+    queue="remote",
+    soft_time_limit=300,
+    time_limit=360,
+    on_failure=_ssl_failed,
+    on_success=_record_succeeded,
+)
 def site_ssl_run(ctx: OperationContext) -> dict:
     site = _site_of(ctx)
     if site.ssl_status != Site.SslStatus.ACTIVE:
@@ -558,7 +602,7 @@ def site_ssl_run(ctx: OperationContext) -> dict:
         return cert
 
     cert = _remote(ctx, site, work)
-    site_verify(site=site, log=ctx.log, accept=lambda code: code == 301, expected="a redirect to https (301)")
+    site_verify(site=site, log=ctx.log)
     expires = parse_datetime(cert.get("not_after", ""))
     _set(site, ssl_expires_at=expires)
     alert_resolve(name="ssl_failed", key=site.domain)
@@ -579,24 +623,39 @@ def _apply_vhost(ctx: OperationContext, site: Site, *, suspended: bool) -> None:
     _remote(ctx, site, work)
 
 
-@register("site.suspend", queue="remote", soft_time_limit=120, time_limit=180, on_failure=_record_failed)
+@register(
+    "site.suspend",
+    queue="remote",
+    soft_time_limit=120,
+    time_limit=180,
+    on_failure=_record_failed,
+    on_success=_record_succeeded,
+)
 def site_suspend_run(ctx: OperationContext) -> dict:
     site = _site_of(ctx)
     _apply_vhost(ctx, site, suspended=True)
-    site_verify(site=site, log=ctx.log, accept=lambda code: code == 503, expected="the suspended page (503)")
+    # The VPS serves the suspension page from here on (vhost-apply waits for nginx to serve it).
     _set(site, status=Site.Status.SUSPENDED)
+    site_verify(site=site, log=ctx.log)
     return {}
 
 
-@register("site.unsuspend", queue="remote", soft_time_limit=120, time_limit=180, on_failure=_record_failed)
+@register(
+    "site.unsuspend",
+    queue="remote",
+    soft_time_limit=120,
+    time_limit=180,
+    on_failure=_record_failed,
+    on_success=_record_succeeded,
+)
 def site_unsuspend_run(ctx: OperationContext) -> dict:
     site = _site_of(ctx)
     if site.suspended_reason:
         ctx.log(f"still suspended ({site.suspended_reason}): nothing to do")
         return {}
     _apply_vhost(ctx, site, suspended=False)
-    site_verify(site=site, log=ctx.log, accept=lambda code: code < 500 and code != 503)
     _set(site, status=Site.Status.ACTIVE if site.current_release else Site.Status.FAILED)
+    site_verify(site=site, log=ctx.log, accept=lambda code: code < 500 and code != 503)
     return {}
 
 

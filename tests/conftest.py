@@ -5,6 +5,11 @@ from rest_framework.test import APIClient
 
 from chom.models import Membership
 from chom.services import membership_add, staff_token_create, tenant_create, token_create
+from tests.support import real
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(real, "chom-real-daemons")
 
 
 class Persona:

@@ -60,6 +60,11 @@ def exception_handler(exc, context):
         body = error_body(exc.code, str(exc.detail), exc.fields)
     elif isinstance(exc, exceptions.ValidationError):
         body = error_body("invalid_input", "The request has invalid fields.", _flatten(exc.detail))
+    elif isinstance(exc, exceptions.UnsupportedMediaType):
+        body = error_body(
+            "unsupported_media_type",
+            f"{exc.detail} Send a JSON body with the header 'Content-Type: application/json'.",
+        )
     else:
         code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), "error")
         body = error_body(code, str(exc.detail))

@@ -72,7 +72,7 @@ class SiteFilterSerializer(serializers.Serializer):
 class ReleaseSerializer(serializers.ModelSerializer):
     class Meta:
         model = Release
-        fields = ["name", "commit", "status", "created_at", "activated_at"]
+        fields = ["name", "commit", "status", "error", "created_at", "activated_at"]
 
 
 class SiteSerializer(serializers.ModelSerializer):

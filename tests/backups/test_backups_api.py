@@ -136,3 +136,14 @@ def test_it_hands_out_short_lived_presigned_download_urls(alice, done, settings)
 def test_it_counts_backup_storage_in_tenant_usage(alice, done):
     usage = alice.client().get("/api/v1/tenant").json()["usage"]
     assert usage["backup_storage_bytes"] == done.size_bytes
+    assert usage["backup_storage_gb"] == round(done.size_bytes / 10**9, 3)
+
+
+def test_it_reports_backup_storage_gb_as_one_type_everywhere(alice, done):
+    """0.0 and 0.004 alike, in /tenant and /billing: a client never has to handle an int."""
+    for url in ("/api/v1/tenant", "/api/v1/billing"):
+        assert isinstance(alice.client().get(url).json()["usage"]["backup_storage_gb"], float), url
+    Backup.objects.filter(site__tenant=alice.tenant).delete()
+    for url in ("/api/v1/tenant", "/api/v1/billing"):
+        text = alice.client().get(url).content.decode().replace(" ", "")
+        assert '"backup_storage_gb":0.0' in text, (url, text)

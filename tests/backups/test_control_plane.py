@@ -15,6 +15,8 @@ from backups import control_plane
 from backups.localstack import BUCKET
 from tests.backups.fixtures import keys
 
+pytestmark = pytest.mark.real  # real nginx/php-fpm/MariaDB/PostgreSQL/promtool (tests/support/real.py)
+
 PG = os.environ.get("CONTROL_PLANE_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres")
 
 

@@ -4,6 +4,16 @@ def test_it_answers_malformed_json_with_400_and_the_error_shape(alice):
     assert response.json()["error"]["code"] == "malformed_request"
 
 
+def test_it_says_what_to_send_when_the_body_is_not_json(alice):
+    response = alice.client().post(
+        "/api/v1/tokens", data="name=x", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 415
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in error["message"]
+
+
 def test_it_names_invalid_fields(alice):
     response = alice.client().post(
         "/api/v1/tokens", {"name": "x" * 101, "scope": "root", "expires_in_days": -1}, format="json"

@@ -40,6 +40,21 @@ def _crashes(ctx):
     raise KeyError("boom")
 
 
+HOOKS: list[tuple[str, str]] = []
+
+
+@register(
+    "test.hooked",
+    max_attempts=1,
+    on_success=lambda ctx: HOOKS.append(("success", ctx.params["outcome"])),
+    on_failure=lambda ctx, reason: HOOKS.append(("failure", reason)),
+)
+def _hooked(ctx):
+    if ctx.params["outcome"] == "fail":
+        raise OperationError("it failed")
+    return {}
+
+
 def _create(kind, **kw):
     with transaction.atomic():
         return operation_create(kind=kind, **kw)
@@ -186,3 +201,14 @@ def test_it_enqueues_again_an_operation_whose_message_was_lost(db, settings):
     Operation.objects.filter(id=op.id).update(created_at=timezone.now() - timedelta(hours=1))
     assert operations.operations_reclaim_stale() == [str(op.id)]
     assert op.log_entries.last().message == "still queued: enqueued again"
+
+
+def test_it_calls_the_success_hook_only_after_the_row_says_succeeded(db):
+    HOOKS.clear()
+    ok, bad = (
+        _create("test.hooked", params={"outcome": "ok"}),
+        _create("test.hooked", params={"outcome": "fail"}),
+    )
+    assert operation_execute(operation_id=ok.id) == "succeeded"
+    assert operation_execute(operation_id=bad.id) == "failed"
+    assert HOOKS == [("success", "ok"), ("failure", "it failed")]

@@ -60,6 +60,15 @@ def test_it_creates_a_tenant_and_prints_the_token_last(db, capsys):
     assert Membership.objects.get(tenant__slug="initech").role == "owner"
 
 
+def test_it_prints_the_heading_before_the_token_on_one_stream(db, capsys):
+    call_command("create_tenant", "hooli", "--owner-email", "gavin@hooli.test")
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("tenant hooli (starter) created")
+    assert token_authenticate(raw=lines[1]).tenant.slug == "hooli"
+    assert captured.err == ""
+
+
 def test_it_rejects_a_bad_slug_and_a_duplicate(db):
     import pytest
     from django.core.management.base import CommandError

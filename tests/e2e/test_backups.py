@@ -194,3 +194,140 @@ def test_it_restores_into_another_site_of_the_same_tenant(alice, make_vps, s3): 
     assert _state(vps, source) == before  # the source is untouched
     served = requests.get(f"http://{vps.ip_address}/note.txt", headers={"Host": "copy.test"}, timeout=5)
     assert served.text == "restored-note\n"
+
+
+# --- every database shape a site can have ----------------------------------------------------------
+
+SHAPES = {
+    "empty database": "",
+    "tables only": "CREATE TABLE items (id INT PRIMARY KEY, body VARCHAR(50));"
+    "INSERT INTO items SELECT seq, CONCAT('row ', seq) FROM seq_1_to_500;",
+    "tables, a view and a trigger": "CREATE TABLE items (id INT PRIMARY KEY, body VARCHAR(50));"
+    "CREATE TABLE audit (n INT AUTO_INCREMENT PRIMARY KEY, item INT);"
+    "CREATE TRIGGER items_audit AFTER INSERT ON items FOR EACH ROW INSERT INTO audit (item) VALUES (NEW.id);"
+    "CREATE VIEW long_items AS SELECT id, body FROM items WHERE id > 250;"
+    "CREATE PROCEDURE item_count() SELECT COUNT(*) FROM items;"
+    "INSERT INTO items SELECT seq, CONCAT('row ', seq) FROM seq_1_to_500;",
+}
+
+
+def _schema(vps, site) -> str:
+    """Every table with its row count, every view, trigger and routine: the database's shape."""
+    query = (
+        "SELECT 'table', table_name, '' FROM information_schema.tables"
+        " WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'"
+        " UNION ALL SELECT 'view', table_name, '' FROM information_schema.views"
+        " WHERE table_schema = DATABASE()"
+        " UNION ALL SELECT 'trigger', trigger_name, event_object_table FROM information_schema.triggers"
+        " WHERE trigger_schema = DATABASE()"
+        " UNION ALL SELECT 'routine', routine_name, '' FROM information_schema.routines"
+        " WHERE routine_schema = DATABASE() ORDER BY 1, 2"
+    )
+    shape = _sh(vps, "mariadb", "-N", "-e", query, site.db_name)
+    for table in ("items", "audit"):
+        if f"table\t{table}" in shape:
+            shape += table + _sh(vps, "mariadb", "-N", "-e", f"SELECT COUNT(*) FROM {table}", site.db_name)
+    return shape
+
+
+def _source_commit(backup) -> str:
+    """A restored release carries the commit of the release the backup archived, or the archive's
+    checksum when that release had none (a placeholder page)."""
+    source = backup.site.releases.get(name=backup.release).commit
+    return source or f"sha256:{backup.artefacts['files']['sha256']}"
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_it_backs_up_restores_and_drills_every_database_shape(shape, alice, make_vps, s3):  # noqa: F811
+    vps = make_vps("e2e-shape")
+    site, other = _site(alice, "shape.test"), _site(alice, "other.test")
+    if SHAPES[shape]:
+        _sh(vps, "mariadb", site.db_name, "-e", SHAPES[shape])
+    before = _schema(vps, site)
+    body, _ = _post(alice, f"/api/v1/sites/{site.pk}/backups")
+    backup = Backup.objects.get(pk=body["id"])
+
+    # Everything the site's users could do to it after the backup.
+    _sh(
+        vps,
+        "mariadb",
+        site.db_name,
+        "-e",
+        "CREATE TABLE added_later (id INT);"
+        + (
+            "DROP VIEW long_items; DROP TRIGGER items_audit; DELETE FROM items WHERE id < 100;"
+            if "view" in shape
+            else ""
+        )
+        + ("DELETE FROM items WHERE id < 100;" if shape == "tables only" else ""),
+    )
+    _, op = _post(alice, f"/api/v1/backups/{backup.pk}/restore")
+    assert _schema(vps, site) == before, "\n".join(e.message for e in op.log_entries.all())
+    site.refresh_from_db()
+    assert (site.status, site.status_reason) == ("active", "")
+    release = site.releases.get(name=op.result["release"])
+    assert (
+        release.status == "active" and release.commit == site.releases.get(name=backup.release).commit != ""
+    )
+    if "trigger" in shape:  # the restored trigger works
+        _sh(vps, "mariadb", site.db_name, "-e", "INSERT INTO items VALUES (9999, 'new')")
+        assert (
+            _sh(
+                vps, "mariadb", "-N", "-e", "SELECT item FROM audit ORDER BY n DESC LIMIT 1", site.db_name
+            ).strip()
+            == "9999"
+        )
+
+    # The same backup restored into another site, and proven by a drill.
+    _post(alice, f"/api/v1/backups/{backup.pk}/restore", {"target_site": other.pk})
+    assert _schema(vps, other) == before
+    _post(alice, f"/api/v1/backups/{backup.pk}/verify")
+    backup.refresh_from_db()
+    assert backup.verified_at is not None and backup.verify_error == ""
+    databases = _sh(vps, "mariadb", "-N", "-e", "SHOW DATABASES")
+    assert "_restore" not in databases and "_previous" not in databases and "chom_drill" not in databases
+
+
+def test_it_backs_up_restores_and_drills_files_only(alice, make_vps, s3):  # noqa: F811
+    vps = make_vps("e2e-files")
+    site = _site(alice, "files.test")
+    home = f"/var/www/{site.unix_user}"
+    _sh(
+        vps,
+        "runuser",
+        "-u",
+        site.unix_user,
+        "--",
+        "sh",
+        "-c",
+        'echo kept > "$1/current/public/kept.txt"',
+        "sh",
+        home,
+    )
+    _sh(
+        vps,
+        "mariadb",
+        site.db_name,
+        "-e",
+        "CREATE TABLE untouched (id INT); INSERT INTO untouched VALUES (1)",
+    )
+    body, _ = _post(alice, f"/api/v1/sites/{site.pk}/backups", {"kind": "files"})
+    backup = Backup.objects.get(pk=body["id"])
+    assert "database" not in backup.artefacts and "files" in backup.artefacts
+
+    _sh(vps, "runuser", "-u", site.unix_user, "--", "sh", "-c", 'rm "$1/current/public/kept.txt"', "sh", home)
+    _sh(vps, "mariadb", site.db_name, "-e", "INSERT INTO untouched VALUES (2)")
+    Site.objects.filter(pk=site.pk).update(status_reason="an earlier failure")
+    _, op = _post(alice, f"/api/v1/backups/{backup.pk}/restore")
+    served = requests.get(f"http://{vps.ip_address}/kept.txt", headers={"Host": "files.test"}, timeout=5)
+    assert served.text == "kept\n"
+    # A files backup leaves the database alone.
+    assert _sh(vps, "mariadb", "-N", "-e", "SELECT COUNT(*) FROM untouched", site.db_name).strip() == "2"
+    site.refresh_from_db()
+    assert site.status_reason == ""
+    assert (
+        site.releases.get(name=op.result["release"]).commit == site.releases.get(name=backup.release).commit
+    )
+    _post(alice, f"/api/v1/backups/{backup.pk}/verify")
+    backup.refresh_from_db()
+    assert backup.verified_at is not None and backup.verify_error == ""

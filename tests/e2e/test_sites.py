@@ -256,6 +256,10 @@ def test_it_deploys_laravel_from_git_twice_without_errors_and_rolls_back(
         assert _get(vps, "app.test").text == "version 1 key=set"
         site.refresh_from_db()
         assert (site.status, site.current_release) == ("active", first_release)
+        assert "php-lint" in site.status_reason
+        broken = site.releases.get(name=op.params["release"])
+        assert broken.status == "failed" and broken.error.startswith("failed during step 'release ")
+        assert "php-lint" in broken.error
 
         # A release that builds but does not answer is switched back automatically.
         _git_repo(repo, {"public/index.php": "<?php http_response_code(500); echo 'down';"}, "500s")
@@ -264,6 +268,15 @@ def test_it_deploys_laravel_from_git_twice_without_errors_and_rolls_back(
         assert op.status == "failed"
         assert f"switched back to release {first_release}" in op.error
         assert _get(vps, "app.test").text == "version 1 key=set"
+        assert site.releases.get(name=op.params["release"]).status == "failed"
+
+        # The next success clears the reason the failures left on the site.
+        _git_repo(repo, {"public/index.php": "<?php echo 'version 3';"}, "v3")
+        server.publish(repo, "app.git")
+        assert _post(alice, f"/api/v1/sites/{site.pk}/deploy").status == "succeeded"
+        site.refresh_from_db()
+        assert (site.status, site.status_reason) == ("active", "")
+        assert _get(vps, "app.test").text == "version 3"
     finally:
         server.stop()
 
@@ -279,6 +292,75 @@ def _https_get(ip: str, domain: str, root_pem: str) -> tuple[str, dict]:
         while chunk := tls.recv(65536):
             data += chunk
         return data.decode(errors="replace"), tls.getpeercert()
+
+
+def _visit(vps, domain: str) -> list[tuple[str, int, str]]:
+    """What a browser gets for http://DOMAIN/: each hop as (url, status, body of the last one)."""
+    from sites import probe
+
+    hops = probe.visit(vps.ip_address, domain)
+    last = hops[-1]
+    body = _https_body(vps.ip_address, domain) if last.url.startswith("https") else _get(vps, domain).text
+    return [(h.url, h.status, body if h is last else "") for h in hops]
+
+
+def _https_body(ip: str, domain: str) -> str:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with (
+        socket.create_connection((ip, 443), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=domain) as tls,
+    ):
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {domain}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+    return data.decode(errors="replace")
+
+
+def test_it_suspends_a_tls_site_for_visitors_on_both_schemes_and_keeps_it_through_renewal(
+    alice, staff, make_vps, pebble
+):
+    vps = make_vps("e2e-sslsusp")
+    acme = {
+        "ACME_DIRECTORY_URL": pebble.directory_url,
+        "ACME_CA_BUNDLE_FILE": str(pebble.ca_bundle),
+        "LOCAL_DNS_MANAGEMENT_URL": pebble.dns_management_url,
+    }
+    with override_settings(**acme):
+        body, _ = _create(alice, domain="held.test", type="php")
+        assert _post(alice, f"/api/v1/sites/{body['id']}/ssl").status == "succeeded"
+    site = Site.objects.get(pk=body["id"])
+
+    op = _post(staff, f"/api/v1/sites/{site.pk}/suspend")
+    assert op.status == "succeeded", op.error
+    site.refresh_from_db()
+    assert (site.status, site.status_reason) == ("suspended", "")
+    hops = _visit(vps, "held.test")
+    assert [(url, code) for url, code, _ in hops] == [("http://held.test/", 301), ("https://held.test/", 503)]
+    assert "suspended" in hops[-1][2]
+
+    # The daily renewal re-renders the vhost: the suspension stays.
+    from django.utils import timezone
+
+    from sites.services import sites_renew_certificates
+
+    Site.objects.filter(pk=site.pk).update(ssl_expires_at=timezone.now())
+    with override_settings(**acme):
+        (renewal,) = sites_renew_certificates()
+        operation_execute(operation_id=renewal.id)
+    renewal.refresh_from_db()
+    assert renewal.status == "succeeded", renewal.error
+    assert _visit(vps, "held.test")[-1][1] == 503
+
+    # A failure's reason is cleared by the next success.
+    Site.objects.filter(pk=site.pk).update(status_reason="an earlier failure")
+    op = _post(staff, f"/api/v1/sites/{site.pk}/unsuspend")
+    assert op.status == "succeeded", op.error
+    site.refresh_from_db()
+    assert (site.status, site.status_reason) == ("active", "")
+    hops = _visit(vps, "held.test")
+    assert [(url, code) for url, code, _ in hops] == [("http://held.test/", 301), ("https://held.test/", 200)]
 
 
 def test_it_issues_a_certificate_and_serves_https_verified_against_the_ca(alice, make_vps, pebble):

@@ -33,6 +33,8 @@ import pytest
 
 from tests.fleet.agent_fixtures import NGINX, Agent, free_port, make_agent, recorder, require, stop, wait_for
 
+pytestmark = pytest.mark.real  # real nginx/php-fpm/MariaDB/PostgreSQL/promtool (tests/support/real.py)
+
 SITE = "site1"
 R = [f"20261127T0415{i:02d}-ab12cd" for i in range(40)]  # release ids, oldest first
 PHP = "/usr/bin/php"

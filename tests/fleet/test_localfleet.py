@@ -22,11 +22,12 @@ if _REPO not in sys.path:  # runnable without the project's conftest / pytest-dj
 
 from fleet import localfleet  # noqa: E402
 
-pytestmark = pytest.mark.e2e
-
 _SUPPORTED, _WHY = localfleet.host_supports_fleet()
-if not _SUPPORTED:
-    pytest.skip(f"local fleet unsupported on this host: {_WHY}", allow_module_level=True)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.real,
+    pytest.mark.skipif(not _SUPPORTED, reason=f"local fleet unsupported on this host: {_WHY}"),
+]
 
 # Unique per process so parallel runs (xdist workers, other suites) never share a bridge/subnet;
 # 10.251.0.0/16 is the range reserved for test networks, .200-.249 for this module.

@@ -14,10 +14,13 @@ from observability.models import Alert, Notification
 from observability.services import notifications_deliver
 from tests.support.processes import wait_for
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which(PROMETHEUS) and shutil.which(ALERTMANAGER)),
-    reason="apt-get install prometheus prometheus-alertmanager",
-)
+pytestmark = [
+    pytest.mark.real,
+    pytest.mark.skipif(
+        not (shutil.which(PROMETHEUS) and shutil.which(ALERTMANAGER)),
+        reason="apt-get install prometheus prometheus-alertmanager",
+    ),
+]
 
 RULE = """\
 groups:

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from chom.demo_services import DEMO_SCRAPE_SECONDS
 from observability.localstack import alertmanager_config, prometheus_config
+
+pytestmark = pytest.mark.real  # real nginx/php-fpm/MariaDB/PostgreSQL/promtool (tests/support/real.py)
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "observability"
 PROMTOOL, AMTOOL = shutil.which("promtool"), shutil.which("amtool")
@@ -56,12 +59,14 @@ def test_it_ships_an_alertmanager_config_that_amtool_accepts(tmp_path):
 
 @needs_promtool
 @needs_amtool
-def test_it_generates_local_stack_configs_the_tools_accept(tmp_path):
+@pytest.mark.parametrize("interval", [1, DEMO_SCRAPE_SECONDS])
+def test_it_generates_local_stack_configs_the_tools_accept(tmp_path, interval):
     prom = prometheus_config(
         chom_url="http://127.0.0.1:8000",
         sd_token="t",
         alertmanager="127.0.0.1:9093",
         rule_files=[str(DEPLOY / "alert-rules.yml")],
+        interval=interval,
     )
     (tmp_path / "prometheus.yml").write_text(json.dumps(prom))
     (tmp_path / "alertmanager.yml").write_text(
@@ -69,6 +74,20 @@ def test_it_generates_local_stack_configs_the_tools_accept(tmp_path):
     )
     _check(PROMTOOL, "check", "config", str(tmp_path / "prometheus.yml"))
     _check(AMTOOL, "check-config", str(tmp_path / "alertmanager.yml"))
+
+
+def test_the_demo_polls_chom_at_a_realistic_interval():
+    """make demo's Prometheus must not scrape CHOM and its target list twice a second."""
+    prom = prometheus_config(
+        chom_url="http://127.0.0.1:8000",
+        sd_token="t",
+        alertmanager="x:1",
+        rule_files=[],
+        interval=DEMO_SCRAPE_SECONDS,
+    )
+    assert 5 <= DEMO_SCRAPE_SECONDS <= 15
+    assert prom["global"]["scrape_interval"] == f"{DEMO_SCRAPE_SECONDS}s"
+    assert prom["scrape_configs"][0]["http_sd_configs"][0]["refresh_interval"] == f"{DEMO_SCRAPE_SECONDS}s"
 
 
 def test_it_keeps_loki_logs_between_7_and_30_days():

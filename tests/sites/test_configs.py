@@ -8,6 +8,8 @@ import pytest
 
 from sites.configs import VhostSpec, render_pool, render_vhost
 
+pytestmark = pytest.mark.real  # real nginx/php-fpm/MariaDB/PostgreSQL/promtool (tests/support/real.py)
+
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 PHP_FPM = shutil.which("php-fpm8.2") or "/usr/sbin/php-fpm8.2"
 

@@ -87,6 +87,16 @@ def test_it_counts_an_alias_as_a_taken_domain(alice, charlie, vps):
     )
     response = _create(charlie, domain="www.a.example.com", type="static")
     assert response.status_code == 409
+    error = response.json()["error"]
+    message = "www.a.example.com is already hosted here."
+    assert (error["message"], error["fields"]) == (message, {"domain": [message]})
+
+    response = _create(charlie, domain="b.example.com", type="static", aliases=["a.example.com"])
+    error = response.json()["error"]
+    assert (response.status_code, error["fields"]) == (
+        409,
+        {"aliases": ["a.example.com is already hosted here."]},
+    )
 
 
 def test_it_validates_repositories_and_php_versions(alice, vps):

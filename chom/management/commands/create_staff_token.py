@@ -11,5 +11,5 @@ class Command(BaseCommand):
 
     def handle(self, *args, email, **options):
         issued = staff_token_create(email=email)
-        self.stderr.write(f"staff token for {email} (shown once):")
+        self.stdout.write(f"staff token for {email} (shown once):")
         self.stdout.write(issued.plaintext)

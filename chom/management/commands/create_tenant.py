@@ -22,7 +22,9 @@ class Command(BaseCommand):
             tenant, issued = tenant_create(slug=slug, name=name, tier=tier, owner_email=owner_email)
         except IntegrityError:
             raise CommandError(f"tenant {slug!r} already exists")
-        self.stderr.write(
+        # Both lines on stdout, in order: the heading can never land after the token, and
+        # `| tail -1` still gives the token alone.
+        self.stdout.write(
             f"tenant {tenant.slug} ({tenant.tier}) created; owner {owner_email}; token below (shown once)"
         )
         self.stdout.write(issued.plaintext)

@@ -45,6 +45,8 @@ class Command(BaseCommand):
                 "20",
                 "--access-logfile",
                 "-",
+                "--logger-class",
+                "chom.gunicorn_logging.QuietPollsLogger",
             ],
             "worker": [
                 str(bin_dir / "celery"),
