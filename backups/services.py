@@ -31,14 +31,16 @@ from django.utils import timezone
 from backups import inspect, remote, storage
 from backups.models import Backup
 from backups.policy import policy_for
+from chom.alerts import alert_raise, alert_resolve
 from chom.models import Operation
 from chom.operations import OperationContext, OperationError, operation_create, register
 from chom.selectors import register_usage
 from fleet.remote.agent import Agent, AgentError
 from fleet.remote.transport import Transport, TransportError
 from fleet.services import transport_for
-from observability.services import alert_raise, alert_resolve
-from sites.models import Release, Site
+from sites.hooks import register_before_delete
+from sites.models import Site
+from sites.services import new_release_name, site_failure_cleared, site_release_switched, site_verify
 from sites.types import site_type
 
 logger = logging.getLogger(__name__)
@@ -328,6 +330,7 @@ def backup_run(ctx: OperationContext) -> dict:
     return {"backup_id": backup.pk, "size_bytes": backup.size_bytes}
 
 
+@register_before_delete
 def backup_before_delete(*, site: Site, ctx: OperationContext) -> None:
     """Final backup inside the site's delete operation, once the site has backups at all.
     Raises OperationError when it fails: the delete then stops with the site intact."""
@@ -551,7 +554,6 @@ def _write(transport: Transport, user: str, path: str, data: bytes, *, own_group
 
 def restore_perform(*, backup: Backup, target: Site, transport: Transport, log: Log, step=None) -> dict:
     """Restore BACKUP into TARGET over TRANSPORT; on failure everything done is undone."""
-    from sites.services import new_release_name, site_verify
 
     step = step or (lambda name, progress=None: log(f"step: {name}"))
     step("verify the backup's checksums in S3", progress=5)
@@ -591,15 +593,18 @@ def restore_perform(*, backup: Backup, target: Site, transport: Transport, log: 
             raise
         raise BackupFailed(f"restore failed and was undone: {_reason(exc)}") from exc
     if "files" not in backup.artefacts:
-        Site.objects.filter(pk=target.pk).update(status_reason="")
+        site_failure_cleared(site=target)
     for cleanup in cleanups:
         try:
             cleanup()
         except Exception as exc:  # noqa: BLE001 - the restore itself succeeded
             log(f"cleanup: {_reason(exc)}")
     if "files" in backup.artefacts:
-        _releases_switched(
-            target, release, pruned=activated.data.get("pruned", []), commit=restored_commit(backup)
+        site_release_switched(
+            site=target,
+            release=release,
+            pruned=activated.data.get("pruned", []),
+            commit=restored_commit(backup),
         )
     return {
         "backup_id": backup.pk,
@@ -617,23 +622,6 @@ def restored_commit(backup: Backup) -> str:
             backup.site.releases.filter(name=backup.release).values_list("commit", flat=True).first() or ""
         )
     return commit or f"sha256:{backup.artefacts['files']['sha256']}"
-
-
-def _releases_switched(site: Site, release: str, *, pruned, commit: str) -> None:
-    now = timezone.now()
-    Release.objects.update_or_create(
-        site=site,
-        name=release,
-        defaults={"status": Release.Status.ACTIVE, "activated_at": now, "commit": commit},
-    )
-    site.releases.filter(status=Release.Status.ACTIVE).exclude(name=release).update(
-        status=Release.Status.SUPERSEDED
-    )
-    if pruned:
-        site.releases.filter(name__in=list(pruned)).update(status=Release.Status.PRUNED)
-    Site.objects.filter(pk=site.pk).update(
-        current_release=release, status=Site.Status.ACTIVE, status_reason=""
-    )
 
 
 @register(

@@ -3,13 +3,13 @@
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 
 from billing.models import BillingAccount, StripeEvent, UsageReport
 from chom.models import Tenant
 from chom.selectors import USAGE_COUNTERS
 from chom.tiers import TIERS
-from sites.selectors import tenant_site_count
+from sites.selectors import tenant_over_limits, tenant_site_count
 
 
 def price_for_tier(tier: str) -> str:
@@ -22,29 +22,6 @@ def price_for_tier(tier: str) -> str:
 
 def tier_for_price(price_id: str) -> str | None:
     return next((tier for tier in TIERS if price_id and price_for_tier(tier) == price_id), None)
-
-
-def tenant_over_limits(tenant: Tenant) -> list[str]:
-    """What the tenant uses beyond its tier, in words; empty when within limits.
-
-    The sites code refuses new sites while this is not empty. Nothing is ever deleted for it.
-    """
-    from sites.models import Site
-
-    limits = tenant.limits
-    live_sites = Site.objects.filter(tenant=tenant).exclude(status=Site.Status.DELETED)
-    problems = []
-    count = live_sites.count()
-    if count > limits.max_sites:
-        problems.append(f"sites: {count} in use, the {tenant.tier} tier allows {limits.max_sites}")
-    by_type = live_sites.exclude(type__in=limits.site_types).values("type").annotate(n=Count("id"))
-    for row in by_type.order_by("type"):
-        problems.append(
-            f"site type {row['type']}: {row['n']} site(s), not included in the {tenant.tier} tier"
-        )
-    if not limits.dedicated_vps and tenant.dedicated_vps.exists():
-        problems.append(f"dedicated VPS: not included in the {tenant.tier} tier")
-    return problems
 
 
 def metered_usage(tenant: Tenant) -> dict[str, Decimal]:

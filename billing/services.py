@@ -22,6 +22,7 @@ from chom.models import Membership, Operation, Tenant
 from chom.operations import OperationContext, OperationError, operation_create, register
 from chom.services import audit_record
 from chom.tiers import STARTER, TIERS
+from sites.selectors import tenant_over_limits
 
 logger = logging.getLogger(__name__)
 
@@ -333,7 +334,7 @@ def _tier_apply(*, account: BillingAccount, tier: str, ended: bool = False) -> s
     Tenant.objects.filter(pk=tenant.pk).update(tier=tier)
     tenant.tier = tier
     direction = "upgrade" if _TIER_ORDER.index(tier) > _TIER_ORDER.index(previous) else "downgrade"
-    over = selectors.tenant_over_limits(tenant)
+    over = tenant_over_limits(tenant)
     audit_record(
         action="billing.subscription_ended" if ended else "billing.tier_changed",
         tenant=tenant,

@@ -50,3 +50,17 @@ STAFF_API_RATE_PER_MINUTE = 1200
 
 def limits_for(tier: str) -> TierLimits:
     return TIERS[tier]
+
+
+# The two questions asked of a count against its limit, in one place so that they cannot drift
+# apart ("may one more be added?" at max - 1 only; "is the tenant over?" only past max).
+
+
+def may_add(*, count: int, limit: int) -> bool:
+    """One more fits: COUNT in use, LIMIT allowed."""
+    return count + 1 <= limit
+
+
+def is_over(*, count: int, limit: int) -> bool:
+    """Beyond the limit (after a downgrade): nothing is deleted, but nothing new is added."""
+    return count > limit

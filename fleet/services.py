@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from chom.alerts import alert_raise, alert_resolve
 from chom.operations import OperationContext, OperationError, operation_create, register
 from chom.services import audit_record
 from fleet import selectors
@@ -20,7 +21,6 @@ from fleet.providers import PROVIDERS, ProviderError, ServerSpec, get_provider
 from fleet.remote.agent import Agent, AgentError
 from fleet.remote.commands import Command
 from fleet.remote.transport import HostKeyMismatch, ParamikoTransport, TransportError, host_key_fingerprint
-from observability.services import alert_raise, alert_resolve
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """Reads of sites, always scoped by tenant (staff see everything)."""
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
+from chom import tiers
 from sites.models import Site
 
 
@@ -26,6 +27,33 @@ def sites_filtered(
 
 def tenant_site_count(tenant) -> int:
     return Site.objects.filter(tenant=tenant).exclude(status=Site.Status.DELETED).count()
+
+
+def tenant_may_add_site(tenant) -> bool:
+    """Room for one more site within the tenant's tier."""
+    return tiers.may_add(count=tenant_site_count(tenant), limit=tenant.limits.max_sites)
+
+
+def tenant_over_limits(tenant) -> list[str]:
+    """What the tenant uses beyond its tier, in words; empty when within limits.
+
+    Site creation refuses new sites while this is not empty (after a downgrade); billing shows it.
+    Nothing is ever deleted for it.
+    """
+    limits = tenant.limits
+    live_sites = Site.objects.filter(tenant=tenant).exclude(status=Site.Status.DELETED)
+    problems = []
+    count = live_sites.count()
+    if tiers.is_over(count=count, limit=limits.max_sites):
+        problems.append(f"sites: {count} in use, the {tenant.tier} tier allows {limits.max_sites}")
+    by_type = live_sites.exclude(type__in=limits.site_types).values("type").annotate(n=Count("id"))
+    for row in by_type.order_by("type"):
+        problems.append(
+            f"site type {row['type']}: {row['n']} site(s), not included in the {tenant.tier} tier"
+        )
+    if not limits.dedicated_vps and tenant.dedicated_vps.exists():
+        problems.append(f"dedicated VPS: not included in the {tenant.tier} tier")
+    return problems
 
 
 def domain_taken(domain: str) -> bool:

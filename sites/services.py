@@ -12,8 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from backups.services import backup_before_delete
-from billing.selectors import tenant_over_limits
+from chom.alerts import alert_raise, alert_resolve
 from chom.models import Operation, Tenant
 from chom.operations import OperationContext, OperationError, operation_create, register
 from chom.selectors import register_usage
@@ -23,9 +22,9 @@ from fleet.models import Vps
 from fleet.remote.agent import Agent, AgentError
 from fleet.remote.transport import TransportError
 from fleet.services import transport_for
-from observability.services import alert_raise, alert_resolve
 from sites import probe, selectors
 from sites.configs import SERVED_BY_HEADER, VhostSpec, render_pool, render_vhost
+from sites.hooks import site_before_delete
 from sites.models import Release, Site
 from sites.types import generated_secrets, site_type
 
@@ -62,13 +61,13 @@ def _check_tenant_may_add(*, tenant: Tenant, type_name: str) -> None:
         raise SiteRequestError(
             403, "tier_limit_reached", f"The {tenant.tier} tier does not include {type_name} sites."
         )
-    count = selectors.tenant_site_count(tenant)
-    over = tenant_over_limits(tenant)
+    over = selectors.tenant_over_limits(tenant)
     if over:
         raise SiteRequestError(
             403, "tier_limit_reached", "Over your plan's limits, so no new sites: " + "; ".join(over) + "."
         )
-    if count >= limits.max_sites:
+    if not selectors.tenant_may_add_site(tenant):
+        count = selectors.tenant_site_count(tenant)
         raise SiteRequestError(
             403,
             "tier_limit_reached",
@@ -308,8 +307,12 @@ def _record_failed(ctx: OperationContext, reason: str) -> None:
         _set(site, status_reason=reason[:2000])
 
 
-def _record_succeeded(ctx: OperationContext) -> None:
+def site_failure_cleared(*, site: Site) -> None:
     """A success supersedes whatever an earlier failed operation said about the site."""
+    _set(site, status_reason="")
+
+
+def _record_succeeded(ctx: OperationContext) -> None:
     Site.objects.filter(pk=int(ctx.operation.target_id)).update(status_reason="")
 
 
@@ -423,13 +426,8 @@ def site_deploy_run(ctx: OperationContext) -> dict:
     except OperationError as exc:
         _switch_back(ctx, site, release, reason=str(exc))
         raise
-    _releases_after_switch(site, release, commit=result["commit"], pruned=result["pruned"])
-    _set(
-        site,
-        status=Site.Status.ACTIVE,
-        status_reason="",
-        current_release=release,
-        last_deployed_at=timezone.now(),
+    site_release_switched(
+        site=site, release=release, commit=result["commit"], pruned=result["pruned"], deployed=True
     )
     return {"release": release, "commit": result["commit"], "changes": changes}
 
@@ -456,16 +454,31 @@ def _switch_back(ctx: OperationContext, site: Site, failed_release: str, *, reas
     raise OperationError(f"{reason}; switched back to release {previous}, which is serving again")
 
 
-def _releases_after_switch(site: Site, release: str, *, commit: str = "", pruned=()) -> None:
+def site_release_switched(
+    *, site: Site, release: str, commit: str = "", pruned=(), deployed: bool = False
+) -> None:
+    """Record that RELEASE now serves SITE (after the agent's release-activate, by a deploy, a
+    rollback or a restore): its row active (created when new, as after a restore), the one before
+    superseded, pruned ones marked, the site pointing at it with no failure reason. A suspended
+    site stays suspended."""
     now = timezone.now()
-    site.releases.filter(status=Release.Status.ACTIVE).exclude(name=release).update(
+    row, _ = Release.objects.get_or_create(site=site, name=release)
+    site.releases.filter(status=Release.Status.ACTIVE).exclude(pk=row.pk).update(
         status=Release.Status.SUPERSEDED
     )
-    site.releases.filter(name=release).update(
-        status=Release.Status.ACTIVE, activated_at=now, **({"commit": commit} if commit else {})
+    Release.objects.filter(pk=row.pk).update(
+        status=Release.Status.ACTIVE, activated_at=now, error="", **({"commit": commit} if commit else {})
     )
     if pruned:
         site.releases.filter(name__in=list(pruned)).update(status=Release.Status.PRUNED)
+    status = Site.Status.SUSPENDED if vhost_spec(site).suspended else Site.Status.ACTIVE
+    _set(
+        site,
+        status=status,
+        status_reason="",
+        current_release=release,
+        **({"last_deployed_at": now} if deployed else {}),
+    )
 
 
 def site_verify(*, site: Site, log=None, accept=None, expected: str = "") -> int:
@@ -526,8 +539,7 @@ def site_rollback_run(ctx: OperationContext) -> dict:
 
     _remote(ctx, site, work)
     site_verify(site=site, log=ctx.log)
-    _releases_after_switch(site, release)
-    _set(site, current_release=release, status=Site.Status.ACTIVE, status_reason="")
+    site_release_switched(site=site, release=release)
     return {"release": release}
 
 
@@ -662,8 +674,7 @@ def site_unsuspend_run(ctx: OperationContext) -> dict:
 @register("site.delete", queue="remote", soft_time_limit=3600, time_limit=3660, on_failure=_record_failed)
 def site_delete_run(ctx: OperationContext) -> dict:
     site = _site_of(ctx)
-    ctx.step("final backup", progress=5)
-    backup_before_delete(site=site, ctx=ctx)
+    site_before_delete(site=site, ctx=ctx)  # backups: the final backup
     kind = site_type(site.type)
 
     def work(agent: Agent):

@@ -17,6 +17,7 @@ from chom.api.permissions import TenantOnly, TokenScopePermission
 from chom.api.views import client_ip
 from chom.models import Membership
 from chom.selectors import tenant_usage
+from sites.selectors import tenant_over_limits
 
 _ERROR_STATUS = {"billing_not_configured": 503, "already_subscribed": 409, "no_customer": 409}
 
@@ -45,7 +46,7 @@ class BillingView(APIView):
             "status": tenant.status,
             "limits": tenant.limits.as_dict(),
             "usage": tenant_usage(tenant=tenant),
-            "over_limits": selectors.tenant_over_limits(tenant),
+            "over_limits": tenant_over_limits(tenant),
             "subscription": account if account and account.stripe_subscription_id else None,
             "dunning": account if account and account.past_due_since else None,
             "upcoming_invoice": None,

@@ -4,10 +4,10 @@ import pytest
 from django.core import mail
 
 from billing.models import BillingAccount
-from billing.selectors import tenant_over_limits
 from chom.models import Membership, Tenant
 from chom.services import membership_add, token_create
 from sites.models import Site
+from sites.selectors import tenant_over_limits
 from tests.billing.conftest import PRICES, deliver, make_sites, run_billing_operations, subscribe
 from tests.conftest import Persona
 
