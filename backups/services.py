@@ -32,6 +32,7 @@ from backups import inspect, remote, storage
 from backups.models import Backup
 from backups.policy import policy_for
 from chom.alerts import alert_raise, alert_resolve
+from chom.errors import ApplicationError
 from chom.models import Operation
 from chom.operations import OperationContext, OperationError, operation_create, register
 from chom.selectors import register_usage
@@ -46,12 +47,6 @@ from sites.types import site_type
 logger = logging.getLogger(__name__)
 
 Log = Callable[[str], None]
-
-
-class BackupRequestError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 class BackupFailed(OperationError):
@@ -81,14 +76,12 @@ def tenant_backup_bytes(tenant) -> int:
 
 def _require_storage() -> None:
     if not storage.configured():
-        raise BackupRequestError(
-            503, "backups_unavailable", "Backups are not configured on this installation."
-        )
+        raise ApplicationError(503, "backups_unavailable", "Backups are not configured on this installation.")
 
 
 def _require_live(site: Site) -> None:
     if site.status in (Site.Status.DELETING, Site.Status.DELETED):
-        raise BackupRequestError(409, "site_deleting", "This site is being deleted.")
+        raise ApplicationError(409, "site_deleting", "This site is being deleted.")
 
 
 def backup_request(
@@ -100,7 +93,7 @@ def backup_request(
     if trigger == Backup.Trigger.MANUAL:
         quota = policy_for(site.tenant.tier).storage_quota_bytes
         if tenant_backup_bytes(site.tenant) >= quota:
-            raise BackupRequestError(
+            raise ApplicationError(
                 403, "backup_quota_exceeded", f"Backups use the whole {quota // 1024**3} GiB of your tier."
             )
     with transaction.atomic():
@@ -117,11 +110,11 @@ def backup_restore_request(*, backup: Backup, target: Site, actor=None) -> Opera
     _require_storage()
     _require_live(target)
     if target.tenant_id != backup.site.tenant_id:
-        raise BackupRequestError(404, "not_found", "Not found.")
+        raise ApplicationError(404, "not_found", "Not found.")
     if backup.status != Backup.Status.SUCCEEDED:
-        raise BackupRequestError(409, "backup_not_restorable", f"This backup is {backup.status}.")
+        raise ApplicationError(409, "backup_not_restorable", f"This backup is {backup.status}.")
     if "database" in backup.artefacts and not target.db_name:
-        raise BackupRequestError(409, "no_database", f"{target.domain} has no database to restore into.")
+        raise ApplicationError(409, "no_database", f"{target.domain} has no database to restore into.")
     with transaction.atomic():
         return operation_create(
             kind="backup.restore",
@@ -135,7 +128,7 @@ def backup_restore_request(*, backup: Backup, target: Site, actor=None) -> Opera
 def backup_verify_request(*, backup: Backup, actor=None) -> Operation:
     _require_storage()
     if backup.status != Backup.Status.SUCCEEDED:
-        raise BackupRequestError(409, "backup_not_restorable", f"This backup is {backup.status}.")
+        raise ApplicationError(409, "backup_not_restorable", f"This backup is {backup.status}.")
     with transaction.atomic():
         return operation_create(
             kind="backup.verify",

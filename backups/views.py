@@ -1,6 +1,5 @@
 """Dashboard (staff): a backup's page and the buttons of the site page's backups panel."""
 
-from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -24,37 +23,24 @@ def backup_detail(request, pk: int):
     return render(request, "backups/backup_detail.html", {"backup": backup, "operations": operations[:20]})
 
 
-def _queued(request, call):
-    try:
-        op = call()
-    except services.BackupRequestError as exc:
-        messages.error(request, exc.message)
-        return None
-    return redirect("operation-detail", op.id)
-
-
 @staff_member_required
 @require_POST
 def backup_create(request, site_pk: int):
     site = get_object_or_404(sites_visible(tenant=None, staff=True), pk=site_pk)
-    response = _queued(request, lambda: services.backup_request(site=site, actor=request.user)[1])
-    return response or redirect("site-detail", site_pk)
+    _, op = services.backup_request(site=site, actor=request.user)
+    return redirect("operation-detail", op.id)
 
 
 @staff_member_required
 @require_POST
 def backup_restore(request, pk: int):
     backup = _backup(pk)
-    response = _queued(
-        request,
-        lambda: services.backup_restore_request(backup=backup, target=backup.site, actor=request.user),
-    )
-    return response or redirect("backup-detail", pk)
+    op = services.backup_restore_request(backup=backup, target=backup.site, actor=request.user)
+    return redirect("operation-detail", op.id)
 
 
 @staff_member_required
 @require_POST
 def backup_verify(request, pk: int):
-    backup = _backup(pk)
-    response = _queued(request, lambda: services.backup_verify_request(backup=backup, actor=request.user))
-    return response or redirect("backup-detail", pk)
+    op = services.backup_verify_request(backup=_backup(pk), actor=request.user)
+    return redirect("operation-detail", op.id)

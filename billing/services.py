@@ -18,6 +18,7 @@ from django.utils import timezone
 from billing import selectors, stripe_client
 from billing.models import BillingAccount, StripeEvent, UsageReport
 from billing.stripe_client import StripeClientError, Subscription
+from chom.errors import ApplicationError
 from chom.models import Membership, Operation, Tenant
 from chom.operations import OperationContext, OperationError, operation_create, register
 from chom.services import audit_record
@@ -41,15 +42,6 @@ HANDLED_EVENT_TYPES = frozenset(
 )
 _ENDED_STATUSES = ("canceled", "incomplete_expired")
 _TIER_ORDER = list(TIERS)
-
-
-class BillingError(Exception):
-    """A billing request CHOM refuses; `code` is the API error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def _tenant_target(tenant: Tenant) -> str:
@@ -78,7 +70,9 @@ def _notify_owners(tenant: Tenant, subject: str, body: str) -> int:
 
 def _require_configured() -> None:
     if not stripe_client.is_configured():
-        raise BillingError("billing_not_configured", "Billing is not enabled on this CHOM (no Stripe key).")
+        raise ApplicationError(
+            503, "billing_not_configured", "Billing is not enabled on this CHOM (no Stripe key)."
+        )
 
 
 def billing_account_get_or_create(*, tenant: Tenant) -> BillingAccount:
@@ -112,7 +106,8 @@ def billing_checkout_create(*, tenant: Tenant, tier: str, actor=None, source_ip=
     _require_configured()
     account = billing_account_get_or_create(tenant=tenant)
     if account.has_live_subscription:
-        raise BillingError(
+        raise ApplicationError(
+            409,
             "already_subscribed",
             f"Tenant {tenant.slug} already has subscription {account.stripe_subscription_id} "
             f"({tenant.tier}); change the plan in the Customer Portal: POST /api/v1/billing/portal.",
@@ -140,7 +135,8 @@ def billing_portal_create(*, tenant: Tenant, actor=None, source_ip=None) -> str:
     _require_configured()
     account = selectors.billing_account_for(tenant)
     if account is None or not account.stripe_customer_id:
-        raise BillingError(
+        raise ApplicationError(
+            409,
             "no_customer",
             f"Tenant {tenant.slug} has no Stripe customer yet; "
             "subscribe first: POST /api/v1/billing/checkout.",

@@ -16,13 +16,19 @@ from datetime import UTC, datetime
 import stripe
 from django.conf import settings
 
-from chom.errors import ExternalServiceError
+from chom.errors import ApplicationError, ExternalServiceError
 
 logger = logging.getLogger(__name__)
 
 
 class StripeClientError(ExternalServiceError):
     """Stripe failed; `permanent` when retrying the same call cannot help."""
+
+    service = "stripe"
+
+    def as_application_error(self) -> ApplicationError:
+        """Stripe is an upstream: its refusals and its outages are both a 502 to our caller."""
+        return ApplicationError(502, "stripe_error" if self.permanent else "stripe_unavailable", self.message)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chom.alerts import alert_raise, alert_resolve
+from chom.errors import ApplicationError
 from chom.operations import OperationContext, OperationError, operation_create, register
 from chom.services import audit_record
 from fleet import selectors
@@ -108,28 +109,32 @@ def vps_create(
 ):
     """Record the VPS and queue its provisioning + bootstrap. Returns (vps, operation)."""
     if provider == "local" and not settings.CHOM_LOCAL_PROVIDER:
-        raise ProviderError("the local provider is disabled on this installation", permanent=True)
-    with transaction.atomic():
-        vps = Vps.objects.create(
-            name=name,
-            provider=provider,
-            kind=kind,
-            ip_address=ip_address,
-            ssh_port=ssh_port,
-            max_sites=max_sites,
-            region=region,
-            size=size,
-            tenant=tenant,
-            labels=labels or {},
-        )
-        op = operation_create(kind="vps.create", target=vps, actor=actor)
-        audit_record(
-            action="vps.created",
-            actor=actor,
-            target=f"vps:{name}",
-            source_ip=source_ip,
-            data={"provider": provider},
-        )
+        message = "the local provider is disabled on this installation"
+        raise ApplicationError(400, "invalid_input", message, {"provider": [message]})
+    try:
+        with transaction.atomic():
+            vps = Vps.objects.create(
+                name=name,
+                provider=provider,
+                kind=kind,
+                ip_address=ip_address,
+                ssh_port=ssh_port,
+                max_sites=max_sites,
+                region=region,
+                size=size,
+                tenant=tenant,
+                labels=labels or {},
+            )
+            op = operation_create(kind="vps.create", target=vps, actor=actor)
+            audit_record(
+                action="vps.created",
+                actor=actor,
+                target=f"vps:{name}",
+                source_ip=source_ip,
+                data={"provider": provider},
+            )
+    except IntegrityError:  # the name is unique
+        raise ApplicationError(409, "name_taken", f"A VPS named {name!r} already exists.")
     return vps, op
 
 
@@ -143,18 +148,18 @@ def vps_update(*, vps: Vps, actor=None, **fields) -> Vps:
 
 
 def vps_bootstrap_request(*, vps: Vps, actor=None):
+    if vps.status == Vps.Status.DECOMMISSIONING:
+        raise ApplicationError(409, "vps_decommissioning", "This VPS is being deleted.")
     with transaction.atomic():
         return operation_create(kind="vps.bootstrap", target=vps, actor=actor)
-
-
-class VpsInUse(Exception):
-    pass
 
 
 def vps_delete_request(*, vps: Vps, actor=None, source_ip=None):
     live = selectors.vps_site_count(vps)
     if live:
-        raise VpsInUse(f"{live} site(s) still live on {vps.name}; move or delete them first")
+        raise ApplicationError(
+            409, "vps_in_use", f"{live} site(s) still live on {vps.name}; move or delete them first"
+        )
     with transaction.atomic():
         Vps.objects.filter(pk=vps.pk).update(status=Vps.Status.DECOMMISSIONING)
         audit_record(

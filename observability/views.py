@@ -16,7 +16,6 @@ from chom.api.errors import error_body
 from fleet import selectors as fleet_selectors
 from observability import queries, selectors, services, targets
 from observability.api.serializers import LogQuerySerializer, RangeSerializer
-from observability.clients import NotConfigured, ServiceError
 from sites import selectors as site_selectors
 
 
@@ -71,11 +70,7 @@ def _json(run, serializer_class, request) -> JsonResponse:
         return JsonResponse(
             error_body("invalid_input", "The request has invalid fields.", params.errors), status=400
         )
-    try:
-        return JsonResponse(run(params.validated_data))
-    except ServiceError as exc:
-        code = "not_configured" if isinstance(exc, NotConfigured) else f"{exc.service}_unavailable"
-        return JsonResponse(error_body(code, str(exc)), status=503)
+    return JsonResponse(run(params.validated_data))
 
 
 @staff_member_required

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from chom.alerts import alert_raise, alert_resolve
+from chom.errors import ApplicationError
 from chom.models import Operation, Tenant
 from chom.operations import OperationContext, OperationError, operation_create, register
 from chom.selectors import register_usage
@@ -31,14 +32,6 @@ from sites.types import generated_secrets, site_type
 logger = logging.getLogger(__name__)
 
 
-class SiteRequestError(Exception):
-    """A request CHOM refuses, with the API status and error code to answer."""
-
-    def __init__(self, status: int, code: str, message: str, fields: dict | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.fields = status, code, message, fields or {}
-
-
 @register_usage("sites")
 def _usage_sites(tenant) -> int:
     return selectors.tenant_site_count(tenant)
@@ -53,22 +46,22 @@ def new_release_name() -> str:
 
 def _check_tenant_may_add(*, tenant: Tenant, type_name: str) -> None:
     if tenant.status == Tenant.Status.SUSPENDED:
-        raise SiteRequestError(
+        raise ApplicationError(
             403, "tenant_suspended", "This account is suspended; settle billing to add sites."
         )
     limits = tenant.limits
     if type_name not in limits.site_types:
-        raise SiteRequestError(
+        raise ApplicationError(
             403, "tier_limit_reached", f"The {tenant.tier} tier does not include {type_name} sites."
         )
     over = selectors.tenant_over_limits(tenant)
     if over:
-        raise SiteRequestError(
+        raise ApplicationError(
             403, "tier_limit_reached", "Over your plan's limits, so no new sites: " + "; ".join(over) + "."
         )
     if not selectors.tenant_may_add_site(tenant):
         count = selectors.tenant_site_count(tenant)
-        raise SiteRequestError(
+        raise ApplicationError(
             403,
             "tier_limit_reached",
             f"The {tenant.tier} tier allows {limits.max_sites} sites and you have {count}.",
@@ -81,7 +74,7 @@ def _check_domains_free(domains: list[str], *, field: str, exclude: Site | None 
         taken = selectors.domain_taken(domain)
         if taken and not (exclude and domain in exclude.all_domains):
             message = f"{domain} is already hosted here."
-            raise SiteRequestError(409, "domain_taken", message, {field: [message]})
+            raise ApplicationError(409, "domain_taken", message, {field: [message]})
 
 
 def _allocate(tenant: Tenant) -> Vps:
@@ -93,7 +86,7 @@ def _allocate(tenant: Tenant) -> Vps:
             summary=f"a site for tenant {tenant.slug} could not be placed: no VPS has free capacity",
             severity="critical",
         )
-        raise SiteRequestError(
+        raise ApplicationError(
             503, "no_capacity", "No server has room for a new site right now; try again later."
         )
     return vps
@@ -117,14 +110,14 @@ def site_create(
     _check_domains_free([domain], field="domain")
     _check_domains_free(aliases, field="aliases")
     if type == "wordpress" and not (settings.WORDPRESS_ARCHIVE_URL and settings.WORDPRESS_ARCHIVE_SHA256):
-        raise SiteRequestError(
+        raise ApplicationError(
             503, "wordpress_unavailable", "WordPress is not configured on this installation."
         )
     vps = _allocate(tenant)
     if kind.uses_php:
         php_version = php_version or (vps.php_versions[-1] if vps.php_versions else "")
         if php_version not in vps.php_versions:
-            raise SiteRequestError(
+            raise ApplicationError(
                 400,
                 "invalid_input",
                 f"PHP {php_version} is not installed on the server "
@@ -166,7 +159,7 @@ def site_create(
                 data={"type": type, "vps": vps.name},
             )
     except IntegrityError:
-        raise SiteRequestError(409, "domain_taken", f"{domain} is already hosted here.", {"domain": [domain]})
+        raise ApplicationError(409, "domain_taken", f"{domain} is already hosted here.", {"domain": [domain]})
     credentials = {}
     if type == "wordpress":
         credentials = {"admin_user": "admin", "admin_password": json.loads(site.app_key)["admin_password"]}
@@ -183,7 +176,7 @@ def site_update(*, site: Site, actor=None, **changes) -> Operation | None:
     if "aliases" in changes:
         _check_domains_free(changes["aliases"], field="aliases", exclude=site)
     if "php_version" in changes and changes["php_version"] not in site.vps.php_versions:
-        raise SiteRequestError(
+        raise ApplicationError(
             400,
             "invalid_input",
             "That PHP version is not installed on the server.",
@@ -200,9 +193,9 @@ def site_update(*, site: Site, actor=None, **changes) -> Operation | None:
 
 def _require_live(site: Site) -> None:
     if site.status in (Site.Status.DELETING, Site.Status.DELETED):
-        raise SiteRequestError(409, "site_deleting", "This site is being deleted.")
+        raise ApplicationError(409, "site_deleting", "This site is being deleted.")
     if site.status == Site.Status.SUSPENDED:
-        raise SiteRequestError(409, "site_suspended", "This site is suspended.")
+        raise ApplicationError(409, "site_suspended", "This site is suspended.")
 
 
 def site_deploy_request(*, site: Site, actor=None) -> Operation:
@@ -214,7 +207,7 @@ def site_rollback_request(*, site: Site, actor=None) -> Operation:
     _require_live(site)
     previous = site.releases.filter(status=Release.Status.SUPERSEDED).first()
     if not site.current_release or previous is None:
-        raise SiteRequestError(409, "no_previous_release", "There is no previous release to roll back to.")
+        raise ApplicationError(409, "no_previous_release", "There is no previous release to roll back to.")
     return _queue(site, "site.rollback", actor=actor, params={"release": previous.name})
 
 
@@ -264,7 +257,7 @@ def tenant_sites_unsuspend(*, tenant: Tenant, reason: str, actor=None) -> list[O
 
 def site_delete_request(*, site: Site, actor=None, source_ip=None) -> Operation:
     if site.status == Site.Status.DELETED:
-        raise SiteRequestError(404, "not_found", "Not found.")
+        raise ApplicationError(404, "not_found", "Not found.")
     Site.objects.filter(pk=site.pk).update(status=Site.Status.DELETING)
     audit_record(
         action="site.delete_requested",

@@ -13,9 +13,9 @@ from backups.api.serializers import (
     DownloadSerializer,
     RestoreSerializer,
 )
-from chom.api.errors import ApiError
 from chom.api.permissions import is_staff_request
 from chom.api.serializers import OperationRefSerializer
+from chom.errors import ApplicationError
 from sites.selectors import sites_visible
 
 
@@ -35,10 +35,6 @@ def _accepted(backup, op) -> Response:
     )
 
 
-def _raise(exc: services.BackupRequestError):
-    raise ApiError(exc.status, exc.code, exc.message)
-
-
 class SiteBackupsView(generics.ListAPIView):
     serializer_class = BackupSerializer
 
@@ -51,12 +47,7 @@ class SiteBackupsView(generics.ListAPIView):
         site = get_object_or_404(sites_visible(**_scope(request)), pk=pk)
         data = BackupCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            backup, op = services.backup_request(
-                site=site, kind=data.validated_data["kind"], actor=request.user
-            )
-        except services.BackupRequestError as exc:
-            _raise(exc)
+        backup, op = services.backup_request(site=site, kind=data.validated_data["kind"], actor=request.user)
         return _accepted(backup, op)
 
 
@@ -79,14 +70,14 @@ class BackupDownloadView(APIView):
     def get(self, request, pk: int):
         backup = _backup(request, pk)
         if backup.status != backup.Status.SUCCEEDED:
-            raise ApiError(409, "backup_not_restorable", f"This backup is {backup.status}.")
+            raise ApplicationError(409, "backup_not_restorable", f"This backup is {backup.status}.")
         query = DownloadSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         keys = {name: a["key"] for name, a in backup.artefacts.items() if name != "files_index"}
         keys["manifest"] = backup.manifest_key
         wanted = query.validated_data.get("artefact")
         if wanted and wanted not in keys:
-            raise ApiError(404, "not_found", f"This backup has no {wanted} artefact.")
+            raise ApplicationError(404, "not_found", f"This backup has no {wanted} artefact.")
         expires = settings.BACKUP_DOWNLOAD_URL_SECONDS
         try:
             urls = {
@@ -99,7 +90,7 @@ class BackupDownloadView(APIView):
                 if not wanted or name == wanted
             }
         except storage.StorageError as exc:
-            raise ApiError(503, "storage_unavailable", str(exc))
+            raise ApplicationError(503, "storage_unavailable", str(exc))
         return Response({"urls": urls, "expires_in": expires})
 
 
@@ -114,10 +105,7 @@ class BackupRestoreView(APIView):
         target = get_object_or_404(
             sites_visible(**_scope(request)).filter(tenant=backup.site.tenant_id), pk=target_id
         )
-        try:
-            op = services.backup_restore_request(backup=backup, target=target, actor=request.user)
-        except services.BackupRequestError as exc:
-            _raise(exc)
+        op = services.backup_restore_request(backup=backup, target=target, actor=request.user)
         return _accepted(backup, op)
 
 
@@ -125,8 +113,5 @@ class BackupVerifyView(APIView):
     @extend_schema(request=None, responses={202: BackupSerializer})
     def post(self, request, pk: int):
         backup = _backup(request, pk)
-        try:
-            op = services.backup_verify_request(backup=backup, actor=request.user)
-        except services.BackupRequestError as exc:
-            _raise(exc)
+        op = services.backup_verify_request(backup=backup, actor=request.user)
         return _accepted(backup, op)

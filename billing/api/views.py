@@ -10,28 +10,18 @@ from billing.api.serializers import (
     InvoiceSerializer,
     RedirectSerializer,
 )
-from billing.services import BillingError
 from billing.stripe_client import StripeClientError
-from chom.api.errors import ApiError
 from chom.api.permissions import TenantOnly, TokenScopePermission
 from chom.api.views import client_ip
+from chom.errors import ApplicationError
 from chom.models import Membership
 from chom.selectors import tenant_usage
 from sites.selectors import tenant_over_limits
 
-_ERROR_STATUS = {"billing_not_configured": 503, "already_subscribed": 409, "no_customer": 409}
-
-
-def _api_error(exc: BillingError | StripeClientError) -> ApiError:
-    if isinstance(exc, BillingError):
-        return ApiError(_ERROR_STATUS.get(exc.code, 400), exc.code, exc.message)
-    code = "stripe_error" if exc.permanent else "stripe_unavailable"
-    return ApiError(502, code, exc.message)
-
 
 def _require_billing_manager(request) -> None:
     if request.auth.membership.role not in (Membership.Role.OWNER, Membership.Role.ADMIN):
-        raise ApiError(403, "forbidden", "Only the tenant's owners and admins can manage billing.")
+        raise ApplicationError(403, "forbidden", "Only the tenant's owners and admins can manage billing.")
 
 
 class BillingView(APIView):
@@ -70,15 +60,12 @@ class CheckoutView(APIView):
         _require_billing_manager(request)
         data = CheckoutSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            url = services.billing_checkout_create(
-                tenant=request.auth.tenant,
-                tier=data.validated_data["tier"],
-                actor=request.user,
-                source_ip=client_ip(request),
-            )
-        except (BillingError, StripeClientError) as exc:
-            raise _api_error(exc)
+        url = services.billing_checkout_create(
+            tenant=request.auth.tenant,
+            tier=data.validated_data["tier"],
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
         return Response({"url": url}, status=201)
 
 
@@ -88,12 +75,9 @@ class PortalView(APIView):
     @extend_schema(request=None, responses={201: RedirectSerializer})
     def post(self, request):
         _require_billing_manager(request)
-        try:
-            url = services.billing_portal_create(
-                tenant=request.auth.tenant, actor=request.user, source_ip=client_ip(request)
-            )
-        except (BillingError, StripeClientError) as exc:
-            raise _api_error(exc)
+        url = services.billing_portal_create(
+            tenant=request.auth.tenant, actor=request.user, source_ip=client_ip(request)
+        )
         return Response({"url": url}, status=201)
 
 
@@ -105,8 +89,5 @@ class InvoiceListView(APIView):
         account = selectors.billing_account_for(request.auth.tenant)
         if account is None or not account.stripe_customer_id:
             return Response({"results": []})
-        try:
-            invoices = stripe_client.invoices_list(customer_id=account.stripe_customer_id)
-        except StripeClientError as exc:
-            raise _api_error(exc)
+        invoices = stripe_client.invoices_list(customer_id=account.stripe_customer_id)
         return Response({"results": InvoiceSerializer(invoices, many=True).data})

@@ -3,18 +3,10 @@
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
+from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-
-class ApiError(exceptions.APIException):
-    """Raise with a specific machine-readable code: ApiError(409, "domain_taken", "...")."""
-
-    def __init__(self, status_code: int, code: str, message: str, fields: dict | None = None):
-        self.status_code = status_code
-        self.code = code
-        self.fields = fields or {}
-        super().__init__(detail=message, code=code)
-
+from chom.errors import ApplicationError, ExternalServiceError
 
 _CODES = {
     exceptions.NotAuthenticated: "unauthenticated",
@@ -49,6 +41,10 @@ def error_body(code: str, message: str, fields: dict | None = None) -> dict:
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, ExternalServiceError):
+        exc = exc.as_application_error()
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, DjangoPermissionDenied):
@@ -56,9 +52,7 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    if isinstance(exc, ApiError):
-        body = error_body(exc.code, str(exc.detail), exc.fields)
-    elif isinstance(exc, exceptions.ValidationError):
+    if isinstance(exc, exceptions.ValidationError):
         body = error_body("invalid_input", "The request has invalid fields.", _flatten(exc.detail))
     elif isinstance(exc, exceptions.UnsupportedMediaType):
         body = error_body(

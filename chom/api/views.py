@@ -5,7 +5,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chom import selectors, services
-from chom.api.errors import ApiError
 from chom.api.permissions import TenantOnly, is_staff_request
 from chom.api.serializers import (
     OperationFilterSerializer,
@@ -14,6 +13,7 @@ from chom.api.serializers import (
     TokenCreateSerializer,
     TokenSerializer,
 )
+from chom.errors import ApplicationError
 from chom.models import Membership
 
 
@@ -41,7 +41,7 @@ class TokenListView(APIView):
     def post(self, request):
         membership = request.auth.membership
         if membership is not None and not membership.can_manage_tokens:
-            raise ApiError(403, "forbidden", "Your role cannot create API tokens.")
+            raise ApplicationError(403, "forbidden", "Your role cannot create API tokens.")
         data = TokenCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         issued = services.token_create(
@@ -69,7 +69,9 @@ class TokenDetailView(APIView):
             Membership.Role.ADMIN,
         )
         if token.user_id != request.user.pk and not is_manager:
-            raise ApiError(403, "forbidden", "Only owners and admins can revoke other members' tokens.")
+            raise ApplicationError(
+                403, "forbidden", "Only owners and admins can revoke other members' tokens."
+            )
         services.token_revoke(token=token, actor=request.user, source_ip=client_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 

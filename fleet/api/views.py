@@ -1,11 +1,9 @@
-from django.db import IntegrityError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chom.api.errors import ApiError
 from chom.api.permissions import StaffOnly
 from chom.api.serializers import OperationRefSerializer
 from chom.api.views import client_ip
@@ -17,7 +15,6 @@ from fleet.api.serializers import (
     VpsSerializer,
     VpsUpdateSerializer,
 )
-from fleet.providers import ProviderError
 
 
 def _accepted(vps, op, *, location: str | None = None) -> Response:
@@ -39,14 +36,7 @@ class VpsListView(APIView):
     def post(self, request):
         data = VpsCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            vps, op = services.vps_create(
-                **data.validated_data, actor=request.user, source_ip=client_ip(request)
-            )
-        except IntegrityError:
-            raise ApiError(409, "name_taken", f"A VPS named {data.validated_data['name']!r} already exists.")
-        except ProviderError as exc:
-            raise ApiError(400, "invalid_input", str(exc), {"provider": [str(exc)]})
+        vps, op = services.vps_create(**data.validated_data, actor=request.user, source_ip=client_ip(request))
         return _accepted(vps, op, location=f"/api/v1/vps/{vps.id}")
 
 
@@ -71,10 +61,7 @@ class VpsDetailView(APIView):
     @extend_schema(responses={202: VpsAcceptedSerializer})
     def delete(self, request, pk: int):
         vps = self._get(pk)
-        try:
-            op = services.vps_delete_request(vps=vps, actor=request.user, source_ip=client_ip(request))
-        except services.VpsInUse as exc:
-            raise ApiError(409, "vps_in_use", str(exc))
+        op = services.vps_delete_request(vps=vps, actor=request.user, source_ip=client_ip(request))
         return _accepted(vps, op)
 
 
@@ -84,8 +71,6 @@ class VpsBootstrapView(APIView):
     @extend_schema(request=None, responses={202: VpsAcceptedSerializer})
     def post(self, request, pk: int):
         vps = get_object_or_404(selectors.vps_visible(staff=True), pk=pk)
-        if vps.status == vps.Status.DECOMMISSIONING:
-            raise ApiError(409, "vps_decommissioning", "This VPS is being deleted.")
         op = services.vps_bootstrap_request(vps=vps, actor=request.user)
         return _accepted(vps, op)
 

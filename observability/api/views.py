@@ -4,7 +4,6 @@ from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chom.api.errors import ApiError
 from chom.api.permissions import StaffOnly, is_staff_request
 from fleet import selectors as fleet_selectors
 from observability import queries, selectors
@@ -14,7 +13,6 @@ from observability.api.serializers import (
     LogQuerySerializer,
     RangeSerializer,
 )
-from observability.clients import NotConfigured, ServiceError
 from sites import selectors as site_selectors
 
 SeriesFrame = inline_serializer(
@@ -28,12 +26,6 @@ SeriesFrame = inline_serializer(
         "series": serializers.DictField(help_text="name -> {unit, values: [[unix seconds, value], ...]}"),
     },
 )
-
-
-def unavailable(exc: ServiceError) -> ApiError:
-    """A monitoring service that is down or unconfigured is a 503 the caller can understand."""
-    code = "not_configured" if isinstance(exc, NotConfigured) else f"{exc.service}_unavailable"
-    return ApiError(503, code, str(exc))
 
 
 def _site(request, pk: int):
@@ -53,10 +45,7 @@ class SiteMetricsView(APIView):
     def get(self, request, pk: int):
         site = _site(request, pk)
         params = _valid(RangeSerializer, request)
-        try:
-            return Response(queries.site_metrics(site=site, range_name=params["range"]))
-        except ServiceError as exc:
-            raise unavailable(exc)
+        return Response(queries.site_metrics(site=site, range_name=params["range"]))
 
 
 class SiteLogsView(APIView):
@@ -74,18 +63,15 @@ class SiteLogsView(APIView):
     def get(self, request, pk: int):
         site = _site(request, pk)
         params = _valid(LogQuerySerializer, request)
-        try:
-            return Response(
-                queries.site_logs(
-                    site=site,
-                    since=params["since"],
-                    text=params["query"],
-                    log=params["log"],
-                    limit=params["limit"],
-                )
+        return Response(
+            queries.site_logs(
+                site=site,
+                since=params["since"],
+                text=params["query"],
+                log=params["log"],
+                limit=params["limit"],
             )
-        except ServiceError as exc:
-            raise unavailable(exc)
+        )
 
 
 class VpsMetricsView(APIView):
@@ -95,10 +81,7 @@ class VpsMetricsView(APIView):
     def get(self, request, pk: int):
         vps = get_object_or_404(fleet_selectors.vps_visible(staff=True), pk=pk)
         params = _valid(RangeSerializer, request)
-        try:
-            return Response(queries.vps_metrics(vps=vps, range_name=params["range"]))
-        except ServiceError as exc:
-            raise unavailable(exc)
+        return Response(queries.vps_metrics(vps=vps, range_name=params["range"]))
 
 
 class AlertListView(generics.ListAPIView):

@@ -4,10 +4,10 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chom.api.errors import ApiError
 from chom.api.permissions import StaffOnly, TenantOnly, is_staff_request
 from chom.api.serializers import OperationRefSerializer
 from chom.api.views import client_ip
+from chom.errors import ApplicationError
 from sites import selectors, services
 from sites.api.serializers import (
     SiteCreateSerializer,
@@ -28,10 +28,6 @@ def _accepted(site, op, *, extra: dict | None = None, location: str | None = Non
     return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location} if location else {})
 
 
-def _raise(exc: services.SiteRequestError):
-    raise ApiError(exc.status, exc.code, exc.message, exc.fields)
-
-
 class SiteListView(generics.ListAPIView):
     serializer_class = SiteSerializer
 
@@ -43,18 +39,15 @@ class SiteListView(generics.ListAPIView):
     @extend_schema(request=SiteCreateSerializer, responses={202: SiteSerializer})
     def post(self, request):
         if is_staff_request(request):
-            raise ApiError(403, "forbidden", "Sites are created with a tenant token.")
+            raise ApplicationError(403, "forbidden", "Sites are created with a tenant token.")
         data = SiteCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            site, op, credentials = services.site_create(
-                tenant=request.auth.tenant,
-                actor=request.user,
-                source_ip=client_ip(request),
-                **data.validated_data,
-            )
-        except services.SiteRequestError as exc:
-            _raise(exc)
+        site, op, credentials = services.site_create(
+            tenant=request.auth.tenant,
+            actor=request.user,
+            source_ip=client_ip(request),
+            **data.validated_data,
+        )
         extra = {"credentials": credentials} if credentials else None
         return _accepted(site, op, extra=extra, location=f"/api/v1/sites/{site.pk}")
 
@@ -76,10 +69,7 @@ class SiteDetailView(APIView):
         repository = changes.pop("repository", None)
         if repository:
             changes["repository_url"], changes["repository_branch"] = repository["url"], repository["branch"]
-        try:
-            op = services.site_update(site=site, actor=request.user, **changes)
-        except services.SiteRequestError as exc:
-            _raise(exc)
+        op = services.site_update(site=site, actor=request.user, **changes)
         if op is None:
             return Response(SiteSerializer(site).data)
         return _accepted(site, op)
@@ -87,10 +77,7 @@ class SiteDetailView(APIView):
     @extend_schema(responses={202: SiteSerializer})
     def delete(self, request, pk: int):
         site = self._get(request, pk)
-        try:
-            op = services.site_delete_request(site=site, actor=request.user, source_ip=client_ip(request))
-        except services.SiteRequestError as exc:
-            _raise(exc)
+        op = services.site_delete_request(site=site, actor=request.user, source_ip=client_ip(request))
         return _accepted(site, op)
 
 
@@ -101,10 +88,7 @@ def _action(service, *, permission=TenantOnly):
         @extend_schema(request=None, responses={202: SiteSerializer})
         def post(self, request, pk: int):
             site = get_object_or_404(_scoped(request), pk=pk)
-            try:
-                op = service(site=site, actor=request.user)
-            except services.SiteRequestError as exc:
-                _raise(exc)
+            op = service(site=site, actor=request.user)
             return _accepted(site, op)
 
     ActionView.__name__ = f"Site{service.__name__.title().replace('_', '')}View"

@@ -6,8 +6,6 @@ from chom.models import Operation
 from fleet.models import Vps
 from sites.models import Site
 
-pytestmark = pytest.mark.urls("tests.backups.urls")
-
 
 @pytest.fixture
 def site(alice):
@@ -34,3 +32,18 @@ def test_staff_can_queue_a_restore_from_the_dashboard(client, site, s3):
     op = Operation.objects.get(kind="backup.restore")
     assert response.status_code == 302 and response["Location"] == f"/operations/{op.id}/"
     assert client.get(f"/backups/{done.pk}/").status_code == 200
+
+
+def test_a_refused_dashboard_action_goes_back_to_its_page_with_the_reason(client, site, settings):
+    """No S3 configured: the service refuses, the dashboard shows why (no 500, no try/except in views)."""
+    from django.contrib.auth import get_user_model
+
+    settings.S3_BUCKET = ""
+    admin = get_user_model().objects.create_user("root@chom.test", "root@chom.test", "pw", is_staff=True)
+    client.force_login(admin)
+    page = f"http://testserver/sites/{site.pk}/"
+    response = client.post(f"/backups/sites/{site.pk}/create", HTTP_REFERER=page)
+    assert response.status_code == 302 and response["Location"] == page
+    assert not Operation.objects.filter(kind="backup.run").exists()
+    shown = [str(m) for m in client.get(page).context["messages"]]
+    assert shown == ["Backups are not configured on this installation."]

@@ -11,11 +11,6 @@ WEBHOOK_SECRET = "whsec_test_secret"
 PRICES = {"starter": "price_starter", "pro": "price_pro", "enterprise": "price_enterprise"}
 
 
-@pytest.fixture(autouse=True)
-def billing_urls(settings):
-    settings.ROOT_URLCONF = "tests.billing.urls"
-
-
 @pytest.fixture
 def fake_stripe(settings, monkeypatch):
     fake = FakeStripe().start()
