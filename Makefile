@@ -28,7 +28,7 @@ run: migrate
 demo: export CHOM_LOCAL_PROVIDER = 1
 demo: migrate
 	$(BIN)/python -m fleet.localfleet image
-	$(BIN)/python manage.py run_stack --port $(PORT) --demo
+	$(BIN)/python -m devstack --port $(PORT)
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -36,6 +36,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff check --fix .

@@ -5,5 +5,5 @@ class BackupsConfig(AppConfig):
     name = "backups"
 
     def ready(self) -> None:
-        # Registers the backup operation kinds, the storage usage counter and the system checks.
-        from backups import checks, services  # noqa: F401
+        # Registers the backup operation kinds, usage counters, gauges, checks and the final backup hook.
+        from backups import checks, metrics, services  # noqa: F401

@@ -125,7 +125,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="chom-bench-backup-"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chom.settings.test")
     os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
-    from backups.localstack import start_s3
+    from devstack.s3 import start_s3
 
     env, stop, _ = start_s3(workdir / "moto")
     os.environ.update(env)

@@ -42,9 +42,9 @@ from django.db import transaction  # noqa: E402
 from django.test import override_settings  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
-from chom.demo_services import start_pebble  # noqa: E402
 from chom.operations import operation_create, operation_execute  # noqa: E402
 from chom.services import tenant_create  # noqa: E402
+from devstack.pebble import start_pebble  # noqa: E402
 from fleet import localfleet, services  # noqa: E402
 from fleet.remote.agent import Agent  # noqa: E402
 from fleet.remote.commands import Command  # noqa: E402

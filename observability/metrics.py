@@ -1,11 +1,11 @@
-"""Gauges for the alert rules that are about CHOM's own data (certificates, backups, stale
-operations, firing alerts). Registered into chom.metrics.SCRAPE_REGISTRY, read at scrape time
-from the database."""
+"""Gauges for the alert rules that are about CHOM's own data (certificates, stale operations,
+firing alerts; the backup gauges are the backups app's, backups/metrics.py). Registered into
+chom.metrics.SCRAPE_REGISTRY, read at scrape time from the database."""
 
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max, OuterRef, Q, Subquery
+from django.db.models import Count, Q
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
@@ -43,7 +43,6 @@ class ObservabilityCollector:
                 [site.unix_user, site.domain, site.tenant.slug], site.ssl_expires_at.timestamp()
             )
         yield expiry
-        yield from backup_gauges()
         yield GaugeMetricFamily(
             "chom_operations_stale", "Operations stuck running or never picked up", value=stale_operations()
         )
@@ -54,41 +53,6 @@ class ObservabilityCollector:
         for severity in Alert.Severity.values:
             firing.add_metric([severity], counts.get(severity, 0))
         yield firing
-
-
-def backup_gauges():
-    """Per live site: did its last finished backup fail, and when was a backup last proven to
-    restore (a site never verified counts from its creation, so new sites get the 8-day grace)."""
-    from backups.models import Backup
-    from sites.models import Site
-
-    finished = Backup.objects.filter(
-        site=OuterRef("pk"), status__in=[Backup.Status.SUCCEEDED, Backup.Status.FAILED]
-    )
-    sites = (
-        Site.objects.exclude(status__in=[Site.Status.DELETED, Site.Status.DELETING])
-        .select_related("tenant")
-        .annotate(
-            last_status=Subquery(finished.order_by("-created_at", "-pk").values("status")[:1]),
-            last_verified=Max("backups__verified_at"),
-        )
-    )
-    failed = GaugeMetricFamily(
-        "chom_site_backup_last_failed",
-        "1 when the site's last finished backup failed",
-        labels=["site", "domain", "tenant"],
-    )
-    verified = GaugeMetricFamily(
-        "chom_site_backup_last_verified_timestamp_seconds",
-        "When a backup of the site was last restored and checked by a drill (unix time)",
-        labels=["site", "domain", "tenant"],
-    )
-    for site in sites:
-        labels = [site.unix_user, site.domain, site.tenant.slug]
-        failed.add_metric(labels, 1 if site.last_status == Backup.Status.FAILED else 0)
-        verified.add_metric(labels, (site.last_verified or site.created_at).timestamp())
-    yield failed
-    yield verified
 
 
 SCRAPE_REGISTRY.register(ObservabilityCollector())

@@ -12,7 +12,7 @@ import pytest
 import requests
 from django.test import override_settings
 
-from backups.localstack import BUCKET, start_s3
+from devstack.s3 import BUCKET, start_s3
 from fleet.remote.transport import Result
 
 

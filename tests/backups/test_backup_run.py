@@ -10,10 +10,10 @@ from django.test import override_settings
 from django.utils import timezone
 
 from backups import inspect, services, storage
-from backups.localstack import BUCKET
 from backups.models import Backup
 from chom.models import Operation
 from chom.operations import operation_execute
+from devstack.s3 import BUCKET
 from fleet.models import Vps
 from sites.models import Site
 from tests.backups.fixtures import BreakableProxy, ScriptedTransport, gz, keys, settings_for, tar_gz

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from backups import control_plane
-from backups.localstack import BUCKET
+from devstack.s3 import BUCKET
 from tests.backups.fixtures import keys
 
 pytestmark = pytest.mark.real  # real nginx/php-fpm/MariaDB/PostgreSQL/promtool (tests/support/real.py)

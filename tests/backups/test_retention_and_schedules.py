@@ -8,8 +8,8 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
 from backups import services
-from backups.localstack import BUCKET
 from backups.models import Backup
+from devstack.s3 import BUCKET
 from fleet.models import Vps
 from sites.models import Site
 from tests.backups.fixtures import keys

@@ -89,7 +89,7 @@ def make_vps(local_fleet):
 @pytest.fixture(scope="session")
 def pebble(fleet_network, tmp_path_factory):
     """A real ACME CA reachable from the test VPSes, validating HTTP-01 on their port 80."""
-    from chom.demo_services import start_pebble
+    from devstack.pebble import start_pebble
 
     network, _, _ = fleet_network
     ca = start_pebble(tmp_path_factory.mktemp("pebble"), listen_ip=network.gateway, validation_port=80)

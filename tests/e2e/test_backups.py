@@ -6,10 +6,10 @@ import time
 import pytest
 import requests
 
-from backups.localstack import BUCKET
 from backups.models import Backup
 from chom.models import Operation
 from chom.operations import operation_execute
+from devstack.s3 import BUCKET
 from fleet.remote.commands import Command
 from fleet.services import transport_for
 from observability.models import Alert

@@ -9,9 +9,9 @@ import requests
 from django.db import transaction
 
 from chom.operations import operation_execute
+from devstack.monitoring import start_monitoring
 from fleet import services
 from fleet.remote.commands import Command
-from observability.localstack import start_monitoring
 from observability.models import Alert
 from tests.support.processes import wait_for
 

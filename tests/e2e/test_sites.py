@@ -11,9 +11,9 @@ import pytest
 import requests
 from django.test import override_settings
 
-from chom.demo_services import free_port, stop_processes
 from chom.models import Operation
 from chom.operations import operation_execute
+from devstack.processes import free_port, stop_processes
 from fleet.remote.agent import Agent
 from fleet.remote.commands import Command
 from fleet.services import transport_for

@@ -9,7 +9,7 @@ import requests
 from django.core import mail
 
 from chom.services import tenant_create
-from observability.localstack import ALERTMANAGER, PROMETHEUS, start_monitoring
+from devstack.monitoring import ALERTMANAGER, PROMETHEUS, start_monitoring
 from observability.models import Alert, Notification
 from observability.services import notifications_deliver
 from tests.support.processes import wait_for

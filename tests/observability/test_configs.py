@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chom.demo_services import DEMO_SCRAPE_SECONDS
-from observability.localstack import alertmanager_config, prometheus_config
+from devstack.demo import DEMO_SCRAPE_SECONDS
+from devstack.monitoring import alertmanager_config, prometheus_config
 
 pytestmark = pytest.mark.real  # real nginx/php-fpm/MariaDB/PostgreSQL/promtool (tests/support/real.py)
 

@@ -129,7 +129,7 @@ def test_it_answers_503_when_loki_is_down_or_not_configured(alice, fleet, loki, 
 
 
 def test_it_answers_503_when_prometheus_is_down(staff, fleet, settings):
-    from chom.demo_services import free_port
+    from devstack.processes import free_port
 
     vps, _, _ = fleet
     settings.PROMETHEUS_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there

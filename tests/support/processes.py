@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.db import connection
 
-from chom.demo_services import free_port  # noqa: F401 - re-exported to the tests
+from devstack.processes import free_port  # noqa: F401 - re-exported to the tests
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -25,9 +25,8 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", default=os.environ.get("PORT", "8000"))
         parser.add_argument("--concurrency", default=os.environ.get("WORKER_CONCURRENCY", "2"))
-        parser.add_argument("--demo", action="store_true", help="also print a staff token for trying the API")
 
-    def handle(self, *args, host, port, concurrency, demo, **options):
+    def handle(self, *args, host, port, concurrency, **options):
         bin_dir = Path(sys.executable).parent
         logs = Path(settings.VAR_DIR) / "log"
         logs.mkdir(parents=True, exist_ok=True)
@@ -79,13 +78,8 @@ class Command(BaseCommand):
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-        demo_stack = self._start_demo_services(f"http://{host}:{port}") if demo else None
-        if demo_stack:
-            env.update(demo_stack.env)
         procs = {name: subprocess.Popen(argv, env=env) for name, argv in commands.items()}
         self.stdout.write(f"CHOM is starting on http://{host}:{port}/ (dashboard, /api/v1/, /health)")
-        if demo:
-            self._print_demo_token(host, port)
         stopping = False
 
         def stop(signum, frame):
@@ -103,34 +97,7 @@ class Command(BaseCommand):
                 break
             time.sleep(0.5)
         self._stop_all(procs)
-        if demo_stack:
-            demo_stack.stop()
         sys.exit(exit_code)
-
-    def _start_demo_services(self, chom_url: str):
-        from chom.demo_services import start_demo
-
-        demo = start_demo(
-            Path(settings.VAR_DIR),
-            bridge=settings.LOCAL_FLEET_BRIDGE,
-            subnet=settings.LOCAL_FLEET_SUBNET,
-            chom_url=chom_url,
-        )
-        for line in demo.description:
-            self.stdout.write(f"demo: {line}")
-        return demo
-
-    def _print_demo_token(self, host: str, port: str) -> None:
-        from chom.services import staff_token_create
-
-        token = staff_token_create(email="demo@localhost").plaintext
-        self.stdout.write(
-            "demo staff token (new on every start):\n"
-            f"  export TOKEN={token}\n"
-            f"  curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n"
-            f'    -d \'{{"name": "demo1", "provider": "local", "kind": "shared"}}\' '
-            f"http://{host}:{port}/api/v1/vps"
-        )
 
     def _stop_all(self, procs) -> None:
         for p in procs.values():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from chom.demo_services import free_port, spawn, stop_processes, wait_http
+from devstack.processes import free_port, spawn, stop_processes, wait_http
 
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import boto3
 
-from chom.demo_services import free_port, spawn, stop_processes, wait_http
+from devstack.processes import free_port, spawn, stop_processes, wait_http
 
 BUCKET = "chom-backups"
 ACCESS_KEY = "chom-demo"

@@ -1,0 +1,68 @@
+"""`make demo`: CHOM with the `local` provider plus local stand-ins for the outside world (a real
+ACME CA, S3, Prometheus and Alertmanager), all on this machine.
+
+`python -m devstack --port N` (what `make demo` runs) starts the stand-ins on the local fleet's
+bridge, then runs `manage.py run_stack` with the settings that point CHOM at them, prints a staff
+token, and stops everything on Ctrl-C. Nothing in the product imports this package.
+"""
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.monitoring import start_monitoring
+from devstack.pebble import start_pebble
+from devstack.s3 import start_s3
+from fleet import localfleet
+
+# The demo's Prometheus scrapes, evaluates and refreshes targets this often (tests use 1 s).
+DEMO_SCRAPE_SECONDS = 10
+
+
+@dataclass
+class Demo:
+    env: dict[str, str]  # settings the CHOM processes need to use the stand-ins
+    stoppers: list
+    description: list[str]
+
+    def stop(self) -> None:
+        for stop in reversed(self.stoppers):
+            stop()
+
+
+def start_demo(var_dir: Path, *, bridge: str, subnet: str, chom_url: str) -> Demo:
+    """Everything `make demo` runs besides CHOM itself, wired to the local fleet's bridge."""
+    network = localfleet.network_up(bridge, subnet)
+    demo = Demo(env={}, stoppers=[], description=[])
+    try:
+        pebble = start_pebble(var_dir / "demo" / "pebble", listen_ip=network.gateway, validation_port=80)
+        demo.stoppers.append(pebble.stop)
+        demo.env.update(
+            ACME_DIRECTORY_URL=pebble.directory_url,
+            ACME_CA_BUNDLE_FILE=str(pebble.ca_bundle),
+            LOCAL_DNS_MANAGEMENT_URL=pebble.dns_management_url,
+        )
+        demo.description.append(f"ACME CA (pebble): {pebble.directory_url}")
+        # Under var/, never the repository root: new on every start, like pebble's root itself.
+        root = var_dir / "demo" / "demo-root.pem"
+        root.write_text(pebble.issuing_root())
+        demo.description.append(f"  its issuing root, to verify the demo's HTTPS: curl --cacert {root} ...")
+        env, stop, description = start_monitoring(
+            var_dir / "demo" / "monitoring",
+            chom_url=chom_url,
+            listen_ip=network.gateway,
+            sd_token=secrets.token_urlsafe(24),
+            webhook_token=secrets.token_urlsafe(24),
+            interval=DEMO_SCRAPE_SECONDS,
+        )
+        demo.stoppers.append(stop)
+        demo.env.update(env)
+        demo.description += description
+        env, stop, description = start_s3(var_dir / "demo" / "s3")
+        demo.stoppers.append(stop)
+        demo.env.update(env)
+        demo.description += description
+    except BaseException:
+        demo.stop()
+        raise
+    return demo
