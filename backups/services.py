@@ -36,7 +36,7 @@ from chom.errors import ApplicationError
 from chom.models import Operation
 from chom.operations import OperationContext, OperationError, operation_create, register
 from chom.selectors import register_usage
-from fleet.remote.agent import Agent, AgentError
+from fleet.remote.agent_client import Agent, AgentError
 from fleet.remote.transport import Transport, TransportError
 from fleet.services import transport_for
 from sites.hooks import register_before_delete

@@ -46,7 +46,7 @@ from chom.operations import operation_create, operation_execute  # noqa: E402
 from chom.services import tenant_create  # noqa: E402
 from devstack.pebble import start_pebble  # noqa: E402
 from fleet import localfleet, services  # noqa: E402
-from fleet.remote.agent import Agent  # noqa: E402
+from fleet.remote.agent_client import Agent  # noqa: E402
 from fleet.remote.commands import Command  # noqa: E402
 from sites.models import Site  # noqa: E402
 

@@ -19,7 +19,7 @@ from chom.services import audit_record
 from fleet import selectors
 from fleet.models import FleetKey, ProviderCredential, Vps
 from fleet.providers import PROVIDERS, ProviderError, ServerSpec, get_provider
-from fleet.remote.agent import Agent, AgentError
+from fleet.remote.agent_client import Agent, AgentError
 from fleet.remote.commands import Command
 from fleet.remote.transport import HostKeyMismatch, ParamikoTransport, TransportError, host_key_fingerprint
 

@@ -20,7 +20,7 @@ from string import Template
 from django.conf import settings
 
 from fleet.models import Vps
-from fleet.remote.agent import Agent
+from fleet.remote.agent_client import Agent
 from fleet.remote.commands import Command
 from fleet.services import register_bootstrap_step
 from observability.services import alert_raise, alert_resolve

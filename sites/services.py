@@ -20,7 +20,7 @@ from chom.selectors import register_usage
 from chom.services import audit_record
 from fleet import selectors as fleet_selectors
 from fleet.models import Vps
-from fleet.remote.agent import Agent, AgentError
+from fleet.remote.agent_client import Agent, AgentError
 from fleet.remote.transport import TransportError
 from fleet.services import transport_for
 from sites import probe, selectors

@@ -14,7 +14,7 @@ from django.test import override_settings
 from chom.models import Operation
 from chom.operations import operation_execute
 from devstack.processes import free_port, stop_processes
-from fleet.remote.agent import Agent
+from fleet.remote.agent_client import Agent
 from fleet.remote.commands import Command
 from fleet.services import transport_for
 from sites.models import Site

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from fleet.remote.agent import launcher_source
+from fleet.remote.agent_client import launcher_source
 from tests.support.processes import free_port  # noqa: F401 - re-exported to the agent tests
 
-AGENT = Path(__file__).resolve().parents[2] / "fleet" / "remote" / "agent" / "vpsmanager.py"
+AGENT = Path(__file__).resolve().parents[2] / "fleet" / "on_vps" / "vpsmanager.py"
 PYTHON = os.environ.get("VPSMANAGER_TEST_PYTHON", sys.executable)
 NGINX = "/usr/sbin/nginx"
 PHP_FPM = "/usr/sbin/php-fpm8.2"

@@ -1,4 +1,4 @@
-"""The VPS agent (fleet/remote/agent/vpsmanager.py), run as a subprocess like CHOM runs it.
+"""The VPS agent (fleet/on_vps/vpsmanager.py), run as a subprocess like CHOM runs it.
 
 Everything happens under a temp VPSMANAGER_ROOT. nginx, php-fpm, MariaDB and sshd are the real
 binaries with private prefixes, sockets and ports; systemctl, apt-get and ufw are recording fakes

@@ -6,7 +6,7 @@ import pytest
 
 from fleet import services
 from fleet.models import Vps
-from fleet.remote.agent import Agent
+from fleet.remote.agent_client import Agent
 from fleet.remote.transport import Result
 from fleet.services import FleetError, bootstrap_packages, firewall_rules, vps_bootstrap
 from tests.support.recording import RecordingTransport, agent_answer, installed_agent_checksums

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from fleet.remote.agent import (
+from fleet.remote.agent_client import (
     AGENT_MODULE_PATH,
     AGENT_PATH,
     AGENT_SOURCE,

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from fleet.remote.agent import AGENT_PATH, AGENT_SHA256, Agent
+from fleet.remote.agent_client import AGENT_PATH, AGENT_SHA256, Agent
 from fleet.remote.transport import Result
 from fleet.services import EXTRA_BOOTSTRAP_STEPS
 from observability.models import Alert

@@ -4,7 +4,7 @@ agent answers) → the exact commands CHOM sends. It can fail, and its own tests
 import json
 from collections.abc import Callable
 
-from fleet.remote.agent import AGENT_MODULE_PATH, AGENT_PATH, AGENT_SHA256, LAUNCHER_SHA256
+from fleet.remote.agent_client import AGENT_MODULE_PATH, AGENT_PATH, AGENT_SHA256, LAUNCHER_SHA256
 from fleet.remote.commands import Command
 from fleet.remote.transport import Result
 

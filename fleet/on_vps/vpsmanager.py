@@ -11,6 +11,43 @@ Running this file as a script works too (slower). Standard library only, Python 
 on the VPS's system python3). A call costs a python3 start-up: keep module-level work small and
 import anything beyond the basics inside the functions that need it.
 
+Index
+-----
+Sections, in file order (each starts with a `# ----- NAME` line):
+  configuration · errors and context · input validation · files · accounts · locking · version /
+  facts · packages / services · users · file-write · validated configs · MariaDB · sshd / ufw ·
+  sites: layout · sites: as the site user · sites: sources · sites: releases · sites: exec ·
+  sites: certificates · sites: supervisor · sites: removal · dispatch
+
+Subcommands (lock scope: none = reads only, global = VPS-wide, site = per site), and the
+section that implements each:
+  version            none    version / facts
+  facts              none    version / facts
+  packages-ensure    global  packages / services
+  service-ensure     global  packages / services
+  user-ensure        global  users
+  user-remove        global  users
+  file-write         global  file-write
+  file-remove        global  file-write
+  vhost-apply        global  validated configs
+  vhost-remove       global  validated configs
+  pool-apply         global  validated configs
+  pool-remove        global  validated configs
+  db-ensure          global  MariaDB
+  db-remove          global  MariaDB
+  sshd-harden        global  sshd / ufw
+  ufw-apply          global  sshd / ufw
+  reload             global  packages / services
+  site-ensure        global  sites: layout
+  release-create     site    sites: releases
+  release-activate   site    sites: releases
+  releases-list      none    sites: releases
+  site-exec          site    sites: exec
+  cert-issue         global  sites: certificates
+  supervisor-apply   global  sites: supervisor
+  supervisor-remove  global  sites: supervisor
+  site-remove        global  sites: removal
+
 Protocol
 --------
 * argv holds only the subcommand. Input is one JSON object on stdin (may be empty for

@@ -1,6 +1,6 @@
 """CHOM's side of the VPS agent: install it (checksum-verified) and call its subcommands.
 
-The agent (`vpsmanager.py` beside this file) takes JSON on stdin, so secrets never appear in
+The agent (`fleet/on_vps/vpsmanager.py`, run on the VPS) takes JSON on stdin, so secrets never appear in
 argv or `ps`, and answers one JSON object: {"ok", "changed", "data", "log"} or {"ok": false,
 "error": {"code", "message", "step"}}.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from fleet.remote.commands import Command, mask_text
 from fleet.remote.transport import Transport, TransportError
 
-AGENT_SOURCE = (Path(__file__).parent / "vpsmanager.py").read_bytes()
+AGENT_SOURCE = (Path(__file__).parents[1] / "on_vps" / "vpsmanager.py").read_bytes()
 AGENT_SHA256 = hashlib.sha256(AGENT_SOURCE).hexdigest()
 AGENT_DIR = "/usr/local/lib/vpsmanager"
 AGENT_MODULE_PATH = f"{AGENT_DIR}/vpsmanager.py"
