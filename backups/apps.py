@@ -6,4 +6,4 @@ class BackupsConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the backup operation kinds, usage counters, gauges, checks and the final backup hook.
-        from backups import checks, metrics, services  # noqa: F401
+        from backups import checks, metrics, restore, services  # noqa: F401

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from backups import control_plane, services, storage
+from backups import control_plane, restore, services, storage
 
 
 @shared_task(name="backups.schedule_due", ignore_result=True)
@@ -17,7 +17,7 @@ def prune() -> int:
 
 @shared_task(name="backups.restore_drills", ignore_result=True)
 def restore_drills() -> int:
-    return len(services.backups_drill_all()) if storage.configured() else 0
+    return len(restore.backups_drill_all()) if storage.configured() else 0
 
 
 @shared_task(name="backups.daily_report", ignore_result=True)

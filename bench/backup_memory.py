@@ -196,7 +196,7 @@ def run(workdir: Path, args) -> None:
     sampler = RssSampler()
     started = time.monotonic()
     from backups.remote import extract_files
-    from backups.services import _stream_in
+    from backups.restore import _stream_in
 
     cmd = extract_files("site1", "/var/www/restore-target")
     _stream_in(_AsSelf(transport), cmd, backup.artefacts["files"], "tar extract")

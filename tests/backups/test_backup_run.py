@@ -9,7 +9,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from backups import inspect, services, storage
+from backups import inspect, restore, services, storage
 from backups.models import Backup
 from chom.models import Operation
 from chom.operations import operation_execute
@@ -144,11 +144,11 @@ def test_it_checks_integrity_and_reports_a_tampered_object(s3, site):
     backup = Backup.objects.create(site=site)
     services.backup_perform(backup=backup, transport=_transport())
     backup.refresh_from_db()
-    assert services.backup_check_integrity(backup) == []
+    assert restore.backup_check_integrity(backup) == []
     s3.put_object(Bucket=BUCKET, Key=backup.artefacts["files"]["key"], Body=b"tampered")
-    problems = services.drill_perform(backup=backup, transport=_transport(), log=lambda m: None)
+    problems = restore.drill_perform(backup=backup, transport=_transport(), log=lambda m: None)
     assert len(problems) == 1 and "files" in problems[0] and "checksum" in problems[0]
-    services._record_drill(backup, problems)
+    restore._record_drill(backup, problems)
     from observability.models import Alert
 
     alert = Alert.objects.get(name="backup_drill_failed", status="firing")
