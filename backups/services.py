@@ -30,6 +30,7 @@ from fleet.remote.transport import Transport, TransportError
 from fleet.services import transport_for
 from sites.hooks import register_before_delete
 from sites.models import Site
+from sites.services import site_require_live
 
 logger = logging.getLogger(__name__)
 
@@ -66,17 +67,12 @@ def _require_storage() -> None:
         raise ApplicationError(503, "backups_unavailable", "Backups are not configured on this installation.")
 
 
-def _require_live(site: Site) -> None:
-    if site.status in (Site.Status.DELETING, Site.Status.DELETED):
-        raise ApplicationError(409, "site_deleting", "This site is being deleted.")
-
-
 def backup_request(
     *, site: Site, kind: str = Backup.Kind.FULL, trigger=Backup.Trigger.MANUAL, actor=None, now=None
 ):
     """Queue a backup of SITE. Returns (backup, operation)."""
     _require_storage()
-    _require_live(site)
+    site_require_live(site=site, allow_suspended=True)
     if trigger == Backup.Trigger.MANUAL:
         quota = policy_for(site.tenant.tier).storage_quota_bytes
         if tenant_backup_bytes(site.tenant) >= quota:
@@ -95,7 +91,7 @@ def backup_request(
 
 def backup_restore_request(*, backup: Backup, target: Site, actor=None) -> Operation:
     _require_storage()
-    _require_live(target)
+    site_require_live(site=target, allow_suspended=True)
     if target.tenant_id != backup.site.tenant_id:
         raise ApplicationError(404, "not_found", "Not found.")
     if backup.status != Backup.Status.SUCCEEDED:

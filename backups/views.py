@@ -5,7 +5,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from backups import selectors, services
-from chom.models import Operation
 from sites.selectors import sites_visible
 
 
@@ -16,11 +15,8 @@ def _backup(pk: int):
 @staff_member_required
 def backup_detail(request, pk: int):
     backup = _backup(pk)
-    candidates = Operation.objects.filter(kind__startswith="backup.").filter(
-        target_id__in=[str(pk), str(backup.site_id)]
-    )
-    operations = [op for op in candidates.order_by("-created_at")[:200] if op.params.get("backup_id") == pk]
-    return render(request, "backups/backup_detail.html", {"backup": backup, "operations": operations[:20]})
+    operations = selectors.backup_operations(backup=backup)
+    return render(request, "backups/backup_detail.html", {"backup": backup, "operations": operations})
 
 
 @staff_member_required

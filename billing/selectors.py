@@ -5,9 +5,10 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import QuerySet
 
-from billing.models import BillingAccount, StripeEvent, UsageReport
+from billing import stripe_client
+from billing.models import BillingAccount, StripeEvent
 from chom.models import Tenant
-from chom.selectors import USAGE_COUNTERS
+from chom.selectors import USAGE_COUNTERS, tenant_usage
 from chom.tiers import TIERS
 from sites.selectors import tenant_over_limits, tenant_site_count
 
@@ -58,10 +59,6 @@ def stripe_events_recent(*, tenant: Tenant | None = None, limit: int = 20) -> Qu
     return qs.select_related("tenant").defer("payload")[:limit]
 
 
-def usage_reports_for(*, tenant: Tenant) -> QuerySet[UsageReport]:
-    return UsageReport.objects.filter(tenant=tenant)
-
-
 def billing_overview(*, staff: bool) -> list[dict]:
     """One row per tenant for the staff dashboard."""
     if not staff:
@@ -83,3 +80,28 @@ def billing_overview(*, staff: bool) -> list[dict]:
             }
         )
     return rows
+
+
+def billing_status(*, tenant: Tenant) -> dict:
+    """What GET /api/v1/billing answers: tier, limits, usage, subscription and dunning state, and
+    the upcoming invoice from Stripe (a Stripe outage becomes a warning, never an error)."""
+    account = billing_account_for(tenant)
+    body = {
+        "tier": tenant.tier,
+        "status": tenant.status,
+        "limits": tenant.limits.as_dict(),
+        "usage": tenant_usage(tenant=tenant),
+        "over_limits": tenant_over_limits(tenant),
+        "subscription": account if account and account.stripe_subscription_id else None,
+        "dunning": account if account and account.past_due_since else None,
+        "upcoming_invoice": None,
+        "warnings": [],
+    }
+    if account and account.has_live_subscription:
+        try:
+            body["upcoming_invoice"] = stripe_client.invoice_preview(
+                customer_id=account.stripe_customer_id, subscription_id=account.stripe_subscription_id
+            )
+        except stripe_client.StripeClientError as exc:
+            body["warnings"].append(f"upcoming invoice unavailable: {exc.message}")
+    return body

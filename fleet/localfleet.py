@@ -114,7 +114,7 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 Log = Callable[[str], object]
 
 
-class FleetError(RuntimeError):
+class LocalFleetError(RuntimeError):
     """A local fleet operation failed; the message says what and where to look."""
 
 
@@ -129,7 +129,7 @@ def _run(
     )
     if check and proc.returncode != 0:
         out = (proc.stderr or proc.stdout).strip()[-2000:]
-        raise FleetError(f"{' '.join(args)} exited {proc.returncode}: {out}")
+        raise LocalFleetError(f"{' '.join(args)} exited {proc.returncode}: {out}")
     return proc
 
 
@@ -416,7 +416,7 @@ def vps_create(
     # Checked before creating anything: the cleanup below must never tear down a live VPS of
     # the same name that belongs to someone else.
     if Path(f"/run/netns/{vps.netns}").exists() or _is_mounted(vps.root):
-        raise FleetError(f"{vps.netns} already exists (running elsewhere, or crashed: run gc)")
+        raise LocalFleetError(f"{vps.netns} already exists (running elsewhere, or crashed: run gc)")
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / _MARKER).write_text(name + "\n")
@@ -501,7 +501,7 @@ def _install_host_key(root: Path, private_key: str) -> None:
 def vps_start(vps: LocalVps, timeout: float = BOOT_TIMEOUT) -> None:
     """Boot the container on its existing overlay and wait for the SSH banner."""
     if _cgroup_pids(vps.netns):
-        raise FleetError(f"{vps.name} is already running (processes in its cgroup)")
+        raise LocalFleetError(f"{vps.name} is already running (processes in its cgroup)")
     cgroups = _cgroup_create(vps.netns)
     log_path = vps.workdir / "nspawn.log"
     # With --keep-unit and no systemd on the host, nspawn puts the container in "payload" under
@@ -539,11 +539,11 @@ def _wait_for_ssh(vps: LocalVps, timeout: float, log_path: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _pid_alive(vps.pid):
-            raise FleetError(f"{vps.name}: systemd-nspawn exited during boot:\n{_tail(log_path)}")
+            raise LocalFleetError(f"{vps.name}: systemd-nspawn exited during boot:\n{_tail(log_path)}")
         if _ssh_banner(vps.ip):
             return
         time.sleep(PROBE_TIMEOUT)
-    raise FleetError(f"{vps.name}: no SSH banner on {vps.ip}:22 after {timeout:.0f}s")
+    raise LocalFleetError(f"{vps.name}: no SSH banner on {vps.ip}:22 after {timeout:.0f}s")
 
 
 def _ssh_banner(ip: str) -> bool:
@@ -643,7 +643,7 @@ def _cgroup_kill(netns: str, timeout: float = 10) -> None:
         return not pids
 
     if not _wait_until(gone, timeout, step=0.05):
-        raise FleetError(f"{netns}: processes survive SIGKILL: {sorted(_cgroup_pids(netns))}")
+        raise LocalFleetError(f"{netns}: processes survive SIGKILL: {sorted(_cgroup_pids(netns))}")
 
 
 def _cgroup_remove(netns: str) -> None:
@@ -728,7 +728,7 @@ def gc(log: Log = print) -> None:
     Do not run it while a test run is using the fleet: it cannot tell crashed from live."""
     for netns in _leftover_cgroups():
         log(f"gc: killing processes of {netns}")
-        with contextlib.suppress(FleetError):
+        with contextlib.suppress(LocalFleetError):
             _cgroup_kill(netns)
         _cgroup_remove(netns)
     for target, options in _leftover_overlays():

@@ -86,7 +86,3 @@ class Vps(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    @property
-    def is_reachable_state(self) -> bool:
-        return self.status in (self.Status.ACTIVE, self.Status.DEGRADED, self.Status.UNREACHABLE)

@@ -189,13 +189,13 @@ def _mark_failed(ctx: OperationContext, reason: str) -> None:
 @register("vps.create", queue="remote", soft_time_limit=1500, time_limit=1560, on_failure=_mark_failed)
 def vps_create_run(ctx: OperationContext) -> dict:
     vps = _vps_of(ctx)
-    provision(ctx, vps)
-    return bootstrap_with_transport(ctx, vps)
+    vps_provision(ctx=ctx, vps=vps)
+    return vps_bootstrap_connect(ctx=ctx, vps=vps)
 
 
 @register("vps.bootstrap", queue="remote", soft_time_limit=1500, time_limit=1560, on_failure=_mark_failed)
 def vps_bootstrap_run(ctx: OperationContext) -> dict:
-    return bootstrap_with_transport(ctx, _vps_of(ctx))
+    return vps_bootstrap_connect(ctx=ctx, vps=_vps_of(ctx))
 
 
 @register("vps.destroy", queue="remote", soft_time_limit=600, time_limit=660, on_failure=_mark_failed)
@@ -221,7 +221,7 @@ def vps_destroy_run(ctx: OperationContext) -> dict:
     return {"deleted": name}
 
 
-def provision(ctx: OperationContext, vps: Vps) -> None:
+def vps_provision(*, ctx: OperationContext, vps: Vps) -> None:
     _set_status(vps, Vps.Status.PROVISIONING)
     provider = provider_for(vps.provider)
     ctx.step(f"provision with {vps.provider}", progress=5)
@@ -247,7 +247,8 @@ def provision(ctx: OperationContext, vps: Vps) -> None:
     ctx.log(f"server {server.provider_id} running at {vps.ip_address}")
 
 
-def bootstrap_with_transport(ctx: OperationContext, vps: Vps) -> dict:
+def vps_bootstrap_connect(*, ctx: OperationContext, vps: Vps) -> dict:
+    """Connect (pinning the host key on first use, refusing a changed one) and run the bootstrap."""
     _set_status(vps, Vps.Status.BOOTSTRAPPING)
     transport = transport_for(vps)
     try:
@@ -318,7 +319,7 @@ def bootstrap_services(php: str) -> list[str]:
     return ["nginx", f"php{php}-fpm", "supervisor", "cron", "prometheus-node-exporter"]
 
 
-def firewall_rules(*, ssh_port: int, monitoring_source: str) -> list[dict]:
+def vps_firewall_rules(*, ssh_port: int, monitoring_source: str) -> list[dict]:
     rules = [{"port": ssh_port, "proto": "tcp"}, {"port": 80, "proto": "tcp"}, {"port": 443, "proto": "tcp"}]
     if monitoring_source:
         rules += [{"port": p, "proto": "tcp", "from": monitoring_source} for p in EXPORTER_PORTS]
@@ -371,7 +372,7 @@ def vps_bootstrap(*, vps: Vps, agent: Agent, log: Callable[[str], None], step: C
     record("services", result.changed)
 
     step("firewall", progress=65)
-    rules = firewall_rules(ssh_port=vps.ssh_port, monitoring_source=settings.FLEET_MONITORING_SOURCE)
+    rules = vps_firewall_rules(ssh_port=vps.ssh_port, monitoring_source=settings.FLEET_MONITORING_SOURCE)
     if not settings.FLEET_MONITORING_SOURCE:
         log("  FLEET_MONITORING_SOURCE unset: exporter ports stay closed")
     result = agent.call("ufw-apply", {"allow": rules, "ssh_port": vps.ssh_port})

@@ -64,6 +64,11 @@ class Site(models.Model):
     def all_domains(self) -> list[str]:
         return [self.domain, *self.aliases]
 
+    @property
+    def is_going_away(self) -> bool:
+        """Being deleted or deleted: nothing new may be queued for it."""
+        return self.status in (self.Status.DELETING, self.Status.DELETED)
+
 
 class Release(models.Model):
     class Status(models.TextChoices):

@@ -191,20 +191,21 @@ def site_update(*, site: Site, actor=None, **changes) -> Operation | None:
     return site_deploy_request(site=site, actor=actor) if changes else None
 
 
-def _require_live(site: Site) -> None:
-    if site.status in (Site.Status.DELETING, Site.Status.DELETED):
+def site_require_live(*, site: Site, allow_suspended: bool = False) -> None:
+    """Refuse work on a site that is going away, or (unless ALLOW_SUSPENDED) suspended."""
+    if site.is_going_away:
         raise ApplicationError(409, "site_deleting", "This site is being deleted.")
-    if site.status == Site.Status.SUSPENDED:
+    if not allow_suspended and site.status == Site.Status.SUSPENDED:
         raise ApplicationError(409, "site_suspended", "This site is suspended.")
 
 
 def site_deploy_request(*, site: Site, actor=None) -> Operation:
-    _require_live(site)
+    site_require_live(site=site)
     return _queue(site, "site.deploy", actor=actor, params={"release": new_release_name()})
 
 
 def site_rollback_request(*, site: Site, actor=None) -> Operation:
-    _require_live(site)
+    site_require_live(site=site)
     previous = site.releases.filter(status=Release.Status.SUPERSEDED).first()
     if not site.current_release or previous is None:
         raise ApplicationError(409, "no_previous_release", "There is no previous release to roll back to.")
@@ -212,7 +213,7 @@ def site_rollback_request(*, site: Site, actor=None) -> Operation:
 
 
 def site_ssl_request(*, site: Site, actor=None) -> Operation:
-    _require_live(site)
+    site_require_live(site=site)
     return _queue(site, "site.ssl", actor=actor)
 
 

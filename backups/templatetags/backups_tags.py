@@ -1,7 +1,6 @@
 from django import template
 
-from backups.models import Backup
-from chom.models import Operation
+from backups import selectors
 
 register = template.Library()
 
@@ -9,15 +8,10 @@ register = template.Library()
 @register.inclusion_tag("backups/_site_backups.html", takes_context=True)
 def site_backups(context, site):
     """The site page's backups panel: latest backups, restore/verify buttons, their operations."""
-    backups = list(Backup.objects.filter(site=site)[:20])
-    operations = Operation.objects.filter(kind__startswith="backup.").filter(
-        target_type="sites.site", target_id=str(site.pk)
-    ) | Operation.objects.filter(
-        kind="backup.verify", target_type="backups.backup", target_id__in=[str(b.pk) for b in backups]
-    )
+    backups = list(selectors.site_backups(site=site)[:20])
     return {
         "site": site,
         "backups": backups,
-        "operations": operations.order_by("-created_at")[:20],
+        "operations": selectors.site_backup_operations(site=site, backups=backups)[:20],
         "csrf_token": context.get("csrf_token"),
     }

@@ -10,13 +10,10 @@ from billing.api.serializers import (
     InvoiceSerializer,
     RedirectSerializer,
 )
-from billing.stripe_client import StripeClientError
 from chom.api.permissions import TenantOnly, TokenScopePermission
-from chom.api.views import client_ip
 from chom.errors import ApplicationError
+from chom.http import client_ip
 from chom.models import Membership
-from chom.selectors import tenant_usage
-from sites.selectors import tenant_over_limits
 
 
 def _require_billing_manager(request) -> None:
@@ -29,26 +26,7 @@ class BillingView(APIView):
 
     @extend_schema(responses=BillingSerializer)
     def get(self, request):
-        tenant = request.auth.tenant
-        account = selectors.billing_account_for(tenant)
-        body = {
-            "tier": tenant.tier,
-            "status": tenant.status,
-            "limits": tenant.limits.as_dict(),
-            "usage": tenant_usage(tenant=tenant),
-            "over_limits": tenant_over_limits(tenant),
-            "subscription": account if account and account.stripe_subscription_id else None,
-            "dunning": account if account and account.past_due_since else None,
-            "upcoming_invoice": None,
-            "warnings": [],
-        }
-        if account and account.has_live_subscription:
-            try:
-                body["upcoming_invoice"] = stripe_client.invoice_preview(
-                    customer_id=account.stripe_customer_id, subscription_id=account.stripe_subscription_id
-                )
-            except StripeClientError as exc:
-                body["warnings"].append(f"upcoming invoice unavailable: {exc.message}")
+        body = selectors.billing_status(tenant=request.auth.tenant)
         return Response(BillingSerializer(body).data)
 
 

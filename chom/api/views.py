@@ -14,11 +14,8 @@ from chom.api.serializers import (
     TokenSerializer,
 )
 from chom.errors import ApplicationError
+from chom.http import client_ip
 from chom.models import Membership
-
-
-def client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR")
 
 
 class TenantView(APIView):

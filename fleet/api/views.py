@@ -6,7 +6,7 @@ from rest_framework.views import APIView
 
 from chom.api.permissions import StaffOnly
 from chom.api.serializers import OperationRefSerializer
-from chom.api.views import client_ip
+from chom.http import client_ip
 from fleet import selectors, services
 from fleet.api.serializers import (
     VpsAcceptedSerializer,

@@ -70,7 +70,7 @@ class LocalProvider(Provider):
                     workdir=workdir,
                     host_key_private=_new_host_key(),
                 )
-            except (localfleet.FleetError, OSError, ValueError) as exc:
+            except (localfleet.LocalFleetError, OSError, ValueError) as exc:
                 raise ProviderError(f"local VPS {spec.name} did not boot: {exc}", permanent=False) from exc
         return ProviderServer(provider_id=spec.name, status="running", ip_address=vps.ip)
 

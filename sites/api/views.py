@@ -6,8 +6,8 @@ from rest_framework.views import APIView
 
 from chom.api.permissions import StaffOnly, TenantOnly, is_staff_request
 from chom.api.serializers import OperationRefSerializer
-from chom.api.views import client_ip
 from chom.errors import ApplicationError
+from chom.http import client_ip
 from sites import selectors, services
 from sites.api.serializers import (
     SiteCreateSerializer,

@@ -85,3 +85,15 @@ def test_it_creates_a_staff_token(db, capsys):
     token = token_authenticate(raw=capsys.readouterr().out.strip().splitlines()[-1])
     assert token.is_staff_token and token.user.is_staff
     assert ApiToken.objects.filter(tenant=None).count() == 1
+
+
+def test_it_adds_a_member_with_a_role_and_refuses_an_unknown_tenant(db, capsys):
+    import pytest
+    from django.core.management.base import CommandError
+
+    call_command("create_tenant", "umbrella", "--owner-email", "o@umbrella.test")
+    call_command("add_member", "umbrella", "ada@umbrella.test", "--role", "viewer")
+    assert Membership.objects.get(user__email="ada@umbrella.test").role == "viewer"
+    assert "ada@umbrella.test is now viewer of umbrella" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="no tenant"):
+        call_command("add_member", "nope", "x@y.test")

@@ -8,7 +8,7 @@ from fleet import services
 from fleet.models import Vps
 from fleet.remote.agent_client import Agent
 from fleet.remote.transport import Result
-from fleet.services import FleetError, bootstrap_packages, firewall_rules, vps_bootstrap
+from fleet.services import FleetError, bootstrap_packages, vps_bootstrap, vps_firewall_rules
 from tests.support.recording import RecordingTransport, agent_answer, installed_agent_checksums
 
 # What MariaDB 10.11 on Debian 12 stores for root@localhost.
@@ -130,7 +130,7 @@ def test_it_marks_a_server_degraded_when_a_core_service_is_down(vps):
 
 
 def test_it_keeps_exporter_ports_closed_without_a_monitoring_source():
-    rules = firewall_rules(ssh_port=2222, monitoring_source="")
+    rules = vps_firewall_rules(ssh_port=2222, monitoring_source="")
     assert [r["port"] for r in rules] == [2222, 80, 443]
 
 
