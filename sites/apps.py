@@ -5,4 +5,4 @@ class SitesConfig(AppConfig):
     name = "sites"
 
     def ready(self) -> None:
-        from sites import services  # noqa: F401 - registers the sites' operation kinds
+        from sites import deploy, services, tls  # noqa: F401 - register the sites' operation kinds

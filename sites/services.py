@@ -1,16 +1,14 @@
-"""Writes of sites: create/deploy, rollback, SSL, suspend, delete — each remote change an Operation."""
+"""Writes of sites: requests (create, update, deploy, rollback, SSL, suspend, delete), the shared
+remote plumbing and the suspend/delete runs. Deploy and rollback runs: sites/deploy.py; TLS: sites/tls.py."""
 
 import json
 import logging
 import secrets
 import time
-from datetime import timedelta
 
-import requests
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from chom.alerts import alert_raise, alert_resolve
 from chom.errors import ApplicationError
@@ -24,7 +22,7 @@ from fleet.remote.agent_client import Agent, AgentError
 from fleet.remote.transport import TransportError
 from fleet.services import transport_for
 from sites import probe, selectors
-from sites.configs import SERVED_BY_HEADER, VhostSpec, render_pool, render_vhost
+from sites.configs import SERVED_BY_HEADER, VhostSpec, render_vhost
 from sites.hooks import site_before_delete
 from sites.models import Release, Site
 from sites.types import generated_secrets, site_type
@@ -283,18 +281,6 @@ def _set(site: Site, **fields) -> None:
         setattr(site, k, v)
 
 
-def _deploy_failed(ctx: OperationContext, reason: str) -> None:
-    site = Site.objects.filter(pk=int(ctx.operation.target_id)).first()
-    if site is None:
-        return
-    site.releases.filter(name=ctx.params.get("release", ""), status=Release.Status.BUILDING).update(
-        status=Release.Status.FAILED, error=f"failed during step '{ctx.operation.step}': {reason}"[:2000]
-    )
-    # A site that served before keeps serving its previous release.
-    status = Site.Status.ACTIVE if site.current_release else Site.Status.FAILED
-    _set(site, status=status, status_reason=reason[:2000])
-
-
 def _record_failed(ctx: OperationContext, reason: str) -> None:
     site = Site.objects.filter(pk=int(ctx.operation.target_id)).first()
     if site:
@@ -349,103 +335,6 @@ def vhost_spec(site: Site, *, suspended: bool | None = None) -> VhostSpec:
         ssl_key=f"/etc/letsencrypt/live/{site.unix_user}/privkey.pem" if ssl else "",
         suspended=suspended,
     )
-
-
-@register(
-    "site.deploy",
-    queue="remote",
-    soft_time_limit=1200,
-    time_limit=1260,
-    on_failure=_deploy_failed,
-    on_success=_record_succeeded,
-)
-def site_deploy_run(ctx: OperationContext) -> dict:
-    site = _site_of(ctx)
-    kind = site_type(site.type)
-    release = ctx.params["release"]
-    first_deploy = not site.current_release
-    _set(site, status=Site.Status.DEPLOYING)
-    Release.objects.get_or_create(site=site, name=release)
-
-    def work(agent: Agent) -> dict:
-        ctx.step("site user and directories", progress=10)
-        _call(ctx, agent, "site-ensure", {"name": site.unix_user})
-        if kind.uses_database:
-            ctx.step("database", progress=20)
-            _call(
-                ctx,
-                agent,
-                "db-ensure",
-                {"name": site.db_name, "user": site.db_user, "password": site.db_password},
-            )
-        if kind.uses_php:
-            ctx.step(f"php-fpm pool (PHP {site.php_version})", progress=30)
-            pool = render_pool(name=site.unix_user, php_version=site.php_version)
-            _call(
-                ctx,
-                agent,
-                "pool-apply",
-                {"name": site.unix_user, "php_version": site.php_version, "content": pool},
-            )
-        ctx.step(f"release {release}", progress=45)
-        payload = {"name": site.unix_user, "release": release, "source": kind.source(site)}
-        if kind.build_steps:
-            payload["build"] = list(kind.build_steps)
-        if kind.shared_paths:
-            payload["shared"] = list(kind.shared_paths)
-        env = kind.env_file(site)
-        if env:
-            payload["env"] = env
-        built = _call(ctx, agent, "release-create", payload)
-        ctx.step("nginx vhost", progress=75)
-        _call(ctx, agent, "vhost-apply", {"name": site.unix_user, "content": render_vhost(vhost_spec(site))})
-        ctx.step("switch current release", progress=85)
-        activated = _call(
-            ctx,
-            agent,
-            "release-activate",
-            {"name": site.unix_user, "release": release, "keep": settings.SITE_RELEASES_KEPT},
-        )
-        for subcommand, extra in kind.post_activate(site, first_deploy=first_deploy):
-            ctx.step(subcommand, progress=90)
-            _call(ctx, agent, subcommand, extra)
-        return {"commit": built.data.get("commit", ""), "pruned": activated.data.get("pruned", [])}
-
-    result = _remote(ctx, site, work)
-    changes = ctx.changes
-    ctx.log(f"{changes} change(s) on {site.vps.name}" if changes else f"no changes on {site.vps.name}")
-    ctx.step("verify the site answers", progress=95)
-    try:
-        site_verify(site=site, log=ctx.log)
-    except OperationError as exc:
-        _switch_back(ctx, site, release, reason=str(exc))
-        raise
-    site_release_switched(
-        site=site, release=release, commit=result["commit"], pruned=result["pruned"], deployed=True
-    )
-    return {"release": release, "commit": result["commit"], "changes": changes}
-
-
-def _switch_back(ctx: OperationContext, site: Site, failed_release: str, *, reason: str) -> None:
-    """The new release went live but does not answer: put the previous one back at once."""
-    previous = site.current_release
-    if not previous or previous == failed_release:
-        return
-    ctx.log(
-        f"release {failed_release} does not answer ({reason}); switching back to {previous}", level="warning"
-    )
-    _remote(
-        ctx,
-        site,
-        lambda agent: _call(
-            ctx,
-            agent,
-            "release-activate",
-            {"name": site.unix_user, "release": previous, "keep": settings.SITE_RELEASES_KEPT},
-        ),
-    )
-    site.releases.filter(name=failed_release).update(status=Release.Status.FAILED)
-    raise OperationError(f"{reason}; switched back to release {previous}, which is serving again")
 
 
 def site_release_switched(
@@ -508,112 +397,6 @@ def site_verify(*, site: Site, log=None, accept=None, expected: str = "") -> int
                 last = path
         time.sleep(0.05)
     raise OperationError(f"a visitor of {site.domain} did not get {expected} on {site.vps.name}: {last}")
-
-
-@register(
-    "site.rollback",
-    queue="remote",
-    soft_time_limit=300,
-    time_limit=360,
-    on_failure=_record_failed,
-    on_success=_record_succeeded,
-)
-def site_rollback_run(ctx: OperationContext) -> dict:
-    site = _site_of(ctx)
-    release = ctx.params["release"]
-
-    def work(agent: Agent):
-        ctx.step(f"switch current release back to {release}", progress=50)
-        _call(
-            ctx,
-            agent,
-            "release-activate",
-            {"name": site.unix_user, "release": release, "keep": settings.SITE_RELEASES_KEPT},
-        )
-
-    _remote(ctx, site, work)
-    site_verify(site=site, log=ctx.log)
-    site_release_switched(site=site, release=release)
-    return {"release": release}
-
-
-def _ssl_failed(ctx: OperationContext, reason: str) -> None:
-    site = Site.objects.filter(pk=int(ctx.operation.target_id)).first()
-    if site is None:
-        return
-    if site.ssl_status != Site.SslStatus.ACTIVE:
-        _set(site, ssl_status=Site.SslStatus.FAILED)
-    alert_raise(
-        name="ssl_failed",
-        key=site.domain,
-        summary=f"certificate for {site.domain} could not be issued: {reason}",
-        severity="warning",
-        tenant=site.tenant,
-        labels={"site": site.domain},
-    )
-
-
-def _acme_ca_bundle() -> str:
-    path = settings.ACME_CA_BUNDLE_FILE
-    return open(path).read() if path else ""
-
-
-def _point_local_dns(ctx: OperationContext, site: Site) -> None:
-    """make demo / e2e only: the local ACME CA resolves names through pebble-challtestsrv, which
-    CHOM tells where each domain lives (in production, customers' DNS does that)."""
-    base = settings.LOCAL_DNS_MANAGEMENT_URL
-    for domain in site.all_domains:
-        try:
-            for path, body in (
-                ("clear-a", {"host": f"{domain}."}),
-                ("add-a", {"host": f"{domain}.", "addresses": [site.vps.ip_address]}),
-            ):
-                requests.post(f"{base}/{path}", json=body, timeout=5).raise_for_status()
-        except requests.RequestException as exc:
-            raise OperationError(f"local DNS at {base} did not take {domain}: {exc}", transient=True)
-    ctx.log(f"local DNS: {', '.join(site.all_domains)} -> {site.vps.ip_address}")
-
-
-@register(
-    "site.ssl",
-    queue="remote",
-    soft_time_limit=300,
-    time_limit=360,
-    on_failure=_ssl_failed,
-    on_success=_record_succeeded,
-)
-def site_ssl_run(ctx: OperationContext) -> dict:
-    site = _site_of(ctx)
-    if site.ssl_status != Site.SslStatus.ACTIVE:
-        _set(site, ssl_status=Site.SslStatus.PENDING)
-    if settings.LOCAL_DNS_MANAGEMENT_URL:
-        _point_local_dns(ctx, site)
-
-    def work(agent: Agent) -> dict:
-        ctx.step(f"certificate for {', '.join(site.all_domains)}", progress=30)
-        payload = {
-            "name": site.unix_user,
-            "domains": site.all_domains,
-            "email": settings.ACME_EMAIL or f"hostmaster@{site.domain}",
-            "server": settings.ACME_DIRECTORY_URL,
-            "renew_before_days": settings.SSL_RENEW_BEFORE_DAYS,
-        }
-        bundle = _acme_ca_bundle()
-        if bundle:
-            payload["ca_bundle"] = bundle
-        cert = _call(ctx, agent, "cert-issue", payload).data
-        _set(site, ssl_status=Site.SslStatus.ACTIVE)
-        ctx.step("nginx vhost with TLS", progress=80)
-        _call(ctx, agent, "vhost-apply", {"name": site.unix_user, "content": render_vhost(vhost_spec(site))})
-        return cert
-
-    cert = _remote(ctx, site, work)
-    site_verify(site=site, log=ctx.log)
-    expires = parse_datetime(cert.get("not_after", ""))
-    _set(site, ssl_expires_at=expires)
-    alert_resolve(name="ssl_failed", key=site.domain)
-    ctx.log(f"certificate valid until {expires:%Y-%m-%d %H:%M} UTC" if expires else "certificate installed")
-    return {"not_after": cert.get("not_after", "")}
 
 
 def _apply_vhost(ctx: OperationContext, site: Site, *, suspended: bool) -> None:
@@ -689,13 +472,3 @@ def site_delete_run(ctx: OperationContext) -> dict:
     _set(site, status=Site.Status.DELETED, status_reason="")
     alert_resolve(name="ssl_failed", key=site.domain)
     return {"deleted": site.domain}
-
-
-def sites_renew_certificates(*, now=None) -> list[Operation]:
-    """Daily: queue renewal for certificates within SSL_RENEW_BEFORE_DAYS of expiry."""
-    now = now or timezone.now()
-    cutoff = now + timedelta(days=settings.SSL_RENEW_BEFORE_DAYS)
-    due = Site.objects.filter(ssl_status=Site.SslStatus.ACTIVE, ssl_expires_at__lt=cutoff).exclude(
-        status__in=[Site.Status.DELETING, Site.Status.DELETED]
-    )
-    return [_queue(site, "site.ssl") for site in due]

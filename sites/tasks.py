@@ -1,8 +1,8 @@
 from celery import shared_task
 
-from sites import services
+from sites import tls
 
 
 @shared_task(name="sites.renew_certificates", ignore_result=True)
 def renew_certificates() -> int:
-    return len(services.sites_renew_certificates())
+    return len(tls.sites_renew_certificates())

@@ -343,7 +343,7 @@ def test_it_suspends_a_tls_site_for_visitors_on_both_schemes_and_keeps_it_throug
     # The daily renewal re-renders the vhost: the suspension stays.
     from django.utils import timezone
 
-    from sites.services import sites_renew_certificates
+    from sites.tls import sites_renew_certificates
 
     Site.objects.filter(pk=site.pk).update(ssl_expires_at=timezone.now())
     with override_settings(**acme):

@@ -237,7 +237,7 @@ def test_it_queues_renewal_only_for_certificates_close_to_expiry(alice, vps):
 
     from django.utils import timezone
 
-    from sites.services import sites_renew_certificates
+    from sites.tls import sites_renew_certificates
 
     now = timezone.now()
     due = Site.objects.create(

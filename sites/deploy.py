@@ -1,0 +1,157 @@
+"""Deploying a site's code: build a release on the VPS, switch `current` to it, verify it serves,
+and switch back by itself when it does not; rollback to the release before."""
+
+from django.conf import settings
+
+from chom.operations import OperationContext, OperationError, register
+from fleet.remote.agent_client import Agent
+from sites.configs import render_pool, render_vhost
+from sites.models import Release, Site
+from sites.services import (
+    _call,
+    _record_failed,
+    _record_succeeded,
+    _remote,
+    _set,
+    _site_of,
+    site_release_switched,
+    site_verify,
+    vhost_spec,
+)
+from sites.types import site_type
+
+
+def _deploy_failed(ctx: OperationContext, reason: str) -> None:
+    site = Site.objects.filter(pk=int(ctx.operation.target_id)).first()
+    if site is None:
+        return
+    site.releases.filter(name=ctx.params.get("release", ""), status=Release.Status.BUILDING).update(
+        status=Release.Status.FAILED, error=f"failed during step '{ctx.operation.step}': {reason}"[:2000]
+    )
+    # A site that served before keeps serving its previous release.
+    status = Site.Status.ACTIVE if site.current_release else Site.Status.FAILED
+    _set(site, status=status, status_reason=reason[:2000])
+
+
+@register(
+    "site.deploy",
+    queue="remote",
+    soft_time_limit=1200,
+    time_limit=1260,
+    on_failure=_deploy_failed,
+    on_success=_record_succeeded,
+)
+def site_deploy_run(ctx: OperationContext) -> dict:
+    site = _site_of(ctx)
+    kind = site_type(site.type)
+    release = ctx.params["release"]
+    first_deploy = not site.current_release
+    _set(site, status=Site.Status.DEPLOYING)
+    Release.objects.get_or_create(site=site, name=release)
+
+    def work(agent: Agent) -> dict:
+        ctx.step("site user and directories", progress=10)
+        _call(ctx, agent, "site-ensure", {"name": site.unix_user})
+        if kind.uses_database:
+            ctx.step("database", progress=20)
+            _call(
+                ctx,
+                agent,
+                "db-ensure",
+                {"name": site.db_name, "user": site.db_user, "password": site.db_password},
+            )
+        if kind.uses_php:
+            ctx.step(f"php-fpm pool (PHP {site.php_version})", progress=30)
+            pool = render_pool(name=site.unix_user, php_version=site.php_version)
+            _call(
+                ctx,
+                agent,
+                "pool-apply",
+                {"name": site.unix_user, "php_version": site.php_version, "content": pool},
+            )
+        ctx.step(f"release {release}", progress=45)
+        payload = {"name": site.unix_user, "release": release, "source": kind.source(site)}
+        if kind.build_steps:
+            payload["build"] = list(kind.build_steps)
+        if kind.shared_paths:
+            payload["shared"] = list(kind.shared_paths)
+        env = kind.env_file(site)
+        if env:
+            payload["env"] = env
+        built = _call(ctx, agent, "release-create", payload)
+        ctx.step("nginx vhost", progress=75)
+        _call(ctx, agent, "vhost-apply", {"name": site.unix_user, "content": render_vhost(vhost_spec(site))})
+        ctx.step("switch current release", progress=85)
+        activated = _call(
+            ctx,
+            agent,
+            "release-activate",
+            {"name": site.unix_user, "release": release, "keep": settings.SITE_RELEASES_KEPT},
+        )
+        for subcommand, extra in kind.post_activate(site, first_deploy=first_deploy):
+            ctx.step(subcommand, progress=90)
+            _call(ctx, agent, subcommand, extra)
+        return {"commit": built.data.get("commit", ""), "pruned": activated.data.get("pruned", [])}
+
+    result = _remote(ctx, site, work)
+    changes = ctx.changes
+    ctx.log(f"{changes} change(s) on {site.vps.name}" if changes else f"no changes on {site.vps.name}")
+    ctx.step("verify the site answers", progress=95)
+    try:
+        site_verify(site=site, log=ctx.log)
+    except OperationError as exc:
+        _switch_back(ctx, site, release, reason=str(exc))
+        raise
+    site_release_switched(
+        site=site, release=release, commit=result["commit"], pruned=result["pruned"], deployed=True
+    )
+    return {"release": release, "commit": result["commit"], "changes": changes}
+
+
+def _switch_back(ctx: OperationContext, site: Site, failed_release: str, *, reason: str) -> None:
+    """The new release went live but does not answer: put the previous one back at once."""
+    previous = site.current_release
+    if not previous or previous == failed_release:
+        return
+    ctx.log(
+        f"release {failed_release} does not answer ({reason}); switching back to {previous}", level="warning"
+    )
+    _remote(
+        ctx,
+        site,
+        lambda agent: _call(
+            ctx,
+            agent,
+            "release-activate",
+            {"name": site.unix_user, "release": previous, "keep": settings.SITE_RELEASES_KEPT},
+        ),
+    )
+    site.releases.filter(name=failed_release).update(status=Release.Status.FAILED)
+    raise OperationError(f"{reason}; switched back to release {previous}, which is serving again")
+
+
+@register(
+    "site.rollback",
+    queue="remote",
+    soft_time_limit=300,
+    time_limit=360,
+    on_failure=_record_failed,
+    on_success=_record_succeeded,
+)
+def site_rollback_run(ctx: OperationContext) -> dict:
+    site = _site_of(ctx)
+    release = ctx.params["release"]
+
+    def work(agent: Agent):
+        ctx.step(f"switch current release back to {release}", progress=50)
+        _call(
+            ctx,
+            agent,
+            "release-activate",
+            {"name": site.unix_user, "release": release, "keep": settings.SITE_RELEASES_KEPT},
+        )
+
+    _remote(ctx, site, work)
+    site_verify(site=site, log=ctx.log)
+    site_release_switched(site=site, release=release)
+    return {"release": release}
