@@ -25,6 +25,7 @@ from chom.errors import ApplicationError
 from chom.models import Operation
 from chom.operations import OperationContext, OperationError, operation_create, register
 from chom.selectors import register_usage
+from chom.services import audit_record
 from fleet.remote.agent_client import AgentError
 from fleet.remote.transport import Transport, TransportError
 from fleet.services import transport_for
@@ -120,6 +121,39 @@ def backup_verify_request(*, backup: Backup, actor=None) -> Operation:
             actor=actor,
             params={"backup_id": backup.pk},
         )
+
+
+def backup_download_urls(
+    *, backup: Backup, artefact: str = "", actor=None, source_ip=None
+) -> tuple[dict, int]:
+    """Short-lived presigned URLs of BACKUP's objects (or only ARTEFACT), audited: they hand out
+    the site's database and files. Returns (urls by artefact name, seconds they stay valid)."""
+    if backup.status != Backup.Status.SUCCEEDED:
+        raise ApplicationError(409, "backup_not_restorable", f"This backup is {backup.status}.")
+    keys = {name: a["key"] for name, a in backup.artefacts.items() if name != "files_index"}
+    keys["manifest"] = backup.manifest_key
+    if artefact and artefact not in keys:
+        raise ApplicationError(404, "not_found", f"This backup has no {artefact} artefact.")
+    expires = settings.BACKUP_DOWNLOAD_URL_SECONDS
+    try:
+        urls = {
+            name: storage.presigned_url(
+                key, expires=expires, filename=f"{backup.site.domain}-{backup.pk}-{key.rsplit('/', 1)[-1]}"
+            )
+            for name, key in keys.items()
+            if not artefact or name == artefact
+        }
+    except storage.StorageError as exc:
+        raise ApplicationError(503, "storage_unavailable", str(exc))
+    audit_record(
+        action="backup.downloaded",
+        actor=actor,
+        tenant=backup.site.tenant,
+        target=f"backup:{backup.pk}",
+        source_ip=source_ip,
+        data={"site": backup.site.domain, "artefacts": sorted(urls)},
+    )
+    return urls, expires
 
 
 # --- running a backup ----------------------------------------------------------------------------

@@ -1,11 +1,10 @@
-from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backups import selectors, services, storage
+from backups import selectors, services
 from backups.api.serializers import (
     BackupCreateSerializer,
     BackupDetailSerializer,
@@ -15,7 +14,7 @@ from backups.api.serializers import (
 )
 from chom.api.permissions import is_staff_request
 from chom.api.serializers import OperationRefSerializer
-from chom.errors import ApplicationError
+from chom.http import client_ip
 from sites.selectors import sites_visible
 
 
@@ -58,6 +57,9 @@ class BackupDetailView(APIView):
 
 
 class BackupDownloadView(APIView):
+    # The dump and the .env inside are the site's secrets: owners/admins with a write token only.
+    sensitive_methods = ("GET",)
+
     @extend_schema(
         parameters=[DownloadSerializer],
         responses={
@@ -69,28 +71,14 @@ class BackupDownloadView(APIView):
     )
     def get(self, request, pk: int):
         backup = _backup(request, pk)
-        if backup.status != backup.Status.SUCCEEDED:
-            raise ApplicationError(409, "backup_not_restorable", f"This backup is {backup.status}.")
         query = DownloadSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        keys = {name: a["key"] for name, a in backup.artefacts.items() if name != "files_index"}
-        keys["manifest"] = backup.manifest_key
-        wanted = query.validated_data.get("artefact")
-        if wanted and wanted not in keys:
-            raise ApplicationError(404, "not_found", f"This backup has no {wanted} artefact.")
-        expires = settings.BACKUP_DOWNLOAD_URL_SECONDS
-        try:
-            urls = {
-                name: storage.presigned_url(
-                    key,
-                    expires=expires,
-                    filename=f"{backup.site.domain}-{backup.pk}-{key.rsplit('/', 1)[-1]}",
-                )
-                for name, key in keys.items()
-                if not wanted or name == wanted
-            }
-        except storage.StorageError as exc:
-            raise ApplicationError(503, "storage_unavailable", str(exc))
+        urls, expires = services.backup_download_urls(
+            backup=backup,
+            artefact=query.validated_data.get("artefact", ""),
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
         return Response({"urls": urls, "expires_in": expires})
 
 

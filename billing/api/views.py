@@ -10,19 +10,12 @@ from billing.api.serializers import (
     InvoiceSerializer,
     RedirectSerializer,
 )
-from chom.api.permissions import TenantOnly, TokenScopePermission
-from chom.errors import ApplicationError
+from chom.api.permissions import TENANT
 from chom.http import client_ip
-from chom.models import Membership
-
-
-def _require_billing_manager(request) -> None:
-    if request.auth.membership.role not in (Membership.Role.OWNER, Membership.Role.ADMIN):
-        raise ApplicationError(403, "forbidden", "Only the tenant's owners and admins can manage billing.")
 
 
 class BillingView(APIView):
-    permission_classes = [TokenScopePermission, TenantOnly]
+    audience = TENANT
 
     @extend_schema(responses=BillingSerializer)
     def get(self, request):
@@ -31,11 +24,11 @@ class BillingView(APIView):
 
 
 class CheckoutView(APIView):
-    permission_classes = [TokenScopePermission, TenantOnly]
+    audience = TENANT
+    manager_methods = ("POST",)
 
     @extend_schema(request=CheckoutSerializer, responses={201: RedirectSerializer})
     def post(self, request):
-        _require_billing_manager(request)
         data = CheckoutSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         url = services.billing_checkout_create(
@@ -48,11 +41,11 @@ class CheckoutView(APIView):
 
 
 class PortalView(APIView):
-    permission_classes = [TokenScopePermission, TenantOnly]
+    audience = TENANT
+    manager_methods = ("POST",)
 
     @extend_schema(request=None, responses={201: RedirectSerializer})
     def post(self, request):
-        _require_billing_manager(request)
         url = services.billing_portal_create(
             tenant=request.auth.tenant, actor=request.user, source_ip=client_ip(request)
         )
@@ -60,7 +53,7 @@ class PortalView(APIView):
 
 
 class InvoiceListView(APIView):
-    permission_classes = [TokenScopePermission, TenantOnly]
+    audience = TENANT
 
     @extend_schema(responses=InvoiceListSerializer)
     def get(self, request):

@@ -5,7 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chom import selectors, services
-from chom.api.permissions import TenantOnly, is_staff_request
+from chom.api.permissions import TENANT, is_staff_request
 from chom.api.serializers import (
     OperationFilterSerializer,
     OperationSerializer,
@@ -19,7 +19,7 @@ from chom.models import Membership
 
 
 class TenantView(APIView):
-    permission_classes = [TenantOnly]
+    audience = TENANT
 
     @extend_schema(responses=TenantSerializer)
     def get(self, request):

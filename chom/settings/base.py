@@ -166,7 +166,7 @@ STATICFILES_DIRS = [BASE_DIR / "chom" / "static"]
 # --- API --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["chom.api.auth.BearerTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["chom.api.permissions.TokenScopePermission"],
+    "DEFAULT_PERMISSION_CLASSES": ["chom.api.permissions.ApiAccess"],
     "DEFAULT_THROTTLE_CLASSES": ["chom.api.throttling.TokenRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],

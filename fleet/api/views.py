@@ -4,7 +4,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chom.api.permissions import StaffOnly
+from chom.api.permissions import STAFF
 from chom.api.serializers import OperationRefSerializer
 from chom.http import client_ip
 from fleet import selectors, services
@@ -25,7 +25,7 @@ def _accepted(vps, op, *, location: str | None = None) -> Response:
 
 
 class VpsListView(APIView):
-    permission_classes = [StaffOnly]
+    audience = STAFF
 
     @extend_schema(responses=VpsSerializer(many=True))
     def get(self, request):
@@ -41,7 +41,7 @@ class VpsListView(APIView):
 
 
 class VpsDetailView(APIView):
-    permission_classes = [StaffOnly]
+    audience = STAFF
 
     def _get(self, pk: int):
         return get_object_or_404(selectors.vps_visible(staff=True), pk=pk)
@@ -66,7 +66,7 @@ class VpsDetailView(APIView):
 
 
 class VpsBootstrapView(APIView):
-    permission_classes = [StaffOnly]
+    audience = STAFF
 
     @extend_schema(request=None, responses={202: VpsAcceptedSerializer})
     def post(self, request, pk: int):
@@ -76,7 +76,7 @@ class VpsBootstrapView(APIView):
 
 
 class FleetKeyView(APIView):
-    permission_classes = [StaffOnly]
+    audience = STAFF
 
     @extend_schema(responses={200: {"type": "object", "properties": {"public_key": {"type": "string"}}}})
     def get(self, request):

@@ -4,7 +4,7 @@ from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chom.api.permissions import StaffOnly, is_staff_request
+from chom.api.permissions import STAFF, is_staff_request
 from fleet import selectors as fleet_selectors
 from observability import queries, selectors
 from observability.api.serializers import (
@@ -75,7 +75,7 @@ class SiteLogsView(APIView):
 
 
 class VpsMetricsView(APIView):
-    permission_classes = [StaffOnly]
+    audience = STAFF
 
     @extend_schema(parameters=[RangeSerializer], responses=SeriesFrame)
     def get(self, request, pk: int):

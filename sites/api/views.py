@@ -4,7 +4,7 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chom.api.permissions import StaffOnly, TenantOnly, is_staff_request
+from chom.api.permissions import STAFF, TENANT, is_staff_request
 from chom.api.serializers import OperationRefSerializer
 from chom.errors import ApplicationError
 from chom.http import client_ip
@@ -81,16 +81,15 @@ class SiteDetailView(APIView):
         return _accepted(site, op)
 
 
-def _action(service, *, permission=TenantOnly):
+def _action(service, *, audience=TENANT):
     class ActionView(APIView):
-        permission_classes = [permission]
-
         @extend_schema(request=None, responses={202: SiteSerializer})
         def post(self, request, pk: int):
             site = get_object_or_404(_scoped(request), pk=pk)
             op = service(site=site, actor=request.user)
             return _accepted(site, op)
 
+    ActionView.audience = audience
     ActionView.__name__ = f"Site{service.__name__.title().replace('_', '')}View"
     return ActionView
 
@@ -106,5 +105,5 @@ def _staff_unsuspend(*, site, actor):
 SiteDeployView = _action(services.site_deploy_request)
 SiteRollbackView = _action(services.site_rollback_request)
 SiteSslView = _action(services.site_ssl_request)
-SiteSuspendView = _action(_staff_suspend, permission=StaffOnly)
-SiteUnsuspendView = _action(_staff_unsuspend, permission=StaffOnly)
+SiteSuspendView = _action(_staff_suspend, audience=STAFF)
+SiteUnsuspendView = _action(_staff_unsuspend, audience=STAFF)
