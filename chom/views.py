@@ -1,35 +1,44 @@
-import hmac
-
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
-from django.http import HttpResponse, HttpResponseForbidden, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from chom import health, metrics, selectors
+from chom.api.errors import error_body
+from chom.http import bearer_matches, client_ip
 
 
 @require_GET
 def health_view(request):
+    """Public: {"status", "checks": {name: "ok"|"down"}} (deploy.sh's canary reads it). Why a check
+    is down (hosts, driver messages) only for staff or with METRICS_TOKEN, under "details"."""
     ok, checks = health.health_report()
-    return JsonResponse({"status": "ok" if ok else "down", "checks": checks}, status=200 if ok else 503)
+    body = {
+        "status": "ok" if ok else "down",
+        "checks": {k: "ok" if v == "ok" else "down" for k, v in checks.items()},
+    }
+    if _privileged(request):
+        body["details"] = checks
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+def _privileged(request) -> bool:
+    """Staff signed in, or METRICS_TOKEN: may read /metrics and /health's details."""
+    staff = request.user.is_authenticated and request.user.is_staff
+    return staff or bearer_matches(request, settings.METRICS_TOKEN)
 
 
 def _metrics_allowed(request) -> bool:
-    if request.user.is_authenticated and request.user.is_staff:
-        return True
-    token = settings.METRICS_TOKEN
-    auth = request.headers.get("Authorization", "")
-    if token and hmac.compare_digest(auth, f"Bearer {token}"):
-        return True
-    return request.META.get("REMOTE_ADDR") in settings.METRICS_ALLOWED_IPS
+    return _privileged(request) or client_ip(request) in settings.METRICS_ALLOWED_IPS
 
 
 @require_GET
 def metrics_view(request):
     if not _metrics_allowed(request):
-        return HttpResponseForbidden("metrics are for staff, the configured token or allowed IPs")
+        body = error_body("unauthenticated", "Send 'Authorization: Bearer <METRICS_TOKEN>'.")
+        return JsonResponse(body, status=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     return HttpResponse(metrics.render(), content_type="text/plain; version=0.0.4")
 
 

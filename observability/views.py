@@ -1,7 +1,6 @@
 """Endpoints for the monitoring stack (Prometheus service discovery, Alertmanager's webhook) and
 the staff dashboard's alert page and chart data."""
 
-import hmac
 import json
 
 from django.conf import settings
@@ -13,15 +12,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from chom.api.errors import error_body
+from chom.http import bearer_matches
 from fleet import selectors as fleet_selectors
 from observability import queries, selectors, services, targets
 from observability.api.serializers import LogQuerySerializer, RangeSerializer
 from sites import selectors as site_selectors
-
-
-def _bearer_ok(request, token: str) -> bool:
-    supplied = request.headers.get("Authorization", "")
-    return bool(token) and hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode())
 
 
 def _refused(setting: str) -> JsonResponse:
@@ -35,7 +30,7 @@ def _refused(setting: str) -> JsonResponse:
 @require_GET
 def sd_targets(request):
     """Prometheus http_sd_configs: every monitored VPS's exporters with their labels."""
-    if not _bearer_ok(request, settings.PROMETHEUS_SD_TOKEN):
+    if not bearer_matches(request, settings.PROMETHEUS_SD_TOKEN):
         return _refused("PROMETHEUS_SD_TOKEN")
     return JsonResponse(targets.sd_target_groups(), safe=False)
 
@@ -43,7 +38,7 @@ def sd_targets(request):
 @csrf_exempt
 @require_POST
 def alertmanager_webhook(request):
-    if not _bearer_ok(request, settings.ALERTMANAGER_WEBHOOK_TOKEN):
+    if not bearer_matches(request, settings.ALERTMANAGER_WEBHOOK_TOKEN):
         return _refused("ALERTMANAGER_WEBHOOK_TOKEN")
     try:
         result = services.alertmanager_ingest(payload=json.loads(request.body))

@@ -11,11 +11,12 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).decode("latin-1")
+        header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
         keyword, _, raw = header.partition(" ")
-        if keyword != self.keyword or not raw.strip():
+        # A token is printable ASCII: anything else is malformed, never an error of ours.
+        if keyword != self.keyword or not raw.strip() or not raw.isascii() or not raw.isprintable():
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
         token = token_authenticate(raw=raw.strip())
         if token is None:

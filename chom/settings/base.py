@@ -194,6 +194,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Observability of CHOM itself ---------------------------------------------------------------
+# Proxies whose X-Forwarded-For is believed (CIDRs), e.g. the nginx in front of gunicorn:
+# "127.0.0.1/32,::1/128". Empty: the TCP peer is the client.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+# Clients (the real client, after TRUSTED_PROXIES) that may read /metrics without METRICS_TOKEN.
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
 METRICS_TOKEN = env_secret("METRICS_TOKEN", default="")
 WORKER_HEARTBEAT_SECONDS = 10
