@@ -165,7 +165,7 @@ def _remote_failure(what: str, result) -> BackupFailed:
 
 def _current_release(transport: Transport, site: Site) -> str:
     result = transport.run(remote.current_release(site.unix_user), timeout=30)
-    match = remote.RELEASE_TARGET_RE.match(result.stdout.strip()) if result.ok else None
+    match = remote.RELEASE_TARGET_RE.fullmatch(result.stdout.strip()) if result.ok else None
     return match.group(1) if match else ""
 
 

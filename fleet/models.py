@@ -4,7 +4,7 @@ from django.utils import timezone
 
 from chom.crypto import EncryptedTextField
 
-VPS_NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+VPS_NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z"  # \Z: "$" would accept a trailing newline
 vps_name_validator = RegexValidator(
     VPS_NAME_RE, "lowercase letters, digits and dashes; no leading/trailing dash"
 )

@@ -37,7 +37,7 @@ def normalize_domain(value: str) -> str:
     if len(labels) < 2:
         raise InvalidDomain("Use a fully qualified domain such as example.com.")
     for label in labels:
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise InvalidDomain(f"'{label}' is not a valid label (1-63 letters, digits or inner dashes).")
     if labels[-1].isdigit():
         raise InvalidDomain("The top-level domain cannot be numeric.")

@@ -65,8 +65,8 @@ class VpsCreateSerializer(serializers.Serializer):
     ip_address = serializers.IPAddressField(required=False, allow_null=True)
     ssh_port = serializers.IntegerField(min_value=1, max_value=65535, default=22)
     max_sites = serializers.IntegerField(min_value=1, max_value=10000, default=50)
-    region = serializers.RegexField(r"^[a-z0-9-]{0,50}$", required=False, default="")
-    size = serializers.RegexField(r"^[a-z0-9.-]{0,50}$", required=False, default="")
+    region = serializers.RegexField(r"^[a-z0-9-]{0,50}\Z", required=False, default="")
+    size = serializers.RegexField(r"^[a-z0-9.-]{0,50}\Z", required=False, default="")
     tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all(), required=False)
     labels = serializers.JSONField(required=False, default=dict, validators=[_validate_labels])
 

@@ -106,7 +106,7 @@ def vps_create(
     """Boot a fresh VPS NAME at IP on NETWORK and return once its sshd sends a banner.
 
     Anything already created is torn down again when a later step fails."""
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise ValueError(f"VPS name must match {_NAME_RE.pattern}: {name!r}")
     image = image or ensure_image()
     workdir = Path(workdir)

@@ -146,8 +146,9 @@ class LazyRe:
             self._compiled = re.compile(self.pattern, self.flags)
         return self._compiled
 
-    def match(self, text: str) -> re.Match[str] | None:
-        return self.compiled().match(text)
+    def fullmatch(self, text: str) -> re.Match[str] | None:
+        """The whole text, always: `match` with `$` lets "value\n" through."""
+        return self.compiled().fullmatch(text)
 
     def search(self, text: str) -> re.Match[str] | None:
         return self.compiled().search(text)
@@ -426,7 +427,7 @@ class Input:
 
     def match(self, key: str, pattern: LazyRe, what: str, default: Any = _REQUIRED) -> str:
         value = self.get(key, str, default)
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             raise invalid(f"{what} {value!r} is invalid (must match {pattern.pattern})")
         return value
 
@@ -444,7 +445,7 @@ class Input:
 
 def validate_abs_path(path: str, roots: tuple[str, ...]) -> str:
     """Accept only clean absolute paths strictly below one of `roots`."""
-    if not path.startswith("/") or not PATH_CHARS_RE.match(path):
+    if not path.startswith("/") or not PATH_CHARS_RE.fullmatch(path):
         raise invalid(f"path {path!r} must be absolute and use only [A-Za-z0-9_./@+-]")
     parts = path.split("/")[1:]
     if any(part in ("", ".", "..") for part in parts):
@@ -455,7 +456,7 @@ def validate_abs_path(path: str, roots: tuple[str, ...]) -> str:
 
 
 def parse_mode(value: str) -> int:
-    if not MODE_RE.match(value):
+    if not MODE_RE.fullmatch(value):
         raise invalid(f'mode {value!r} must be an octal string like "0644" (no setuid/setgid)')
     return int(value, 8)
 
@@ -654,7 +655,7 @@ def php_versions(config: Config) -> list[str]:
         for path in glob.glob(config.path("/etc/php/*/fpm"))
         if os.path.isdir(path)
     ]
-    return sorted((v for v in found if PHP_VERSION_RE.match(v)), key=_version_key)
+    return sorted((v for v in found if PHP_VERSION_RE.fullmatch(v)), key=_version_key)
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -678,7 +679,7 @@ def managed_names(directory: str, prefix: str = "chom-") -> list[str]:
 
     pattern = os.path.join(directory, glob.escape(prefix) + "*.conf")
     names = (os.path.basename(p)[len(prefix) : -len(".conf")] for p in glob.glob(pattern))
-    return sorted(n for n in names if SITE_NAME_RE.match(n))
+    return sorted(n for n in names if SITE_NAME_RE.fullmatch(n))
 
 
 def cmd_facts(ctx: Context, args: Input) -> dict[str, Any]:
@@ -716,7 +717,7 @@ def cmd_packages_ensure(ctx: Context, args: Input) -> dict[str, Any]:
     packages = args.get("packages", list)
     update = args.get("update", bool, default=True)
     args.finish()
-    if not packages or not all(isinstance(p, str) and PACKAGE_RE.match(p) for p in packages):
+    if not packages or not all(isinstance(p, str) and PACKAGE_RE.fullmatch(p) for p in packages):
         raise invalid("packages must be a non-empty list of Debian package names")
     present = installed_packages(ctx, packages)
     missing = [p for p in dict.fromkeys(packages) if p not in present]
@@ -1436,7 +1437,7 @@ def ufw_listed_rules(status: str) -> set[tuple[str, str]]:
     """(To, From) of the ALLOW rules `ufw status` lists, e.g. ("22/tcp (v6)", "Anywhere (v6)")."""
     found = set()
     for line in status.splitlines():
-        match = UFW_LISTED_RULE_RE.match(line)
+        match = UFW_LISTED_RULE_RE.fullmatch(line)
         if match:
             found.add((match.group(1), match.group(2)))
     return found
@@ -1571,7 +1572,7 @@ def cmd_site_ensure(ctx: Context, args: Input) -> dict[str, Any]:
     name = args.match("name", SITE_NAME_RE, "site name")
     php_version = args.get("php_version", str, default=None)
     args.finish()
-    if php_version is not None and not PHP_VERSION_RE.match(php_version):
+    if php_version is not None and not PHP_VERSION_RE.fullmatch(php_version):
         raise invalid(f"php_version {php_version!r} is invalid (must match {PHP_VERSION_RE.pattern})")
     config = ctx.config
     if php_version is not None and not os.path.isdir(config.path(f"/etc/php/{php_version}/fpm")):
@@ -1750,14 +1751,14 @@ def parse_source(raw: Any) -> dict[str, Any]:
     elif raw["type"] == "git":
         validate_git_url(raw.get("url"))
         branch = raw.get("branch")
-        if not isinstance(branch, str) or not BRANCH_RE.match(branch) or ".." in branch:
+        if not isinstance(branch, str) or not BRANCH_RE.fullmatch(branch) or ".." in branch:
             raise invalid(f"git branch {branch!r} is invalid (must match {BRANCH_RE.pattern}, no '..')")
     else:
         url = raw.get("url")
         if not isinstance(url, str) or url_scheme(url) not in ("https", "http"):
             raise invalid(f"archive url {url!r} must be http:// or https://")
         validate_url_chars(url)
-        if not isinstance(raw.get("sha256"), str) or not SHA256_RE.match(raw["sha256"]):
+        if not isinstance(raw.get("sha256"), str) or not SHA256_RE.fullmatch(raw["sha256"]):
             raise invalid("archive sha256 must be 64 lowercase hex digits")
         strip = raw.get("strip_components", 0)
         if not isinstance(strip, int) or isinstance(strip, bool) or not 0 <= strip <= 5:
@@ -1790,7 +1791,7 @@ def validate_git_url(url: Any) -> None:
 
 
 def validate_rel_path(path: Any, what: str) -> str:
-    if not isinstance(path, str) or not REL_PATH_RE.match(path):
+    if not isinstance(path, str) or not REL_PATH_RE.fullmatch(path):
         raise invalid(f"{what} {path!r} must be a relative path using [A-Za-z0-9_./@+-]")
     if any(part in ("", ".", "..") for part in path.split("/")):
         raise invalid(f"{what} {path!r} must be normalised (no '..', '.', '//' or trailing '/')")
@@ -2278,7 +2279,7 @@ def run_step(
 
 def release_dirs(site: Site) -> list[str]:
     """Release ids newest first (ids start with their UTC timestamp, so names sort by age)."""
-    names = [n for n in os.listdir(site.sub("releases")) if RELEASE_RE.match(n)]
+    names = [n for n in os.listdir(site.sub("releases")) if RELEASE_RE.fullmatch(n)]
     return sorted(names, reverse=True)
 
 
@@ -2288,7 +2289,7 @@ def current_release(site: Site) -> str | None:
         return None
     target = os.readlink(current)
     head, _, release = target.rpartition("/")
-    return release if head == "releases" and RELEASE_RE.match(release) else None
+    return release if head == "releases" and RELEASE_RE.fullmatch(release) else None
 
 
 def cmd_release_activate(ctx: Context, args: Input) -> dict[str, Any]:
@@ -2415,9 +2416,11 @@ def wp_params(args: Input) -> dict[str, str]:
     params = {
         key: args.get(key, str) for key in ("title", "admin_user", "admin_email", "admin_password", "url")
     }
-    if not 1 <= len(params["title"]) <= 200 or not re.match(r"^[A-Za-z0-9._@-]{1,60}$", params["admin_user"]):
+    if not 1 <= len(params["title"]) <= 200 or not re.fullmatch(
+        r"[A-Za-z0-9._@-]{1,60}", params["admin_user"]
+    ):
         raise invalid("title must be 1-200 characters and admin_user 1-60 of [A-Za-z0-9._@-]")
-    if not EMAIL_RE.match(params["admin_email"]):
+    if not EMAIL_RE.fullmatch(params["admin_email"]):
         raise invalid(f"admin_email {params['admin_email']!r} is not an email address")
     if not 8 <= len(params["admin_password"]) <= 256:
         raise invalid("admin_password must be 8-256 characters")
@@ -2484,10 +2487,12 @@ def iso_utc(epoch: float) -> str:
 def cert_input(args: Input) -> tuple[str, list[str], str, str, str | None, int]:
     name = args.match("name", SITE_NAME_RE, "site name")
     domains = args.get("domains", list)
-    if not 1 <= len(domains) <= 100 or not all(isinstance(d, str) and DOMAIN_RE.match(d) for d in domains):
+    if not 1 <= len(domains) <= 100 or not all(
+        isinstance(d, str) and DOMAIN_RE.fullmatch(d) for d in domains
+    ):
         raise invalid("domains must be 1-100 lowercase host names (e.g. example.com)")
     email = args.get("email", str)
-    if not EMAIL_RE.match(email):
+    if not EMAIL_RE.fullmatch(email):
         raise invalid(f"email {email!r} is not an email address")
     server = args.get("server", str)
     validate_url_chars(server)
@@ -2620,7 +2625,7 @@ def validate_supervisor(name: str, content: str) -> None:
         raise invalid("supervisor config has no [program:...] section")
     for section in parser.sections():
         kind, _, program = section.partition(":")
-        if kind not in ("program", "group") or not re.match(r"^[A-Za-z0-9_.-]{1,64}$", program):
+        if kind not in ("program", "group") or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", program):
             raise invalid(f"supervisor section [{section}] must be [program:X] or [group:X]")
         if kind == "program" and parser.get(section, "user", fallback=None) != name:
             raise invalid(f"[{section}] must set user={name}")
@@ -2734,7 +2739,7 @@ def site_release_facts(ctx: Context) -> dict[str, Any]:
     for name, entry in read_db(ctx.config.path("/etc/passwd")).items():
         if len(entry) < 6 or entry[4] != USER_MARKER or entry[5] != f"/var/www/{name}":
             continue
-        if not SITE_NAME_RE.match(name) or not os.path.isdir(site_home(ctx.config, name) + "/releases"):
+        if not SITE_NAME_RE.fullmatch(name) or not os.path.isdir(site_home(ctx.config, name) + "/releases"):
             continue
         site = Site(name, int(entry[2]), int(entry[3]), 0, site_home(ctx.config, name))
         complete = [r for r in release_dirs(site) if read_marker(site.sub("releases", r)) is not None]
@@ -2832,7 +2837,7 @@ def take_locks(config: Config, scope: str, raw: dict[str, Any]) -> list[int]:
     if scope == "none":
         return []
     name = raw.get("name")
-    if scope == "global" or not isinstance(name, str) or not SITE_NAME_RE.match(name):
+    if scope == "global" or not isinstance(name, str) or not SITE_NAME_RE.fullmatch(name):
         return [acquire_lock(config)]
     held = [acquire_lock(config, shared=True)]
     try:

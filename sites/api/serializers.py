@@ -27,12 +27,12 @@ class RepositorySerializer(serializers.Serializer):
     branch = serializers.CharField(max_length=100, required=False, default="main")
 
     def validate_url(self, value: str) -> str:
-        if not REPOSITORY_URL_RE.match(value):
+        if not REPOSITORY_URL_RE.fullmatch(value):
             raise serializers.ValidationError("Use an http(s):// or git:// repository URL.")
         return value
 
     def validate_branch(self, value: str) -> str:
-        if not BRANCH_RE.match(value):
+        if not BRANCH_RE.fullmatch(value):
             raise serializers.ValidationError("Not a valid branch name.")
         return value
 
@@ -40,7 +40,7 @@ class RepositorySerializer(serializers.Serializer):
 class SiteCreateSerializer(serializers.Serializer):
     domain = DomainField(max_length=300)
     type = serializers.ChoiceField(choices=Site.Type.choices)
-    php_version = serializers.RegexField(r"^[0-9]\.[0-9]$", required=False, default="")
+    php_version = serializers.RegexField(r"^[0-9]\.[0-9]\Z", required=False, default="")
     repository = RepositorySerializer(required=False)
     aliases = serializers.ListField(
         child=DomainField(max_length=300), required=False, default=list, max_length=20
@@ -58,7 +58,7 @@ class SiteCreateSerializer(serializers.Serializer):
 
 
 class SiteUpdateSerializer(serializers.Serializer):
-    php_version = serializers.RegexField(r"^[0-9]\.[0-9]$", required=False)
+    php_version = serializers.RegexField(r"^[0-9]\.[0-9]\Z", required=False)
     aliases = serializers.ListField(child=DomainField(max_length=300), required=False, max_length=20)
     repository = RepositorySerializer(required=False)
 

@@ -1,13 +1,20 @@
 """The harness shared by the agent's test modules: run vpsmanager.py like CHOM does, against a
-temp VPSMANAGER_ROOT with recording fakes for systemctl, apt-get and ufw."""
+temp VPSMANAGER_ROOT with recording fakes for systemctl, apt-get and ufw (no systemd here, and
+tests must not install packages); the daemons themselves are the real binaries.
+
+Set VPSMANAGER_TEST_PYTHON=/path/to/python3.9 to run the agent under the oldest supported Python.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,3 +180,76 @@ def stop(proc: subprocess.Popen) -> None:
 def require(binary: str) -> None:
     if not os.access(binary, os.X_OK):
         pytest.skip(f"{binary} is not installed")
+
+
+# --------------------------------------------------------------------------- sites
+
+
+SITE = "site1"
+R = [f"20261127T0415{i:02d}-ab12cd" for i in range(40)]  # release ids, oldest first
+PHP = "/usr/bin/php"
+GIT = "/usr/bin/git"
+
+
+def require_site_tools() -> None:
+    for binary in ("/usr/sbin/useradd", "/usr/bin/setpriv", GIT, PHP):
+        require(binary)
+    help_text = subprocess.run(["useradd", "--help"], capture_output=True, text=True, timeout=30).stdout
+    if "--prefix" not in help_text:
+        pytest.skip("useradd has no --prefix on this host")
+
+
+@pytest.fixture(name="agent")
+def site_agent(base: Path) -> Agent:
+    """The site modules' `agent`, imported by them in place of conftest's: its root is in `base`,
+    which the site user and nginx's workers can reach, and supervisorctl is a recording fake."""
+    require_site_tools()
+    agent = make_agent(base)
+    agent.env["VPSMANAGER_SUPERVISORCTL"] = agent.fake(
+        "supervisorctl", recorder(agent.fakes / "supervisorctl.calls", 0)
+    )
+    return agent
+
+
+def placeholder(release: str, html: str | None = None, **extra: Any) -> dict[str, Any]:
+    source = {"type": "placeholder", "html": html if html is not None else f"release {release}"}
+    return {"name": SITE, "release": release, "source": source, **extra}
+
+
+def mode_owner(path: Path) -> tuple[int, int, int]:
+    st = path.lstat()
+    return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+
+
+def make_repo(base: Path, owner: int, files: dict[str, str]) -> tuple[Path, str]:
+    """A real git repository owned by the site user (git refuses other owners' repositories)."""
+    repo = base / "repo"
+    repo.mkdir()
+    for rel, content in files.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(content)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com"}
+    env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+    for argv in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "first"]):
+        subprocess.run([GIT, *argv], cwd=repo, env=env, check=True, timeout=30)
+    sha = subprocess.run(
+        [GIT, "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+    for path in [repo, *repo.rglob("*")]:
+        os.lchown(path, owner, owner)
+    return repo, sha
+
+
+@dataclass
+class Web:
+    port: int
+
+    def get(self, host: str, path: str = "/") -> tuple[int, str]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers={"Host": host})
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+        except (urllib.error.URLError, OSError) as exc:
+            return 0, str(exc)

@@ -1,0 +1,322 @@
+"""release-create: git clones and build steps run as the site user, shared paths, env files, and
+archive sources (checksums, unsafe members, download failures).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import json
+import os
+import tarfile
+import threading
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fleet.agent_fixtures import (
+    SITE,
+    Agent,
+    R,
+    make_repo,
+    mode_owner,
+    placeholder,
+    site_agent,  # noqa: F401 - the site tests' `agent` fixture (replaces conftest's)
+)
+
+pytestmark = pytest.mark.real  # real nginx/php-fpm/MariaDB/PostgreSQL/promtool (tests/support/real.py)
+
+
+# --------------------------------------------------------------------------- release-create
+
+
+def test_release_create_clones_a_real_git_repository_as_the_site_user(
+    agent: Agent, site: dict[str, Any], base: Path
+) -> None:
+    repo, sha = make_repo(base, site["uid"], {"public/index.php": "<?php echo 'hi';\n", "README": "x\n"})
+    payload = {
+        "name": SITE,
+        "release": R[0],
+        "source": {"type": "git", "url": f"file://{repo}", "branch": "main"},
+        "build": ["php-lint", "composer-install"],
+    }
+    out = agent.ok("release-create", payload)
+
+    assert out["changed"] is True
+    assert out["data"] == {"release": R[0], "commit": sha, "path": f"/var/www/site1/releases/{R[0]}"}
+    release = agent.path(f"/var/www/site1/releases/{R[0]}")
+    assert (release / "public" / "index.php").read_text() == "<?php echo 'hi';\n"
+    assert not (release / ".git").exists()
+    # Files are the site user's, group www-data through the setgid directories, never root's.
+    assert mode_owner(release / "public" / "index.php")[1:] == (site["uid"], 33)
+    assert "php-lint: exit 0" in " ".join(out["log"])
+    assert any("composer-install: skipped" in line for line in out["log"])
+
+    again = agent.ok("release-create", payload)
+    assert (again["changed"], again["data"]["commit"]) == (False, sha)
+
+
+def test_release_create_runs_build_steps_as_the_site_user(
+    agent: Agent, site: dict[str, Any], base: Path
+) -> None:
+    # A fake `php artisan` that records who runs it: proves the build never runs as root.
+    artisan = "<?php file_put_contents('storage/who', posix_geteuid() . ' ' . getenv('HOME'));\n"
+    repo, _ = make_repo(
+        base, site["uid"], {"artisan": artisan, "public/index.php": "<?php\n", "storage/.keep": ""}
+    )
+    out = agent.ok(
+        "release-create",
+        {
+            "name": SITE,
+            "release": R[0],
+            "source": {"type": "git", "url": str(repo), "branch": "main"},
+            "build": ["artisan-optimize"],
+            "shared": ["storage"],
+        },
+    )
+    assert out["changed"] is True
+    who = agent.path("/var/www/site1/shared/storage/who")
+    assert who.read_text() == f"{site['uid']} {agent.path('/var/www/site1')}"
+    assert who.stat().st_uid == site["uid"]
+    link = agent.path(f"/var/www/site1/releases/{R[0]}/storage")
+    assert os.readlink(link) == "../../shared/storage"
+
+
+def test_release_create_seeds_shared_paths_once_and_links_nested_ones(
+    agent: Agent, site: dict[str, Any]
+) -> None:
+    agent.ok("release-create", {**placeholder(R[0]), "shared": ["wp-content/uploads", "storage"]})
+    shared = agent.path("/var/www/site1/shared")
+    assert (shared / "wp-content" / "uploads").is_dir() and (shared / "storage").is_dir()
+    (shared / "storage" / "kept.txt").write_text("user data")
+    agent.ok("release-create", {**placeholder(R[1]), "shared": ["wp-content/uploads", "storage"]})
+    second = agent.path(f"/var/www/site1/releases/{R[1]}")
+    assert os.readlink(second / "wp-content" / "uploads") == "../../../shared/wp-content/uploads"
+    assert (second / "storage" / "kept.txt").read_text() == "user data"
+
+
+def test_release_create_writes_the_env_file_for_the_site_user_only_and_never_logs_it(
+    agent: Agent, site: dict[str, Any]
+) -> None:
+    secret = "s3cr3t-Pa55word"
+    content = f"APP_KEY=base64:abc\nDB_PASSWORD={secret}\n"
+    out = agent.ok("release-create", {**placeholder(R[0]), "env": {"path": ".env", "content": content}})
+    env = agent.path(f"/var/www/site1/releases/{R[0]}/.env")
+    assert env.read_text() == content
+    assert mode_owner(env) == (0o640, site["uid"], site["gid"])
+    assert secret not in json.dumps(out)
+
+
+def test_release_create_with_a_plain_repository_serves_its_top_level(
+    agent: Agent, site: dict[str, Any], base: Path
+) -> None:
+    repo, _ = make_repo(base, site["uid"], {"index.html": "top\n"})
+    agent.ok(
+        "release-create",
+        {"name": SITE, "release": R[0], "source": {"type": "git", "url": str(repo), "branch": "main"}},
+    )
+    public = agent.path(f"/var/www/site1/releases/{R[0]}/public")
+    assert os.readlink(public) == "."
+    assert (public / "index.html").read_text() == "top\n"
+
+
+def test_a_failing_build_step_removes_the_release_and_keeps_current(
+    agent: Agent, site: dict[str, Any], base: Path
+) -> None:
+    agent.ok("release-create", placeholder(R[0]))
+    agent.ok("release-activate", {"name": SITE, "release": R[0]})
+    repo, _ = make_repo(base, site["uid"], {"public/index.php": "<?php echo 'broken'\n"})
+
+    result = agent(
+        "release-create",
+        {
+            "name": SITE,
+            "release": R[1],
+            "source": {"type": "git", "url": str(repo), "branch": "main"},
+            "build": ["php-lint"],
+        },
+    )
+
+    assert (result.rc, result.error["code"], result.error["step"]) == (1, "build_failed", "php-lint")
+    assert result.error["message"].startswith("php-lint exited 255: ")
+    assert "syntax error" in result.error["message"]
+    assert not agent.path(f"/var/www/site1/releases/{R[1]}").exists()
+    assert os.readlink(agent.path("/var/www/site1/current")) == f"releases/{R[0]}"
+    assert [r["name"] for r in agent.ok("releases-list", {"name": SITE})["data"]["releases"]] == [R[0]]
+
+
+def test_composer_install_failure_is_a_build_failure(agent: Agent, site: dict[str, Any], base: Path) -> None:
+    composer = agent.fake(
+        "composer", "#!/bin/sh\necho 'Your requirements could not be resolved' >&2\nexit 2\n"
+    )
+    agent.env["VPSMANAGER_COMPOSER"] = composer
+    repo, _ = make_repo(
+        base, site["uid"], {"composer.json": '{"require": {"chom/nope": "*"}}', "public/x": ""}
+    )
+    result = agent(
+        "release-create",
+        {
+            "name": SITE,
+            "release": R[0],
+            "source": {"type": "git", "url": str(repo), "branch": "main"},
+            "build": ["composer-install"],
+        },
+    )
+    assert (result.error["code"], result.error["step"]) == ("build_failed", "composer-install")
+    assert "exited 2: Your requirements could not be resolved" in result.error["message"]
+    assert list(agent.path("/var/www/site1/releases").iterdir()) == []
+
+
+def test_a_missing_branch_is_reported_with_gits_message(
+    agent: Agent, site: dict[str, Any], base: Path
+) -> None:
+    repo, _ = make_repo(base, site["uid"], {"index.html": "x"})
+    result = agent(
+        "release-create",
+        {"name": SITE, "release": R[0], "source": {"type": "git", "url": str(repo), "branch": "nope"}},
+    )
+    assert result.error["code"] == "source_failed"
+    assert "exited 128" in result.error["message"] and "nope" in result.error["message"]
+    assert list(agent.path("/var/www/site1/releases").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- archives
+
+
+@dataclass
+class Files:
+    url: str
+    served: dict[str, bytes]
+
+
+@pytest.fixture
+def files() -> Iterator[Files]:
+    served: dict[str, bytes] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            body = served.get(self.path.lstrip("/"))
+            self.send_response(200 if body is not None else 404)
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Files(url=f"http://127.0.0.1:{server.server_address[1]}", served=served)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def tarball(members: list[tuple[str, bytes | None, str | None]]) -> bytes:
+    """(name, data or None for a directory, symlink target or None)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data, link in members:
+            info = tarfile.TarInfo(name)
+            if link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                archive.addfile(info)
+            elif data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o555
+                archive.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o644
+                archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def archive_payload(files: Files, name: str, data: bytes, **extra: Any) -> dict[str, Any]:
+    files.served[name] = data
+    source = {
+        "type": "archive",
+        "url": f"{files.url}/{name}",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        **extra,
+    }
+    return {"name": SITE, "release": R[0], "source": source}
+
+
+def test_archive_release_like_wordpress_strips_its_top_level_directory(
+    agent: Agent, site: dict[str, Any], files: Files
+) -> None:
+    data = tarball(
+        [
+            ("wordpress", None, None),
+            ("wordpress/wp-admin", None, None),
+            ("wordpress/index.php", b"<?php // wp\n", None),
+            ("wordpress/wp-admin/admin.php", b"<?php\n", None),
+            ("wordpress/latest", None, "wp-admin/admin.php"),
+        ]
+    )
+    payload = archive_payload(files, "wordpress.tar.gz", data, strip_components=1)
+    out = agent.ok("release-create", {**payload, "shared": ["wp-content/uploads"], "build": ["php-lint"]})
+
+    release = agent.path(f"/var/www/site1/releases/{R[0]}")
+    assert out["data"]["commit"] == "sha256:" + payload["source"]["sha256"]
+    assert (release / "public" / "index.php").read_text() == "<?php // wp\n"
+    assert os.readlink(release / "latest") == "wp-admin/admin.php"
+    assert mode_owner(release / "index.php")[1:] == (site["uid"], 33)
+    # Read-only directories from the archive must not make the release impossible to prune.
+    agent.ok("release-activate", {"name": SITE, "release": R[0], "keep": 1})
+    for release in R[1:3]:
+        agent.ok("release-create", placeholder(release))
+        pruned = agent.ok("release-activate", {"name": SITE, "release": release, "keep": 1})["data"]["pruned"]
+    assert pruned == [R[0]]
+
+
+def test_archive_release_from_a_zip(agent: Agent, site: dict[str, Any], files: Files) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app/public/index.html", "zip!")
+    agent.ok("release-create", archive_payload(files, "a.zip", buffer.getvalue(), strip_components=1))
+    assert agent.path(f"/var/www/site1/releases/{R[0]}/public/index.html").read_text() == "zip!"
+
+
+def test_archive_with_a_wrong_sha256_is_rejected_before_extraction(
+    agent: Agent, site: dict[str, Any], files: Files
+) -> None:
+    payload = archive_payload(files, "a.tar.gz", tarball([("public/index.html", b"x", None)]))
+    payload["source"]["sha256"] = "0" * 64
+    result = agent("release-create", payload)
+    assert (result.error["code"], result.error["step"]) == ("checksum_mismatch", "verify")
+    assert "nothing was extracted" in result.error["message"]
+    assert list(agent.path("/var/www/site1/releases").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        [("public/index.html", b"ok", None), ("../evil", b"pwned", None)],
+        [("public/index.html", b"ok", None), ("public/../../evil", b"pwned", None)],
+        [("/evil", b"pwned", None)],
+        [("public", None, None), ("public/escape", None, "../../../evil")],
+        [("public/abs", None, "/etc/passwd")],
+    ],
+    ids=["dotdot", "nested-dotdot", "absolute", "escaping-symlink", "absolute-symlink"],
+)
+def test_unsafe_archives_are_rejected(
+    agent: Agent, site: dict[str, Any], files: Files, base: Path, members: list[Any]
+) -> None:
+    result = agent("release-create", archive_payload(files, "evil.tar.gz", tarball(members)))
+    assert (result.error["code"], result.error["step"]) == ("unsafe_archive", "extract")
+    assert list(agent.path("/var/www/site1/releases").iterdir()) == []
+    assert not any(p.name == "evil" for p in base.rglob("evil"))
+
+
+def test_a_download_failure_is_reported(agent: Agent, site: dict[str, Any], files: Files) -> None:
+    payload = archive_payload(files, "x.tar.gz", b"x")
+    payload["source"]["url"] = f"{files.url}/missing.tar.gz"
+    result = agent("release-create", payload)
+    assert result.error["code"] == "source_failed"
+    assert "404" in result.error["message"]
