@@ -66,8 +66,21 @@ def exception_handler(exc, context):
     return response
 
 
+def api_not_found(request, *args, **kwargs):
+    """Any path under /api/v1/ that no route takes, with any method."""
+    return JsonResponse(
+        error_body("not_found", f"No API endpoint at {request.path}; see /api/v1/docs."),
+        status=status.HTTP_404_NOT_FOUND,
+    )
+
+
 def json_not_found(request, exception=None):
-    return JsonResponse(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+    """handler404: the API's error shape under /api/, Django's page elsewhere (the dashboard)."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
 
 
 def json_server_error(request):

@@ -1,9 +1,10 @@
 """Everything under /api/v1/. Each app adds its own routes here."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from chom.api import views
+from chom.api.errors import api_not_found
 
 urlpatterns = [
     path("tenant", views.TenantView.as_view(), name="api-tenant"),
@@ -28,4 +29,6 @@ urlpatterns = [
         ),
         name="api-docs",
     ),
+    # Last: any other path under /api/v1/ is a JSON 404 in the error shape, whatever DEBUG says.
+    re_path(r"^", api_not_found, name="api-not-found"),
 ]

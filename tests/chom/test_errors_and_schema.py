@@ -1,3 +1,6 @@
+import pytest
+
+
 def test_it_answers_malformed_json_with_400_and_the_error_shape(alice):
     response = alice.client().post("/api/v1/tokens", data="{not json", content_type="application/json")
     assert response.status_code == 400
@@ -27,6 +30,26 @@ def test_it_names_invalid_fields(alice):
 def test_it_treats_shell_metacharacters_as_plain_invalid_input(alice):
     response = alice.client().post("/api/v1/tokens", {"name": "", "scope": "$(reboot)"}, format="json")
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("method", ["get", "post", "put", "patch", "delete"])
+def test_it_answers_any_unknown_api_path_in_the_error_shape_even_with_debug(
+    anon, alice, settings, debug, method
+):
+    settings.DEBUG = debug
+    for client in (anon, alice.client()):
+        response = getattr(client, method)("/api/v1/no/such/thing")
+        assert response.status_code == 404
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == "not_found"
+
+
+def test_it_answers_a_wrong_method_with_405_in_the_error_shape(alice, settings):
+    settings.DEBUG = True
+    response = alice.client().put("/api/v1/tenant", {}, format="json")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
 
 
 def test_it_answers_unknown_api_paths_with_json_404(alice):
