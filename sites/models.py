@@ -70,6 +70,17 @@ class Site(models.Model):
         return self.status in (self.Status.DELETING, self.Status.DELETED)
 
 
+class SiteHostname(models.Model):
+    """Every name a live site answers to (its domain and aliases), unique across all tenants: the
+    database, not a check-then-act in Python, decides which of two concurrent creates wins."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="hostnames")
+    hostname = models.CharField(max_length=253, unique=True)
+
+    def __str__(self) -> str:
+        return self.hostname
+
+
 class Release(models.Model):
     class Status(models.TextChoices):
         BUILDING = "building"

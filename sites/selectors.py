@@ -3,7 +3,7 @@
 from django.db.models import Count, Q, QuerySet
 
 from chom import tiers
-from sites.models import Site
+from sites.models import Site, SiteHostname
 
 
 def sites_visible(*, tenant, staff: bool = False) -> QuerySet[Site]:
@@ -57,6 +57,5 @@ def tenant_over_limits(tenant) -> list[str]:
 
 
 def domain_taken(domain: str) -> bool:
-    """Hosted by anyone, as a primary domain or an alias."""
-    live = Site.objects.exclude(status=Site.Status.DELETED)
-    return live.filter(domain=domain).exists() or any(domain in s.aliases for s in live.only("aliases"))
+    """Hosted by anyone, as a primary domain or an alias (the hostname table holds live sites)."""
+    return SiteHostname.objects.filter(hostname=domain).exists()

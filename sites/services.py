@@ -24,7 +24,7 @@ from fleet.services import transport_for
 from sites import probe, selectors
 from sites.configs import SERVED_BY_HEADER, VhostSpec, render_vhost
 from sites.hooks import site_before_delete
-from sites.models import Release, Site
+from sites.models import Release, Site, SiteHostname
 from sites.types import generated_secrets, site_type
 
 logger = logging.getLogger(__name__)
@@ -141,6 +141,9 @@ def site_create(
                 site.db_name = site.db_user = name.replace("-", "_")
                 site.db_password = secrets.token_urlsafe(24)
             site.save()
+            SiteHostname.objects.bulk_create(
+                [SiteHostname(site=site, hostname=name) for name in site.all_domains]
+            )
             op = operation_create(
                 kind="site.deploy",
                 tenant=tenant,
@@ -156,8 +159,12 @@ def site_create(
                 source_ip=source_ip,
                 data={"type": type, "vps": vps.name},
             )
-    except IntegrityError:
-        raise ApplicationError(409, "domain_taken", f"{domain} is already hosted here.", {"domain": [domain]})
+    except IntegrityError:  # a concurrent create took one of the names first
+        taken = [name for name in [domain, *aliases] if selectors.domain_taken(name)] or [domain]
+        message = f"{taken[0]} is already hosted here."
+        raise ApplicationError(
+            409, "domain_taken", message, {"domain" if taken[0] == domain else "aliases": [message]}
+        )
     credentials = {}
     if type == "wordpress":
         credentials = {"admin_user": "admin", "admin_password": json.loads(site.app_key)["admin_password"]}
@@ -182,11 +189,26 @@ def site_update(*, site: Site, actor=None, **changes) -> Operation | None:
         )
     for field, value in changes.items():
         setattr(site, field, value)
-    site.save(update_fields=list(changes))
+    try:
+        with transaction.atomic():
+            site.save(update_fields=list(changes))
+            if "aliases" in changes:
+                site_hostnames_sync(site=site)
+    except IntegrityError:  # a concurrent create or update took one of the aliases first
+        message = "One of these aliases was just taken by another site."
+        raise ApplicationError(409, "domain_taken", message, {"aliases": [message]})
     audit_record(
         action="site.updated", actor=actor, tenant=site.tenant, target=f"site:{site.domain}", data=changes
     )
     return site_deploy_request(site=site, actor=actor) if changes else None
+
+
+def site_hostnames_sync(*, site: Site) -> None:
+    """SITE's rows in the hostname table = its domain and aliases while live, none once deleted."""
+    wanted = set() if site.status == Site.Status.DELETED else set(site.all_domains)
+    site.hostnames.exclude(hostname__in=wanted).delete()
+    have = set(site.hostnames.values_list("hostname", flat=True))
+    SiteHostname.objects.bulk_create([SiteHostname(site=site, hostname=n) for n in sorted(wanted - have)])
 
 
 def site_require_live(*, site: Site, allow_suspended: bool = False) -> None:
@@ -470,5 +492,6 @@ def site_delete_run(ctx: OperationContext) -> dict:
 
     _remote(ctx, site, work)
     _set(site, status=Site.Status.DELETED, status_reason="")
+    site_hostnames_sync(site=site)  # its names are free for another site
     alert_resolve(name="ssl_failed", key=site.domain)
     return {"deleted": site.domain}
