@@ -33,7 +33,8 @@ class Demo:
 def start_demo(var_dir: Path, *, bridge: str, subnet: str, chom_url: str) -> Demo:
     """Everything `make demo` runs besides CHOM itself, wired to the local fleet's bridge."""
     network = localfleet.network_up(bridge, subnet)
-    demo = Demo(env={}, stoppers=[], description=[])
+    # Sites of the demo may clone from a git server on the fleet bridge (README's walkthrough).
+    demo = Demo(env={"REPOSITORY_ALLOWED_NETWORKS": f"{subnet}.0/24"}, stoppers=[], description=[])
     try:
         pebble = start_pebble(var_dir / "demo" / "pebble", listen_ip=network.gateway, validation_port=80)
         demo.stoppers.append(pebble.stop)

@@ -225,6 +225,9 @@ CHOM_LOCAL_PROVIDER = env.bool("CHOM_LOCAL_PROVIDER", default=False)
 LOCAL_FLEET_DIR = env.str("LOCAL_FLEET_DIR", default=str(VAR_DIR / "fleet"))
 LOCAL_FLEET_BRIDGE = env.str("LOCAL_FLEET_BRIDGE", default="chomlocal")
 LOCAL_FLEET_SUBNET = env.str("LOCAL_FLEET_SUBNET", default="10.251.1")
+# Internal networks sites may clone from (on-premise git, the test fleet's bridge). Never opens
+# link-local addresses or CHOM's own services (sites/repositories.py).
+REPOSITORY_ALLOWED_NETWORKS = env.list("REPOSITORY_ALLOWED_NETWORKS", default=[])
 # Address (or CIDR) of the monitoring server allowed to reach exporter ports through UFW.
 FLEET_MONITORING_SOURCE = env.str("FLEET_MONITORING_SOURCE", default="")
 FLEET_UNREACHABLE_AFTER = env.int("FLEET_UNREACHABLE_AFTER", default=2)

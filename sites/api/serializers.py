@@ -6,10 +6,13 @@ from chom.api.serializers import OperationRefSerializer
 from chom.models import Operation
 from sites.domains import InvalidDomain, normalize_domain
 from sites.models import Release, Site
+from sites.repositories import RepositoryRefused, repository_url_check
 from sites.types import SITE_TYPES
 
 # Remote URLs only: a file:// or ssh:// URL would make the server read its own disk or keys.
-REPOSITORY_URL_RE = re.compile(r"^(https?|git)://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+/-]*)?$")
+REPOSITORY_URL_RE = re.compile(
+    r"(https?|git)://([A-Za-z0-9._~-]{1,64}@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+/-]*)?"
+)
 BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,100}$")
 
 
@@ -27,6 +30,10 @@ class RepositorySerializer(serializers.Serializer):
     branch = serializers.CharField(max_length=100, required=False, default="main")
 
     def validate_url(self, value: str) -> str:
+        try:
+            repository_url_check(value)  # first: a password in the URL gets its own message
+        except RepositoryRefused as exc:
+            raise serializers.ValidationError(str(exc))
         if not REPOSITORY_URL_RE.fullmatch(value):
             raise serializers.ValidationError("Use an http(s):// or git:// repository URL.")
         return value

@@ -58,6 +58,8 @@ def local_fleet(fleet_network):
         LOCAL_FLEET_BRIDGE=network.name,
         LOCAL_FLEET_SUBNET=subnet,
         FLEET_MONITORING_SOURCE=network.gateway,
+        # The test git servers listen on the bridge's gateway.
+        REPOSITORY_ALLOWED_NETWORKS=[f"{subnet}.0/24"],
     ):
         yield base
     for workdir in Path(base).glob("*"):
