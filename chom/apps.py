@@ -6,4 +6,6 @@ class ChomConfig(AppConfig):
     verbose_name = "CHOM core"
 
     def ready(self) -> None:
-        from chom import services, workers  # noqa: F401 - registers operation kinds and signals
+        from chom import services, two_factor, workers  # noqa: F401 - registers operation kinds and signals
+
+        two_factor.connect_lockout_signal()

@@ -5,6 +5,7 @@ kombu's filesystem transport under var/broker, so background work still runs in 
 worker process on a machine that has nothing else installed.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -41,6 +42,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "chom",
     "fleet",
     "sites",
@@ -57,10 +62,31 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "chom.two_factor.StaffTwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "chom.middleware.ApplicationErrorMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lockout answer
 ]
+
+# Brute-force protection of /login/ and /admin/login/ (django-axes): after AXES_FAILURE_LIMIT
+# failures for one user name from one client address, that pair is locked out for
+# AXES_COOLOFF_MINUTES; a success resets the count. Lockouts are audited (chom.two_factor).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_MINUTES = env.float("AXES_COOLOFF_MINUTES", default=15)
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "chom.http.client_ip"  # honours TRUSTED_PROXIES
+AXES_LOCKOUT_TEMPLATE = "chom/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
+# Staff must sign in with a second factor (TOTP, with one-time recovery codes). Always on in
+# production settings; elsewhere off unless set, but a staff user who enrolled is always asked.
+STAFF_REQUIRE_2FA = env.bool("STAFF_REQUIRE_2FA", default=False)
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="CHOM")
 
 ROOT_URLCONF = "chom.urls"
 WSGI_APPLICATION = "chom.wsgi.application"

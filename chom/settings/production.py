@@ -21,6 +21,7 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # /metrics: METRICS_TOKEN (or a staff session); an IP allow-list only when set explicitly, and it
 # applies to the real client (TRUSTED_PROXIES), never to the nginx in front.
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
+STAFF_REQUIRE_2FA = True  # staff sign in with a second factor, always
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
 SESSION_COOKIE_SECURE = True
