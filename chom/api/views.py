@@ -1,5 +1,5 @@
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,7 +29,7 @@ class TenantView(APIView):
 
 
 class TokenListView(APIView):
-    @extend_schema(responses=TokenSerializer(many=True))
+    @extend_schema(responses=inline_serializer("TokenList", fields={"results": TokenSerializer(many=True)}))
     def get(self, request):
         tokens = selectors.tokens_visible(tenant=request.auth.tenant, user=request.user)
         return Response({"results": TokenSerializer(tokens, many=True).data})

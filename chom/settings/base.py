@@ -215,6 +215,10 @@ SPECTACULAR_SETTINGS = {
         "SiteStatusEnum": "sites.models.Site.Status",
         "SiteTypeEnum": "sites.models.Site.Type",
     },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "chom.api.schema.add_error_responses",
+    ],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }

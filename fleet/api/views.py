@@ -1,5 +1,5 @@
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -27,7 +27,7 @@ def _accepted(vps, op, *, location: str | None = None) -> Response:
 class VpsListView(APIView):
     audience = STAFF
 
-    @extend_schema(responses=VpsSerializer(many=True))
+    @extend_schema(responses=inline_serializer("VpsList", fields={"results": VpsSerializer(many=True)}))
     def get(self, request):
         vpses = selectors.vps_visible(staff=True).select_related("tenant")
         return Response({"results": VpsSerializer(vpses, many=True).data})

@@ -43,8 +43,8 @@ class LogQuerySerializer(serializers.Serializer):
 
 
 class AlertSerializer(serializers.ModelSerializer):
-    site = serializers.PrimaryKeyRelatedField(read_only=True)
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    site = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
 
     class Meta:
         model = Alert
