@@ -27,7 +27,10 @@ def _accepted(vps, op, *, location: str | None = None) -> Response:
 class VpsListView(APIView):
     audience = STAFF
 
-    @extend_schema(responses=inline_serializer("VpsList", fields={"results": VpsSerializer(many=True)}))
+    @extend_schema(
+        operation_id="vps_list",
+        responses=inline_serializer("VpsList", fields={"results": VpsSerializer(many=True)}),
+    )
     def get(self, request):
         vpses = selectors.vps_visible(staff=True).select_related("tenant")
         return Response({"results": VpsSerializer(vpses, many=True).data})
