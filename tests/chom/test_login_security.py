@@ -104,21 +104,6 @@ def test_reset_2fa_removes_a_lost_device_and_is_audited(client, admin_user, sett
 
 
 def test_production_requires_staff_2fa():
-    import subprocess
-    import sys
+    from tests.support.production import production_setting
 
-    env = {
-        "DJANGO_SETTINGS_MODULE": "chom.settings.production",
-        "SECRET_KEY": "x" * 60,
-        "DATABASE_URL": "sqlite:////tmp/unused.sqlite3",
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "ALLOWED_HOSTS": "chom.test",
-        "FIELD_ENCRYPTION_KEY": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
-        "STAFF_REQUIRE_2FA": "false",
-        "PATH": "/usr/bin:/bin",
-    }
-    code = (
-        "import django; django.setup(); from django.conf import settings; print(settings.STAFF_REQUIRE_2FA)"
-    )
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip() == "True", result.stderr
+    assert production_setting("STAFF_REQUIRE_2FA", STAFF_REQUIRE_2FA="false") == "True"
