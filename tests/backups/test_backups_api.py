@@ -147,3 +147,18 @@ def test_it_reports_backup_storage_gb_as_one_type_everywhere(alice, done):
     for url in ("/api/v1/tenant", "/api/v1/billing"):
         text = alice.client().get(url).content.decode().replace(" ", "")
         assert '"backup_storage_gb":0.0' in text, (url, text)
+
+
+def test_downloading_a_backup_is_for_owners_and_admins_with_a_write_token_and_is_audited(
+    alice, bob, victor, done
+):
+    from chom.models import AuditEvent
+
+    for persona in (bob, victor):  # a member (write token) and a viewer: the dump holds the site's secrets
+        response = persona.client().get(f"/api/v1/backups/{done.pk}/download")
+        assert response.status_code == 403, response.content
+    assert not AuditEvent.objects.filter(action="backup.downloaded").exists()
+    assert alice.client().get(f"/api/v1/backups/{done.pk}/download").status_code == 200
+    event = AuditEvent.objects.get(action="backup.downloaded")
+    assert event.target == f"backup:{done.pk}" and event.actor == alice.user
+    assert event.data["artefacts"] == ["database", "files", "manifest"]
