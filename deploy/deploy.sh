@@ -150,11 +150,18 @@ health_get() {
     else
         url_args=("http://$bind/health")
     fi
-    out=$(curl -s --max-time 3 -w '\n%{http_code}' -H "Host: $host" -H "X-Forwarded-Proto: https" \
-        "${url_args[@]}" 2>/dev/null) || true
+    # With METRICS_TOKEN, /health also says why a check is down; the token goes through a file
+    # descriptor (in the same command, so it is still open), never into curl's argv (ps).
+    local headers=(-H "Host: $host" -H "X-Forwarded-Proto: https")
+    if [[ -n ${METRICS_TOKEN:-} ]]; then
+        out=$(curl -s --max-time 3 -w '\n%{http_code}' "${headers[@]}" \
+            -H @<(printf 'Authorization: Bearer %s\n' "$METRICS_TOKEN") "${url_args[@]}" 2>/dev/null) || true
+    else
+        out=$(curl -s --max-time 3 -w '\n%{http_code}' "${headers[@]}" "${url_args[@]}" 2>/dev/null) || true
+    fi
     local body=${out%$'\n'*}
     body=${body//$'\n'/ }
-    echo "${out##*$'\n'} ${body:0:400}"
+    echo "${out##*$'\n'} ${body:0:1500}"
 }
 
 healthy() { local r; r=$(health_get); [[ $r == 200\ * && $r == *'"status": "ok"'* ]]; }

@@ -207,6 +207,9 @@ class Target:
                     f"CHOM_BIND=127.0.0.1:{self.port}",
                     "WEB_CONCURRENCY=2",
                     "WEB_THREADS=4",
+                    # As deploy/README.md tells an operator: deploy.sh then shows /health's details.
+                    f"METRICS_TOKEN={secrets.token_urlsafe(24)}",
+                    "TRUSTED_PROXIES=127.0.0.1/32,::1/128",
                     "",
                 ]
             )
