@@ -281,8 +281,11 @@ def test_it_deploys_laravel_from_git_twice_without_errors_and_rolls_back(
         server.stop()
 
 
-def _https_get(ip: str, domain: str, root_pem: str) -> tuple[str, dict]:
-    context = ssl.create_default_context(cadata=root_pem)
+def _https_get(ip: str, domain: str, root_pem: str | None = None) -> tuple[str, dict]:
+    """GET / over TLS with SNI = DOMAIN; verified against ROOT_PEM when given."""
+    context = ssl.create_default_context(cadata=root_pem) if root_pem else ssl.create_default_context()
+    if not root_pem:
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     with (
         socket.create_connection((ip, 443), timeout=5) as raw,
         context.wrap_socket(raw, server_hostname=domain) as tls,
@@ -300,22 +303,8 @@ def _visit(vps, domain: str) -> list[tuple[str, int, str]]:
 
     hops = probe.visit(vps.ip_address, domain)
     last = hops[-1]
-    body = _https_body(vps.ip_address, domain) if last.url.startswith("https") else _get(vps, domain).text
+    body = _https_get(vps.ip_address, domain)[0] if last.url.startswith("https") else _get(vps, domain).text
     return [(h.url, h.status, body if h is last else "") for h in hops]
-
-
-def _https_body(ip: str, domain: str) -> str:
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    with (
-        socket.create_connection((ip, 443), timeout=5) as raw,
-        context.wrap_socket(raw, server_hostname=domain) as tls,
-    ):
-        tls.sendall(f"GET / HTTP/1.1\r\nHost: {domain}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := tls.recv(65536):
-            data += chunk
-    return data.decode(errors="replace")
 
 
 def test_it_suspends_a_tls_site_for_visitors_on_both_schemes_and_keeps_it_through_renewal(
