@@ -58,6 +58,10 @@ def _body(spec: VhostSpec) -> str:
     }}"""
     lines = [
         f"    root {root};",
+        # Files the site user controls may be symlinks to another site's files or to /etc: nginx
+        # follows a link below the document root only when the link and its target have the same
+        # owner (`current` itself, above the document root, is CHOM's own link).
+        "    disable_symlinks if_not_owner from=$document_root;",
         "    index index.php index.html index.htm;" if spec.php else "    index index.html index.htm;",
         "    location ~ /\\.(?!well-known) { deny all; }",
     ]

@@ -2225,14 +2225,42 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def open_below(base: str, parts: list[str], flags: int) -> int:
+    """A descriptor of BASE/PARTS..., each component below BASE opened with O_NOFOLLOW by
+    descriptor: a symlink a site user put anywhere on the way fails (ELOOP/ENOTDIR) and is never
+    followed, and no path is resolved again after it was checked."""
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        return os.open(parts[-1], flags | os.O_NOFOLLOW, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
 def read_marker(release_dir: str) -> dict[str, Any] | None:
-    if os.path.islink(release_dir):
+    """The release's completion marker, or None. The site user owns the release: the marker may
+    be a symlink, a FIFO or a device, and `releases`/the release itself may be symlinks. Opened
+    by descriptor without following links and without blocking (O_NONBLOCK: a FIFO answers at
+    once), read only when it is a regular file of at most 64 KiB."""
+    releases, release = os.path.split(release_dir)
+    home, releases_name = os.path.split(releases)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
+    try:
+        fd = open_below(home, [releases_name, release, RELEASE_MARKER], flags)
+    except OSError:
         return None
     try:
-        with open(os.path.join(release_dir, RELEASE_MARKER), "rb") as fh:
-            value = json.loads(fh.read(65536))
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > 65536:
+            return None
+        value = json.loads(os.read(fd, 65537))
     except (OSError, ValueError):
         return None
+    finally:
+        os.close(fd)
     return value if isinstance(value, dict) else None
 
 

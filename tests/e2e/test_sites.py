@@ -90,6 +90,22 @@ def test_it_serves_a_static_placeholder_and_isolates_php_sites(alice, make_vps):
     out = _sh(vps, "runuser", "-u", a.unix_user, "--", "ls", f"/var/www/{b.unix_user}")
     assert "Permission denied" in out
 
+    # Site A's files may be symlinks to B's files or to /etc (B's tree is readable by nginx's
+    # group): nginx follows only links whose owner owns the target too.
+    public = f"/var/www/{a.unix_user}/current/public"
+    _sh(
+        vps, "runuser", "-u", a.unix_user, "--", "sh", "-c",
+        'ln -s "$2" "$1/b.txt" && ln -s /etc/passwd "$1/passwd.txt" && echo mine > "$1/own.txt"'
+        ' && ln -s "$1/own.txt" "$1/alias.txt"',
+        "sh", public, f"/var/www/{b.unix_user}/current/public/index.html",
+    )  # fmt: skip
+    for leak in ("/b.txt", "/passwd.txt"):
+        response = _get(vps, "a.php.test", leak)
+        # 403 from a direct file, 404 through try_files: refused either way, nothing shown.
+        assert response.status_code in (403, 404), (leak, response.status_code)
+        assert "root:" not in response.text and "b.php.test" not in response.text
+    assert _get(vps, "a.php.test", "/alias.txt").text == "mine\n"
+
 
 def _git_repo(path: Path, files: dict[str, str], message: str) -> str:
     path.mkdir(parents=True, exist_ok=True)

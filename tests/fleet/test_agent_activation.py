@@ -65,6 +65,30 @@ def test_release_activate_refuses_unknown_or_incomplete_releases(agent: Agent, s
     assert not agent.path("/var/www/site1/current").exists()
 
 
+def test_a_hostile_release_marker_never_blocks_or_misleads_the_agent(
+    agent: Agent, site: dict[str, Any]
+) -> None:
+    """The site user owns its releases: a FIFO, a symlink or a symlinked release directory at the
+    marker must not hang root's agent (every facts call, so the whole VPS) nor count as complete."""
+    for release in R[:4]:
+        agent.ok("release-create", placeholder(release))
+    releases = agent.path("/var/www/site1/releases")
+    (releases / R[0] / ".chom-release.json").unlink()
+    os.mkfifo(releases / R[0] / ".chom-release.json")
+    (releases / R[1] / ".chom-release.json").unlink()
+    (releases / R[1] / ".chom-release.json").symlink_to(releases / R[3] / ".chom-release.json")
+    os.rename(releases / R[2], releases / "moved")
+    (releases / R[2]).symlink_to(releases / R[3])
+    started = time.monotonic()
+    listing = agent.ok("releases-list", {"name": SITE})["data"]
+    facts = agent.ok("facts")["data"]
+    assert time.monotonic() - started < 30  # a blocking open would hang until the test times out
+    assert [r["name"] for r in listing["releases"]] == [R[3]]
+    assert facts["site_releases"][SITE]["releases"] == 1
+    for release in (R[0], R[1], R[2]):
+        assert agent("release-activate", {"name": SITE, "release": release}).error["code"] == "not_found"
+
+
 def test_nginx_serves_each_activated_release_without_a_failed_request(
     agent: Agent, site: dict[str, Any], web: Web
 ) -> None:
