@@ -1485,7 +1485,8 @@ def ufw_status(ctx: Context) -> str:
 #     shared/                 NAME:www-data 2750  persistent paths symlinked into each release
 #     acme/                   root:www-data 2750  certbot's HTTP-01 webroot
 #     tmp/                    NAME:NAME     0700  PHP sessions and uploads (pool settings)
-#   /var/log/chom/NAME/       root:root     0755  nginx and php-fpm per-site logs
+#   /var/log/chom/NAME/       root:NAME     0750  nginx and php-fpm per-site logs (other sites
+#                                                  cannot read them: request URLs carry tokens)
 #
 # Logs live outside the home on purpose: NAME owns its home and could swap a logs/ directory for
 # a symlink, making nginx's root master open (and append to) any file on the next reload.
@@ -1547,25 +1548,42 @@ def load_site(ctx: Context, name: str) -> Site:
 
 
 def ensure_layout_dir(ctx: Context, path: str, uid: int, gid: int, mode: int) -> None:
+    """PATH is a directory owned UID:GID with MODE. Its parent may belong to the site user, who can
+    swap PATH for a symlink at any moment: everything happens by descriptor (lstat relative to
+    the parent, open with O_NOFOLLOW, fchown/fchmod), so root never changes a file a link points at."""
+    parent, name = os.path.split(path)
+    parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        st: os.stat_result | None = os.lstat(path)
-    except FileNotFoundError:
-        st = None
-    if st is not None and not stat.S_ISDIR(st.st_mode):
-        # Only the site user can have put something else here: replace it, never follow it.
-        os.unlink(path)
-        ctx.change(f"removed non-directory {path}")
-        st = None
-    if st is None:
-        os.mkdir(path, 0o700)
-        st = os.lstat(path)
-        ctx.change(f"created {path}")
-    if (st.st_uid, st.st_gid) != (uid, gid):
-        os.chown(path, uid, gid, follow_symlinks=False)
-        ctx.change(f"chown {uid}:{gid} {path}")
-    if stat.S_IMODE(st.st_mode) != mode:
-        os.chmod(path, mode)
-        ctx.change(f"chmod {mode:o} {path}")
+        try:
+            st: os.stat_result | None = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            # Only the site user can have put something else here: replace it, never follow it.
+            os.unlink(name, dir_fd=parent_fd)
+            ctx.change(f"removed non-directory {path}")
+            st = None
+        if st is None:
+            os.mkdir(name, 0o700, dir_fd=parent_fd)
+            ctx.change(f"created {path}")
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
+        except OSError as exc:  # swapped for a symlink or a file since the check
+            raise AgentError(
+                "conflict", f"{path} changed while being prepared ({exc.strerror}); retry"
+            ) from exc
+    finally:
+        os.close(parent_fd)
+    try:
+        st = os.fstat(fd)
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            os.fchown(fd, uid, gid)
+            ctx.change(f"chown {uid}:{gid} {path}")
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.fchmod(fd, mode)
+            ctx.change(f"chmod {mode:o} {path}")
+    finally:
+        os.close(fd)
 
 
 def cmd_site_ensure(ctx: Context, args: Input) -> dict[str, Any]:
@@ -1589,7 +1607,8 @@ def cmd_site_ensure(ctx: Context, args: Input) -> dict[str, Any]:
     ensure_layout_dir(ctx, os.path.join(home, "acme"), 0, www_gid, 0o2750)
     ensure_layout_dir(ctx, os.path.join(home, "tmp"), uid, gid, 0o700)
     os.makedirs(config.path("/var/log/chom"), 0o755, exist_ok=True)
-    ensure_layout_dir(ctx, site_log_dir(config, name), 0, 0, 0o755)
+    # Root writes (nginx's master, supervisor); the site reads its own logs; no other site can.
+    ensure_layout_dir(ctx, site_log_dir(config, name), 0, gid, 0o750)
     if not ctx.changed:
         ctx.log(f"site {name} layout unchanged")
     return {

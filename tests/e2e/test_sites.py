@@ -106,6 +106,12 @@ def test_it_serves_a_static_placeholder_and_isolates_php_sites(alice, make_vps):
         assert "root:" not in response.text and "b.php.test" not in response.text
     assert _get(vps, "a.php.test", "/alias.txt").text == "mine\n"
 
+    # Logs: a site reads its own, never a co-tenant's (request URLs carry tokens).
+    own = _sh(vps, "runuser", "-u", a.unix_user, "--", "cat", f"/var/log/chom/{a.unix_user}/access.log")
+    assert "GET /alias.txt" in own
+    theirs = _sh(vps, "runuser", "-u", a.unix_user, "--", "cat", f"/var/log/chom/{b.unix_user}/access.log")
+    assert "Permission denied" in theirs
+
 
 def _git_repo(path: Path, files: dict[str, str], message: str) -> str:
     path.mkdir(parents=True, exist_ok=True)

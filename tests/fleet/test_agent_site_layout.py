@@ -36,7 +36,7 @@ def test_site_ensure_creates_the_user_and_layout_and_a_second_call_changes_nothi
     assert mode_owner(home / "shared") == (0o2750, uid, 33)
     assert mode_owner(home / "acme") == (0o2750, 0, 33)
     assert mode_owner(home / "tmp") == (0o700, uid, gid)
-    assert mode_owner(agent.path("/var/log/chom/site1")) == (0o755, 0, 0)
+    assert mode_owner(agent.path("/var/log/chom/site1")) == (0o750, 0, gid)  # root writes, the site reads
     entry = agent.path("/etc/passwd").read_text().splitlines()[-1]
     assert entry.endswith(":CHOM managed:/var/www/site1:/usr/sbin/nologin")
 
@@ -49,6 +49,23 @@ def test_site_ensure_repairs_drifted_modes(agent: Agent, site: dict[str, Any]) -
     out = agent.ok("site-ensure", {"name": SITE})
     assert out["changed"] is True
     assert mode_owner(agent.path("/var/www/site1/shared"))[0] == 0o2750
+
+
+def test_site_ensure_replaces_a_planted_symlink_and_leaves_its_target_alone(
+    agent: Agent, site: dict[str, Any]
+) -> None:
+    """The site user owns its home: `tmp` swapped for a symlink to a root file must not make root
+    chown/chmod that file (the old lstat-then-chmod followed the link)."""
+    victim = agent.path("/etc/chom-victim")
+    victim.write_text("root's file\n")
+    victim.chmod(0o600)
+    tmp = agent.path("/var/www/site1/tmp")
+    tmp.rmdir()
+    tmp.symlink_to(victim)
+    agent.ok("site-ensure", {"name": SITE})
+    assert mode_owner(victim) == (0o600, 0, 0) and victim.read_text() == "root's file\n"
+    assert tmp.is_dir() and not tmp.is_symlink()
+    assert mode_owner(tmp)[0] == 0o700
 
 
 def test_site_ensure_refuses_an_account_chom_does_not_manage(agent: Agent) -> None:
