@@ -130,8 +130,9 @@ def backup_download_urls(
     the site's database and files. Returns (urls by artefact name, seconds they stay valid)."""
     if backup.status != Backup.Status.SUCCEEDED:
         raise ApplicationError(409, "backup_not_restorable", f"This backup is {backup.status}.")
-    keys = {name: a["key"] for name, a in backup.artefacts.items() if name != "files_index"}
+    keys = {name: a.get("key", "") for name, a in backup.artefacts.items() if name != "files_index"}
     keys["manifest"] = backup.manifest_key
+    keys = {name: key for name, key in keys.items() if key}  # an object never uploaded has no URL
     if artefact and artefact not in keys:
         raise ApplicationError(404, "not_found", f"This backup has no {artefact} artefact.")
     expires = settings.BACKUP_DOWNLOAD_URL_SECONDS

@@ -162,3 +162,12 @@ def test_downloading_a_backup_is_for_owners_and_admins_with_a_write_token_and_is
     event = AuditEvent.objects.get(action="backup.downloaded")
     assert event.target == f"backup:{done.pk}" and event.actor == alice.user
     assert event.data["artefacts"] == ["database", "files", "manifest"]
+
+
+def test_download_lists_only_objects_that_were_uploaded(alice, site, s3):
+    """Found by the API fuzzing: an artefact without a key made boto3 fail (503) instead of a 404."""
+    partial = Backup.objects.create(site=site, status="succeeded", artefacts={"files": {"key": ""}})
+    response = alice.client().get(f"/api/v1/backups/{partial.pk}/download")
+    assert (response.status_code, response.json()["urls"]) == (200, {})
+    manifest = alice.client().get(f"/api/v1/backups/{partial.pk}/download?artefact=manifest")
+    assert manifest.status_code == 404 and manifest.json()["error"]["code"] == "not_found"
