@@ -42,6 +42,13 @@ def _sh(vps, *argv) -> str:
     return result.stdout
 
 
+def _as_site(vps, site, script: str) -> str:
+    """SCRIPT run by sh as the site user, with the site's home as $1."""
+    return _sh(
+        vps, "runuser", "-u", site.unix_user, "--", "sh", "-c", script, "sh", f"/var/www/{site.unix_user}"
+    )
+
+
 def _site(persona, domain) -> Site:
     body, _ = _post(persona, "/api/v1/sites", {"domain": domain, "type": "php"})
     return Site.objects.get(pk=body["id"])
@@ -59,22 +66,14 @@ def _fill(vps, site) -> None:
         f"FROM seq_1_to_{ROWS};"
         "CREATE TABLE tags (name VARCHAR(20)); INSERT INTO tags VALUES ('x'), ('y');",
     )
-    home = f"/var/www/{site.unix_user}"
-    _sh(
+    _as_site(
         vps,
-        "runuser",
-        "-u",
-        site.unix_user,
-        "--",
-        "sh",
-        "-c",
+        site,
         'mkdir -p "$1/shared/uploads/deep dir" && head -c 300000 /dev/urandom > "$1/shared/uploads/photo.bin"'
         ' && echo restored-note > "$1/current/public/note.txt"'
         ' && printf x > "$1/shared/uploads/deep dir/it'
         "'"
         's.txt"',
-        "sh",
-        home,
     )
 
 
@@ -102,18 +101,7 @@ def _state(vps, site) -> dict:
 
 def _break(vps, site) -> None:
     _sh(vps, "mariadb", site.db_name, "-e", "DROP TABLE items; INSERT INTO tags VALUES ('z')")
-    _sh(
-        vps,
-        "runuser",
-        "-u",
-        site.unix_user,
-        "--",
-        "sh",
-        "-c",
-        'rm -rf "$1/shared/uploads" "$1/current/public/note.txt"',
-        "sh",
-        f"/var/www/{site.unix_user}",
-    )
+    _as_site(vps, site, 'rm -rf "$1/shared/uploads" "$1/current/public/note.txt"')
 
 
 def test_it_restores_rows_and_files_identical_after_breaking_the_site(alice, make_vps, s3):  # noqa: F811
@@ -291,19 +279,7 @@ def test_it_backs_up_restores_and_drills_every_database_shape(shape, alice, make
 def test_it_backs_up_restores_and_drills_files_only(alice, make_vps, s3):  # noqa: F811
     vps = make_vps("e2e-files")
     site = _site(alice, "files.test")
-    home = f"/var/www/{site.unix_user}"
-    _sh(
-        vps,
-        "runuser",
-        "-u",
-        site.unix_user,
-        "--",
-        "sh",
-        "-c",
-        'echo kept > "$1/current/public/kept.txt"',
-        "sh",
-        home,
-    )
+    _as_site(vps, site, 'echo kept > "$1/current/public/kept.txt"')
     _sh(
         vps,
         "mariadb",
@@ -315,7 +291,7 @@ def test_it_backs_up_restores_and_drills_files_only(alice, make_vps, s3):  # noq
     backup = Backup.objects.get(pk=body["id"])
     assert "database" not in backup.artefacts and "files" in backup.artefacts
 
-    _sh(vps, "runuser", "-u", site.unix_user, "--", "sh", "-c", 'rm "$1/current/public/kept.txt"', "sh", home)
+    _as_site(vps, site, 'rm "$1/current/public/kept.txt"')
     _sh(vps, "mariadb", site.db_name, "-e", "INSERT INTO untouched VALUES (2)")
     Site.objects.filter(pk=site.pk).update(status_reason="an earlier failure")
     _, op = _post(alice, f"/api/v1/backups/{backup.pk}/restore")
