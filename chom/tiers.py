@@ -10,6 +10,15 @@ class TierLimits:
     site_types: tuple[str, ...]
     dedicated_vps: bool
     api_rate_per_minute: int
+    # Operations the tenant itself asked for that may wait or run at once (deploys, backups,
+    # restores, TLS, ...); one more is refused with 429. Platform-started work is never counted.
+    max_pending_operations: int
+    # Per-site resource limits on the VPS (systemd slice of the site user: builds, PHP-FPM pool,
+    # workers). CPU in percent of one core; disk in MiB (quota where the filesystem allows).
+    site_memory_max_mb: int
+    site_cpu_quota_percent: int
+    site_tasks_max: int
+    site_disk_quota_mb: int
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -28,6 +37,11 @@ TIERS: dict[str, TierLimits] = {
         site_types=("static", "php", "wordpress"),
         dedicated_vps=False,
         api_rate_per_minute=60,
+        max_pending_operations=10,
+        site_memory_max_mb=512,
+        site_cpu_quota_percent=50,
+        site_tasks_max=256,
+        site_disk_quota_mb=2048,
     ),
     PRO: TierLimits(
         max_sites=25,
@@ -35,6 +49,11 @@ TIERS: dict[str, TierLimits] = {
         site_types=("static", "php", "laravel", "wordpress"),
         dedicated_vps=False,
         api_rate_per_minute=300,
+        max_pending_operations=40,
+        site_memory_max_mb=1024,
+        site_cpu_quota_percent=100,
+        site_tasks_max=512,
+        site_disk_quota_mb=10240,
     ),
     ENTERPRISE: TierLimits(
         max_sites=250,
@@ -42,6 +61,11 @@ TIERS: dict[str, TierLimits] = {
         site_types=("static", "php", "laravel", "wordpress"),
         dedicated_vps=True,
         api_rate_per_minute=1200,
+        max_pending_operations=200,
+        site_memory_max_mb=2048,
+        site_cpu_quota_percent=200,
+        site_tasks_max=1024,
+        site_disk_quota_mb=51200,
     ),
 }
 TIER_CHOICES = [(STARTER, "Starter"), (PRO, "Pro"), (ENTERPRISE, "Enterprise")]

@@ -19,8 +19,9 @@ Sections, in file order (each starts with a `# ----- NAME` line):
   sites: layout · sites: as the site user · sites: sources · sites: releases · sites: exec ·
   sites: certificates · sites: supervisor · sites: removal · dispatch
 
-Subcommands (lock scope: none = reads only, global = VPS-wide, site = per site), and the
-section that implements each:
+Subcommands (lock scope: none = reads only, global = VPS-wide, site = that site only,
+site+global = the site's lock then the VPS lock; see take_locks), and the section that
+implements each:
   version            none    version / facts
   facts              none    version / facts
   packages-ensure    global  packages / services
@@ -38,7 +39,7 @@ section that implements each:
   sshd-harden        global  sshd / ufw
   ufw-apply          global  sshd / ufw
   reload             global  packages / services
-  site-ensure        global  sites: layout
+  site-ensure        site+global  sites: layout
   release-create     site    sites: releases
   release-activate   site    sites: releases
   releases-list      none    sites: releases
@@ -46,7 +47,7 @@ section that implements each:
   cert-issue         global  sites: certificates
   supervisor-apply   global  sites: supervisor
   supervisor-remove  global  sites: supervisor
-  site-remove        global  sites: removal
+  site-remove        site+global  sites: removal
 
 Protocol
 --------
@@ -2797,7 +2798,8 @@ def site_release_facts(ctx: Context) -> dict[str, Any]:
 # --------------------------------------------------------------------------- dispatch
 
 COMMANDS: dict[str, tuple[Callable[[Context, Input], dict[str, Any]], str]] = {
-    # name: (handler, lock scope: "none" reads only, "global" VPS-wide, "site" per site - see take_locks)
+    # name: (handler, lock scope: "none" reads only, "global" VPS-wide, "site" per site,
+    # "site+global" both - see take_locks)
     "version": (cmd_version, "none"),
     "facts": (cmd_facts, "none"),
     "packages-ensure": (cmd_packages_ensure, "global"),
@@ -2815,7 +2817,7 @@ COMMANDS: dict[str, tuple[Callable[[Context, Input], dict[str, Any]], str]] = {
     "sshd-harden": (cmd_sshd_harden, "global"),
     "ufw-apply": (cmd_ufw_apply, "global"),
     "reload": (cmd_reload, "global"),
-    "site-ensure": (cmd_site_ensure, "global"),
+    "site-ensure": (cmd_site_ensure, "site+global"),
     "release-create": (cmd_release_create, "site"),
     "release-activate": (cmd_release_activate, "site"),
     "releases-list": (cmd_releases_list, "none"),
@@ -2824,7 +2826,7 @@ COMMANDS: dict[str, tuple[Callable[[Context, Input], dict[str, Any]], str]] = {
     "cert-issue": (cmd_cert_issue, "global"),
     "supervisor-apply": (cmd_supervisor_apply, "global"),
     "supervisor-remove": (cmd_supervisor_remove, "global"),
-    "site-remove": (cmd_site_remove, "global"),
+    "site-remove": (cmd_site_remove, "site+global"),
 }
 
 
@@ -2879,18 +2881,25 @@ def execute(argv: list[str], stdin: Any) -> tuple[dict[str, Any], int]:
 
 
 def take_locks(config: Config, scope: str, raw: dict[str, Any]) -> list[int]:
-    """ "global": exclusive VPS lock. "site": the VPS lock shared plus the site's own lock, so
-    long builds of different sites run side by side while global changes wait for them."""
+    """ "global": the exclusive VPS lock. "site": the site's own lock only, so a tenant's long
+    builds (up to VPSMANAGER_BUILD_TIMEOUT) never delay another site's vhost, pool, database or
+    certificate change. "site+global": the site's lock, then the VPS lock (site-ensure and
+    site-remove change what a running build of that site uses). Locks are always taken in that
+    order (site before VPS) and nothing takes a site lock while holding the VPS lock, so waits
+    cannot deadlock, and a command waiting for a site's build never holds the VPS lock."""
     if scope == "none":
         return []
     name = raw.get("name")
-    if scope == "global" or not isinstance(name, str) or not SITE_NAME_RE.fullmatch(name):
-        return [acquire_lock(config)]
-    held = [acquire_lock(config, shared=True)]
+    has_site = isinstance(name, str) and bool(SITE_NAME_RE.fullmatch(name))
+    held: list[int] = []
     try:
-        held.append(acquire_lock(config, filename=f"vpsmanager-site-{name}.lock"))
+        if scope in ("site", "site+global") and has_site:
+            held.append(acquire_lock(config, filename=f"vpsmanager-site-{name}.lock"))
+        if scope != "site" or not has_site:
+            held.append(acquire_lock(config))
     except AgentError:
-        os.close(held[0])
+        for fd in held:
+            os.close(fd)
         raise
     return held
 

@@ -30,5 +30,5 @@ def test_it_imports_only_the_standard_library():
 
 def test_its_index_lists_every_subcommand_with_its_lock_scope():
     docstring = _module().__doc__
-    listed = dict(re.findall(r"^  ([a-z-]+)\s+(none|global|site)\s+\S", docstring, flags=re.M))
+    listed = dict(re.findall(r"^  ([a-z-]+)\s+(none|global|site\+global|site)\s+\S", docstring, flags=re.M))
     assert listed == {name: scope for name, (_, scope) in _module().COMMANDS.items()}
