@@ -49,12 +49,17 @@ def dump_database(db: str) -> Command:
 
 
 def archive_files(user: str, release: str) -> Command:
-    """tar.gz of shared/ and the current release, relative to the site's home, caches excluded."""
+    """tar.gz of shared/ and the current release, relative to the site's home, caches excluded.
+
+    tar runs as the site user: the site owns releases/ and shared/ and can swap either for a
+    symlink to another site's tree at any moment; as the site user, tar can then read nothing
+    the site could not read anyway (other sites' homes are closed to it)."""
     members = ["shared"] + ([f"releases/{release}"] if release else [])
     excludes = [f"--exclude={pattern}" for pattern in settings.BACKUP_FILE_EXCLUDES]
-    return Command.of(
-        "tar", "--create", "--gzip", "--file=-", "--directory", home(user), "--exclude-caches",
-        *excludes, "--", *members,
+    return as_site(
+        user,
+        'cd -- "$1" && shift && exec tar --create --gzip --file=- --exclude-caches "$@"',
+        home(user), *excludes, "--", *members,
     )  # fmt: skip
 
 

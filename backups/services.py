@@ -69,9 +69,16 @@ def _require_storage() -> None:
 
 
 def backup_request(
-    *, site: Site, kind: str = Backup.Kind.FULL, trigger=Backup.Trigger.MANUAL, actor=None, now=None
+    *,
+    site: Site,
+    kind: str = Backup.Kind.FULL,
+    trigger=Backup.Trigger.MANUAL,
+    actor=None,
+    now=None,
+    requested_by_tenant: bool = False,
 ):
-    """Queue a backup of SITE. Returns (backup, operation)."""
+    """Queue a backup of SITE. Returns (backup, operation). REQUESTED_BY_TENANT (here and in the
+    requests below): the tenant asked, so the operation counts against its cap of pending ones."""
     _require_storage()
     site_require_live(site=site, allow_suspended=True)
     if trigger == Backup.Trigger.MANUAL:
@@ -85,12 +92,19 @@ def backup_request(
             site=site, kind=kind, trigger=trigger, created_at=now or timezone.now()
         )
         op = operation_create(
-            kind="backup.run", tenant=site.tenant, target=site, actor=actor, params={"backup_id": backup.pk}
+            kind="backup.run",
+            tenant=site.tenant,
+            target=site,
+            actor=actor,
+            params={"backup_id": backup.pk},
+            requested_by_tenant=requested_by_tenant,
         )
     return backup, op
 
 
-def backup_restore_request(*, backup: Backup, target: Site, actor=None) -> Operation:
+def backup_restore_request(
+    *, backup: Backup, target: Site, actor=None, requested_by_tenant: bool = False
+) -> Operation:
     _require_storage()
     site_require_live(site=target, allow_suspended=True)
     if target.tenant_id != backup.site.tenant_id:
@@ -106,10 +120,11 @@ def backup_restore_request(*, backup: Backup, target: Site, actor=None) -> Opera
             target=target,
             actor=actor,
             params={"backup_id": backup.pk, "target_site_id": target.pk},
+            requested_by_tenant=requested_by_tenant,
         )
 
 
-def backup_verify_request(*, backup: Backup, actor=None) -> Operation:
+def backup_verify_request(*, backup: Backup, actor=None, requested_by_tenant: bool = False) -> Operation:
     _require_storage()
     if backup.status != Backup.Status.SUCCEEDED:
         raise ApplicationError(409, "backup_not_restorable", f"This backup is {backup.status}.")
@@ -120,6 +135,7 @@ def backup_verify_request(*, backup: Backup, actor=None) -> Operation:
             target=backup,
             actor=actor,
             params={"backup_id": backup.pk},
+            requested_by_tenant=requested_by_tenant,
         )
 
 
@@ -170,8 +186,9 @@ def _current_release(transport: Transport, site: Site) -> str:
     return match.group(1) if match else ""
 
 
-def _stream(transport: Transport, command, key: str, inspector) -> storage.StoredObject:
-    """COMMAND's stdout → S3 KEY, fed to INSPECTOR on the way. Fails on a non-zero exit."""
+def _stream(transport: Transport, command, key: str, inspector, *, what: str) -> storage.StoredObject:
+    """COMMAND's stdout → S3 KEY, fed to INSPECTOR on the way. Fails on a non-zero exit (WHAT
+    names the command in the error; "tar" tolerates exit 1)."""
     outcome = {}
 
     def produce(sink):
@@ -182,11 +199,9 @@ def _stream(transport: Transport, command, key: str, inspector) -> storage.Store
         outcome["result"] = transport.stream_out(command, both, timeout=settings.BACKUP_STREAM_TIMEOUT)
         result = outcome["result"]
         # GNU tar exits 1 when a file changed while being read: the archive is still whole.
-        tolerated = (0, 1) if command.argv[0] == "tar" else (0,)
+        tolerated = (0, 1) if what == "tar" else (0,)
         if result.exit_code not in tolerated:
-            raise _remote_failure(
-                command.argv[0] if command.argv[0] == "tar" else "mariadb-dump | gzip", result
-            )
+            raise _remote_failure(what, result)
 
     return storage.upload_stream(key, produce)
 
@@ -259,7 +274,9 @@ def _run(backup: Backup, site: Site, transport: Transport, log: Log) -> None:
         log(f"streaming mariadb-dump of {site.db_name} to S3")
         counter = inspect.DumpCounter()
         key = storage.key_for(backup.prefix, "database.sql.gz")
-        stored = _stream(transport, remote.dump_database(site.db_name), key, counter)
+        stored = _stream(
+            transport, remote.dump_database(site.db_name), key, counter, what="mariadb-dump | gzip"
+        )
         tables = counter.finish()
         artefacts["database"] = _artefact(stored)
         manifest["database"] = {"name": site.db_name, "tables": tables, "rows": sum(tables.values())}
@@ -269,7 +286,9 @@ def _run(backup: Backup, site: Site, transport: Transport, log: Log) -> None:
         indexer = inspect.TarIndexer()
         key = storage.key_for(backup.prefix, "files.tar.gz")
         try:
-            stored = _stream(transport, remote.archive_files(site.unix_user, release), key, indexer)
+            stored = _stream(
+                transport, remote.archive_files(site.unix_user, release), key, indexer, what="tar"
+            )
         except BaseException:
             indexer.abandon()
             raise

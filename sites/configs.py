@@ -38,10 +38,15 @@ def log_dir(name: str) -> str:
     return f"/var/log/chom/{name}"
 
 
+def acme_webroot(name: str) -> str:
+    """Root-owned and outside the site's home (the agent's site-ensure creates it)."""
+    return f"/var/lib/chom/acme/{name}"
+
+
 def _acme_location(name: str) -> str:
     return f"""\
     location ^~ /.well-known/acme-challenge/ {{
-        root {home(name)}/acme;
+        root {acme_webroot(name)};
         default_type text/plain;
         try_files $uri =404;
     }}"""
@@ -51,7 +56,7 @@ def _body(spec: VhostSpec) -> str:
     root = f"{home(spec.name)}/current/public"
     if spec.suspended:
         return f"""\
-    root {home(spec.name)}/acme;
+    root {acme_webroot(spec.name)};
     location / {{
         default_type text/html;
         return 503 '<!doctype html><title>Site suspended</title><h1>This site is temporarily suspended.</h1>';

@@ -100,9 +100,11 @@ def site_create(
     aliases: list[str] | tuple[str, ...] = (),
     actor=None,
     source_ip=None,
+    requested_by_tenant: bool = False,
 ) -> tuple[Site, Operation, dict]:
     """Validate against the tier, the fleet and other tenants, then queue the first deploy.
-    Returns (site, operation, credentials shown once)."""
+    Returns (site, operation, credentials shown once). REQUESTED_BY_TENANT (here and in every
+    request below): the tenant asked, so the operation counts against its cap of pending ones."""
     kind = site_type(type)
     _check_tenant_may_add(tenant=tenant, type_name=type)
     _check_domains_free([domain], field="domain")
@@ -150,6 +152,7 @@ def site_create(
                 target=site,
                 actor=actor,
                 params={"release": new_release_name()},
+                requested_by_tenant=requested_by_tenant,
             )
             audit_record(
                 action="site.created",
@@ -171,13 +174,21 @@ def site_create(
     return site, op, credentials
 
 
-def _queue(site: Site, kind: str, *, actor=None, params=None) -> Operation:
+def _queue(site: Site, kind: str, *, actor=None, params=None, requested_by_tenant: bool = False) -> Operation:
     with transaction.atomic():
-        return operation_create(kind=kind, tenant=site.tenant, target=site, actor=actor, params=params or {})
+        return operation_create(
+            kind=kind,
+            tenant=site.tenant,
+            target=site,
+            actor=actor,
+            params=params or {},
+            requested_by_tenant=requested_by_tenant,
+        )
 
 
-def site_update(*, site: Site, actor=None, **changes) -> Operation | None:
-    """PHP version, aliases or branch: saved, then a redeploy brings the server in line."""
+def site_update(*, site: Site, actor=None, requested_by_tenant: bool = False, **changes) -> Operation | None:
+    """PHP version, aliases or branch: saved, then a redeploy brings the server in line (a refused
+    redeploy saves nothing)."""
     if "aliases" in changes:
         _check_domains_free(changes["aliases"], field="aliases", exclude=site)
     if "php_version" in changes and changes["php_version"] not in site.vps.php_versions:
@@ -189,18 +200,21 @@ def site_update(*, site: Site, actor=None, **changes) -> Operation | None:
         )
     for field, value in changes.items():
         setattr(site, field, value)
-    try:
-        with transaction.atomic():
-            site.save(update_fields=list(changes))
-            if "aliases" in changes:
-                site_hostnames_sync(site=site)
-    except IntegrityError:  # a concurrent create or update took one of the aliases first
-        message = "One of these aliases was just taken by another site."
-        raise ApplicationError(409, "domain_taken", message, {"aliases": [message]})
-    audit_record(
-        action="site.updated", actor=actor, tenant=site.tenant, target=f"site:{site.domain}", data=changes
-    )
-    return site_deploy_request(site=site, actor=actor) if changes else None
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                site.save(update_fields=list(changes))
+                if "aliases" in changes:
+                    site_hostnames_sync(site=site)
+        except IntegrityError:  # a concurrent create or update took one of the aliases first
+            message = "One of these aliases was just taken by another site."
+            raise ApplicationError(409, "domain_taken", message, {"aliases": [message]})
+        audit_record(
+            action="site.updated", actor=actor, tenant=site.tenant, target=f"site:{site.domain}", data=changes
+        )
+        if not changes:
+            return None
+        return site_deploy_request(site=site, actor=actor, requested_by_tenant=requested_by_tenant)
 
 
 def site_hostnames_sync(*, site: Site) -> None:
@@ -219,22 +233,34 @@ def site_require_live(*, site: Site, allow_suspended: bool = False) -> None:
         raise ApplicationError(409, "site_suspended", "This site is suspended.")
 
 
-def site_deploy_request(*, site: Site, actor=None) -> Operation:
+def site_deploy_request(*, site: Site, actor=None, requested_by_tenant: bool = False) -> Operation:
     site_require_live(site=site)
-    return _queue(site, "site.deploy", actor=actor, params={"release": new_release_name()})
+    return _queue(
+        site,
+        "site.deploy",
+        actor=actor,
+        params={"release": new_release_name()},
+        requested_by_tenant=requested_by_tenant,
+    )
 
 
-def site_rollback_request(*, site: Site, actor=None) -> Operation:
+def site_rollback_request(*, site: Site, actor=None, requested_by_tenant: bool = False) -> Operation:
     site_require_live(site=site)
     previous = site.releases.filter(status=Release.Status.SUPERSEDED).first()
     if not site.current_release or previous is None:
         raise ApplicationError(409, "no_previous_release", "There is no previous release to roll back to.")
-    return _queue(site, "site.rollback", actor=actor, params={"release": previous.name})
+    return _queue(
+        site,
+        "site.rollback",
+        actor=actor,
+        params={"release": previous.name},
+        requested_by_tenant=requested_by_tenant,
+    )
 
 
-def site_ssl_request(*, site: Site, actor=None) -> Operation:
+def site_ssl_request(*, site: Site, actor=None, requested_by_tenant: bool = False) -> Operation:
     site_require_live(site=site)
-    return _queue(site, "site.ssl", actor=actor)
+    return _queue(site, "site.ssl", actor=actor, requested_by_tenant=requested_by_tenant)
 
 
 def site_suspend(*, site: Site, reason: str, actor=None) -> Operation:
@@ -276,18 +302,21 @@ def tenant_sites_unsuspend(*, tenant: Tenant, reason: str, actor=None) -> list[O
     return [site_unsuspend(site=site, reason=reason, actor=actor) for site in held]
 
 
-def site_delete_request(*, site: Site, actor=None, source_ip=None) -> Operation:
+def site_delete_request(
+    *, site: Site, actor=None, source_ip=None, requested_by_tenant: bool = False
+) -> Operation:
     if site.status == Site.Status.DELETED:
         raise ApplicationError(404, "not_found", "Not found.")
-    Site.objects.filter(pk=site.pk).update(status=Site.Status.DELETING)
-    audit_record(
-        action="site.delete_requested",
-        actor=actor,
-        tenant=site.tenant,
-        target=f"site:{site.domain}",
-        source_ip=source_ip,
-    )
-    return _queue(site, "site.delete", actor=actor)
+    with transaction.atomic():  # a refused request leaves the site as it was
+        Site.objects.filter(pk=site.pk).update(status=Site.Status.DELETING)
+        audit_record(
+            action="site.delete_requested",
+            actor=actor,
+            tenant=site.tenant,
+            target=f"site:{site.domain}",
+            source_ip=source_ip,
+        )
+        return _queue(site, "site.delete", actor=actor, requested_by_tenant=requested_by_tenant)
 
 
 # --- remote work ---------------------------------------------------------------------------------

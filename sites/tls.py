@@ -71,6 +71,11 @@ def site_ssl_run(ctx: OperationContext) -> dict:
         _point_local_dns(ctx, site)
 
     def work(agent: Agent) -> dict:
+        # The challenge webroot is root-owned outside the site's home: make sure it exists and the
+        # live vhost serves the challenge from it (sites set up before it moved there).
+        ctx.step("challenge webroot", progress=20)
+        _call(ctx, agent, "site-ensure", {"name": site.unix_user})
+        _call(ctx, agent, "vhost-apply", {"name": site.unix_user, "content": render_vhost(vhost_spec(site))})
         ctx.step(f"certificate for {', '.join(site.all_domains)}", progress=30)
         payload = {
             "name": site.unix_user,

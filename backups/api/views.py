@@ -46,7 +46,12 @@ class SiteBackupsView(generics.ListAPIView):
         site = get_object_or_404(sites_visible(**_scope(request)), pk=pk)
         data = BackupCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        backup, op = services.backup_request(site=site, kind=data.validated_data["kind"], actor=request.user)
+        backup, op = services.backup_request(
+            site=site,
+            kind=data.validated_data["kind"],
+            actor=request.user,
+            requested_by_tenant=not is_staff_request(request),
+        )
         return _accepted(backup, op)
 
 
@@ -93,7 +98,12 @@ class BackupRestoreView(APIView):
         target = get_object_or_404(
             sites_visible(**_scope(request)).filter(tenant=backup.site.tenant_id), pk=target_id
         )
-        op = services.backup_restore_request(backup=backup, target=target, actor=request.user)
+        op = services.backup_restore_request(
+            backup=backup,
+            target=target,
+            actor=request.user,
+            requested_by_tenant=not is_staff_request(request),
+        )
         return _accepted(backup, op)
 
 
@@ -101,5 +111,7 @@ class BackupVerifyView(APIView):
     @extend_schema(request=None, responses={202: BackupSerializer})
     def post(self, request, pk: int):
         backup = _backup(request, pk)
-        op = services.backup_verify_request(backup=backup, actor=request.user)
+        op = services.backup_verify_request(
+            backup=backup, actor=request.user, requested_by_tenant=not is_staff_request(request)
+        )
         return _accepted(backup, op)

@@ -1484,10 +1484,12 @@ def ufw_status(ctx: Context) -> str:
 #       .chom-release.json                          completion marker, written last
 #     current -> releases/RELEASE                   swapped atomically by release-activate
 #     shared/                 NAME:www-data 2750  persistent paths symlinked into each release
-#     acme/                   root:www-data 2750  certbot's HTTP-01 webroot
 #     tmp/                    NAME:NAME     0700  PHP sessions and uploads (pool settings)
 #   /var/log/chom/NAME/       root:NAME     0750  nginx and php-fpm per-site logs (other sites
 #                                                  cannot read them: request URLs carry tokens)
+#   /var/lib/chom/acme/NAME/  root:www-data 0750  certbot's HTTP-01 webroot: outside the home,
+#                                                  so root's certbot never writes in a directory
+#                                                  the site user could swap for a symlink
 #
 # Logs live outside the home on purpose: NAME owns its home and could swap a logs/ directory for
 # a symlink, making nginx's root master open (and append to) any file on the next reload.
@@ -1531,6 +1533,21 @@ def site_home(config: Config, name: str) -> str:
 
 def site_log_dir(config: Config, name: str) -> str:
     return config.path(f"/var/log/chom/{name}")
+
+
+def acme_webroot(config: Config, name: str) -> str:
+    return config.path(f"/var/lib/chom/acme/{name}")
+
+
+def ensure_acme_webroot(ctx: Context, name: str) -> str:
+    """Root-owned all the way down (no site user can swap a component); nginx reads it."""
+    config = ctx.config
+    for path in ("/var/lib/chom", "/var/lib/chom/acme"):
+        os.makedirs(config.path(path), 0o755, exist_ok=True)
+        ensure_layout_dir(ctx, config.path(path), 0, 0, 0o755)
+    webroot = acme_webroot(config, name)
+    ensure_layout_dir(ctx, webroot, 0, lookup_gid(config, "www-data"), 0o750)
+    return webroot
 
 
 def load_site(ctx: Context, name: str) -> Site:
@@ -1605,7 +1622,7 @@ def cmd_site_ensure(ctx: Context, args: Input) -> dict[str, Any]:
     ensure_layout_dir(ctx, home, uid, www_gid, 0o2750)
     for sub in ("releases", "shared"):
         ensure_layout_dir(ctx, os.path.join(home, sub), uid, www_gid, 0o2750)
-    ensure_layout_dir(ctx, os.path.join(home, "acme"), 0, www_gid, 0o2750)
+    ensure_acme_webroot(ctx, name)
     ensure_layout_dir(ctx, os.path.join(home, "tmp"), uid, gid, 0o700)
     os.makedirs(config.path("/var/log/chom"), 0o755, exist_ok=True)
     # Root writes (nginx's master, supervisor); the site reads its own logs; no other site can.
@@ -1618,7 +1635,7 @@ def cmd_site_ensure(ctx: Context, args: Input) -> dict[str, Any]:
         "gid": gid,
         "home": public_home,
         "docroot": f"{public_home}/current/public",
-        "acme_webroot": f"{public_home}/acme",
+        "acme_webroot": f"/var/lib/chom/acme/{name}",
         "tmp": f"{public_home}/tmp",
         "logs": f"/var/log/chom/{name}",
     }
@@ -2566,12 +2583,8 @@ def cmd_cert_issue(ctx: Context, args: Input) -> dict[str, Any]:
     after the order succeeds, so on failure the previous files keep serving.
     """
     name, domains, email, server, ca_bundle, renew = cert_input(args)
-    site = load_site(ctx, name)
-    webroot = site.sub("acme")
-    if os.path.islink(webroot) or not os.path.isdir(webroot):
-        raise AgentError(
-            "conflict", f"{site.public_home}/acme must be a real directory; run site-ensure", "validate"
-        )
+    load_site(ctx, name)
+    webroot = ensure_acme_webroot(ctx, name)
     config_dir, work_dir, logs_dir = letsencrypt_dirs(ctx.config)
     live = os.path.join(config_dir, "live", name)
     existing = read_cert(os.path.join(live, "fullchain.pem"))
@@ -2770,6 +2783,10 @@ def cmd_site_remove(ctx: Context, args: Input) -> dict[str, Any]:
         ctx.log(f"no CHOM user {name}: /var/www/{name} and certificate lineage {name} left alone")
         return {"name": name}
     remove_cert_lineage(ctx, name)
+    webroot = acme_webroot(config, name)
+    if os.path.isdir(webroot) and not os.path.islink(webroot):
+        shutil.rmtree(webroot)
+        ctx.change(f"removed /var/lib/chom/acme/{name}")
     home = site_home(config, name)
     if os.path.islink(home):
         os.unlink(home)

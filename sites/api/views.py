@@ -46,6 +46,7 @@ class SiteListView(generics.ListAPIView):
             tenant=request.auth.tenant,
             actor=request.user,
             source_ip=client_ip(request),
+            requested_by_tenant=True,  # staff tokens were refused above
             **data.validated_data,
         )
         extra = {"credentials": credentials} if credentials else None
@@ -69,7 +70,9 @@ class SiteDetailView(APIView):
         repository = changes.pop("repository", None)
         if repository:
             changes["repository_url"], changes["repository_branch"] = repository["url"], repository["branch"]
-        op = services.site_update(site=site, actor=request.user, **changes)
+        op = services.site_update(
+            site=site, actor=request.user, requested_by_tenant=not is_staff_request(request), **changes
+        )
         if op is None:
             return Response(SiteSerializer(site).data)
         return _accepted(site, op)
@@ -77,16 +80,24 @@ class SiteDetailView(APIView):
     @extend_schema(responses={202: SiteSerializer})
     def delete(self, request, pk: int):
         site = self._get(request, pk)
-        op = services.site_delete_request(site=site, actor=request.user, source_ip=client_ip(request))
+        op = services.site_delete_request(
+            site=site,
+            actor=request.user,
+            source_ip=client_ip(request),
+            requested_by_tenant=not is_staff_request(request),
+        )
         return _accepted(site, op)
 
 
 def _action(service, *, audience=TENANT):
+    # A tenant-audience action is the tenant's own request: it counts against its operation cap.
+    options = {"requested_by_tenant": True} if audience == TENANT else {}
+
     class ActionView(APIView):
         @extend_schema(request=None, responses={202: SiteSerializer})
         def post(self, request, pk: int):
             site = get_object_or_404(_scoped(request), pk=pk)
-            op = service(site=site, actor=request.user)
+            op = service(site=site, actor=request.user, **options)
             return _accepted(site, op)
 
     ActionView.audience = audience

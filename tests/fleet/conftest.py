@@ -51,6 +51,7 @@ def web(agent: Agent, base: Path) -> Iterator[Web]:
     prefix.mkdir()
     port = free_port()
     home = agent.path("/var/www/site1")
+    webroot = agent.path("/var/lib/chom/acme/site1")
     temp = " ".join(f"{kind}_temp_path {prefix}/{kind};" for kind in ("proxy", "fastcgi", "uwsgi", "scgi"))
     (prefix / "nginx.conf").write_text(
         f"daemon off;\nuser www-data;\nworker_processes 1;\npid {prefix}/nginx.pid;\n"
@@ -58,7 +59,7 @@ def web(agent: Agent, base: Path) -> Iterator[Web]:
         f"http {{ access_log off; client_body_temp_path {prefix}/body; {temp}\n"
         f"  server {{ listen 127.0.0.1:{port}; server_name site1.test other.test;\n"
         f"    root {home}/current/public;\n"
-        f"    location ^~ /.well-known/acme-challenge/ {{ root {home}/acme; default_type text/plain; }}\n"
+        f"    location ^~ /.well-known/acme-challenge/ {{ root {webroot}; default_type text/plain; }}\n"
         "    location ~ /\\. { deny all; }\n"
         "  }\n}\n"
     )

@@ -34,7 +34,11 @@ def test_site_ensure_creates_the_user_and_layout_and_a_second_call_changes_nothi
     assert mode_owner(home) == (0o2750, uid, 33)
     assert mode_owner(home / "releases") == (0o2750, uid, 33)
     assert mode_owner(home / "shared") == (0o2750, uid, 33)
-    assert mode_owner(home / "acme") == (0o2750, 0, 33)
+    # certbot's webroot: root-owned all the way, outside the home the site user controls
+    assert data["acme_webroot"] == "/var/lib/chom/acme/site1"
+    assert mode_owner(agent.path("/var/lib/chom/acme/site1")) == (0o750, 0, 33)
+    assert mode_owner(agent.path("/var/lib/chom/acme")) == (0o755, 0, 0)
+    assert not (home / "acme").exists()
     assert mode_owner(home / "tmp") == (0o700, uid, gid)
     assert mode_owner(agent.path("/var/log/chom/site1")) == (0o750, 0, gid)  # root writes, the site reads
     entry = agent.path("/etc/passwd").read_text().splitlines()[-1]

@@ -83,7 +83,7 @@ def test_it_renders_a_tls_vhost_that_redirects_http(tmp_path):
 
 def test_it_serves_the_acme_challenge_from_the_site_webroot_and_hides_dotfiles():
     vhost = render_vhost(SPECS["php"])
-    assert "root /var/www/site2/acme;" in vhost
+    assert "root /var/lib/chom/acme/site2;" in vhost
     assert "deny all;" in vhost
     assert "fastcgi_pass unix:/run/php/chom-site2.sock;" in vhost
     assert "$realpath_root$fastcgi_script_name" in vhost
