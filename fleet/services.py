@@ -308,6 +308,8 @@ def bootstrap_packages(php: str) -> list[str]:
         "certbot",
         "ufw",
         "cron",
+        "logrotate",
+        "quota",
         "prometheus-node-exporter",
         "prometheus-nginx-exporter",
         "prometheus-mysqld-exporter",
@@ -381,6 +383,16 @@ def vps_bootstrap(*, vps: Vps, agent: Agent, log: Callable[[str], None], step: C
     step("ssh hardening", progress=75)
     result = agent.call("sshd-harden")
     record("ssh hardening", result.changed)
+
+    step("isolation", progress=80)
+    result = agent.call("host-harden")
+    sysctls = result.data.get("sysctl", {})
+    log("  " + ", ".join(f"{key}={value}" for key, value in sysctls.items()))
+    hidepid = result.data.get("hidepid", "")
+    log(
+        f"  /proc hidepid: {hidepid}" + ("" if hidepid == "invisible" else " (site users can list processes)")
+    )
+    record("isolation", result.changed)
 
     step("mariadb", progress=85)
     result = agent.call("service-ensure", {"name": "mariadb", "enabled": True, "running": True})

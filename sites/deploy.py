@@ -14,6 +14,7 @@ from sites.services import (
     _remote,
     _set,
     _site_of,
+    site_ensure_payload,
     site_release_switched,
     site_verify,
     vhost_spec,
@@ -51,7 +52,7 @@ def site_deploy_run(ctx: OperationContext) -> dict:
 
     def work(agent: Agent) -> dict:
         ctx.step("site user and directories", progress=10)
-        _call(ctx, agent, "site-ensure", {"name": site.unix_user})
+        _call(ctx, agent, "site-ensure", site_ensure_payload(site))
         if kind.uses_database:
             ctx.step("database", progress=20)
             _call(
@@ -79,8 +80,10 @@ def site_deploy_run(ctx: OperationContext) -> dict:
         if env:
             payload["env"] = env
         built = _call(ctx, agent, "release-create", payload)
-        ctx.step("nginx vhost", progress=75)
-        _call(ctx, agent, "vhost-apply", {"name": site.unix_user, "content": render_vhost(vhost_spec(site))})
+        vhost = {"name": site.unix_user, "content": render_vhost(vhost_spec(site))}
+        if not first_deploy:
+            ctx.step("nginx vhost", progress=75)
+            _call(ctx, agent, "vhost-apply", vhost)
         ctx.step("switch current release", progress=85)
         activated = _call(
             ctx,
@@ -91,6 +94,11 @@ def site_deploy_run(ctx: OperationContext) -> dict:
         for subcommand, extra in kind.post_activate(site, first_deploy=first_deploy):
             ctx.step(subcommand, progress=90)
             _call(ctx, agent, subcommand, extra)
+        if first_deploy:
+            # Only now does nginx serve the site's domains: until the installer ran (WordPress's
+            # wp-install), the first visitor could otherwise claim /wp-admin/install.php.
+            ctx.step("nginx vhost", progress=92)
+            _call(ctx, agent, "vhost-apply", vhost)
         return {"commit": built.data.get("commit", ""), "pruned": activated.data.get("pruned", [])}
 
     result = _remote(ctx, site, work)

@@ -370,6 +370,22 @@ def _call(ctx: OperationContext, agent: Agent, subcommand: str, payload: dict):
     return result
 
 
+def site_ensure_payload(site: Site) -> dict:
+    """The agent's site-ensure input: layout, the tier's resource ceiling (systemd slice, disk
+    quota) and the accounts that may read the site's logs besides the site (SITE_LOG_READERS)."""
+    limits = site.tenant.limits
+    return {
+        "name": site.unix_user,
+        "limits": {
+            "memory_max_mb": limits.site_memory_max_mb,
+            "cpu_quota_percent": limits.site_cpu_quota_percent,
+            "tasks_max": limits.site_tasks_max,
+            "disk_quota_mb": limits.site_disk_quota_mb,
+        },
+        "log_readers": list(settings.SITE_LOG_READERS),
+    }
+
+
 def vhost_spec(site: Site, *, suspended: bool | None = None) -> VhostSpec:
     """The vhost for SITE; unless told otherwise it keeps a suspension (a renewal or any other
     re-render must never lift it)."""

@@ -15,7 +15,17 @@ from chom.operations import OperationContext, OperationError, register
 from fleet.remote.agent_client import Agent
 from sites.configs import render_vhost
 from sites.models import Site
-from sites.services import _call, _queue, _record_succeeded, _remote, _set, _site_of, site_verify, vhost_spec
+from sites.services import (
+    _call,
+    _queue,
+    _record_succeeded,
+    _remote,
+    _set,
+    _site_of,
+    site_ensure_payload,
+    site_verify,
+    vhost_spec,
+)
 
 
 def _ssl_failed(ctx: OperationContext, reason: str) -> None:
@@ -74,7 +84,7 @@ def site_ssl_run(ctx: OperationContext) -> dict:
         # The challenge webroot is root-owned outside the site's home: make sure it exists and the
         # live vhost serves the challenge from it (sites set up before it moved there).
         ctx.step("challenge webroot", progress=20)
-        _call(ctx, agent, "site-ensure", {"name": site.unix_user})
+        _call(ctx, agent, "site-ensure", site_ensure_payload(site))
         _call(ctx, agent, "vhost-apply", {"name": site.unix_user, "content": render_vhost(vhost_spec(site))})
         ctx.step(f"certificate for {', '.join(site.all_domains)}", progress=30)
         payload = {

@@ -45,6 +45,8 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "git",
     "curl",
     "cron",
+    "logrotate",
+    "quota",
 )
 # Installed by debootstrap itself (the rest goes through apt inside the chroot).
 _DEBOOTSTRAP_INCLUDE = (

@@ -16,8 +16,9 @@ Index
 Sections, in file order (each starts with a `# ----- NAME` line):
   configuration · errors and context · input validation · files · accounts · locking · version /
   facts · packages / services · users · file-write · validated configs · MariaDB · sshd / ufw ·
-  sites: layout · sites: as the site user · sites: sources · sites: releases · sites: exec ·
-  sites: certificates · sites: supervisor · sites: removal · dispatch
+  host hardening · sites: layout · sites: logs and limits · sites: as the site user ·
+  sites: sources · sites: releases · sites: exec · sites: certificates · sites: supervisor ·
+  sites: removal · dispatch
 
 Subcommands (lock scope: none = reads only, global = VPS-wide, site = that site only,
 site+global = the site's lock then the VPS lock; see take_locks), and the section that
@@ -38,6 +39,7 @@ implements each:
   db-remove          global  MariaDB
   sshd-harden        global  sshd / ufw
   ufw-apply          global  sshd / ufw
+  host-harden        global  host hardening
   reload             global  packages / services
   site-ensure        site+global  sites: layout
   release-create     site    sites: releases
@@ -96,6 +98,8 @@ shell-like string split with shlex (never run through a shell).
   VPSMANAGER_BUILD_TIMEOUT      seconds allowed per build step / archive extraction       [900]
   VPSMANAGER_ACME_TIMEOUT       seconds allowed per certbot run                           [300]
   VPSMANAGER_DOWNLOAD_MAX_BYTES size cap of a release archive                      [536870912]
+  VPSMANAGER_SYSTEMD_RUN / _PRLIMIT / _SETQUOTA / _LOGROTATE    argv prefixes of those tools
+                                     [systemd-run] [prlimit] [setquota] [logrotate]
 
 When VPSMANAGER_ROOT is not "/", useradd/usermod/userdel/groupdel get `--prefix ROOT` so user
 management happens inside that tree too (used by the tests).
@@ -262,6 +266,10 @@ class Config:
     build_timeout: float
     acme_timeout: float
     download_max_bytes: int
+    systemd_run: list[str]
+    prlimit: list[str]
+    setquota: list[str]
+    logrotate: list[str]
     __slots__ = tuple(__annotations__)
 
     def __init__(self, **values: Any) -> None:
@@ -295,6 +303,10 @@ class Config:
             build_timeout=float(os.environ.get("VPSMANAGER_BUILD_TIMEOUT") or 900),
             acme_timeout=float(os.environ.get("VPSMANAGER_ACME_TIMEOUT") or 300),
             download_max_bytes=int(os.environ.get("VPSMANAGER_DOWNLOAD_MAX_BYTES") or 512 * 1024 * 1024),
+            systemd_run=_argv_env("VPSMANAGER_SYSTEMD_RUN", ["systemd-run"]),
+            prlimit=_argv_env("VPSMANAGER_PRLIMIT", ["prlimit"]),
+            setquota=_argv_env("VPSMANAGER_SETQUOTA", ["setquota"]),
+            logrotate=_argv_env("VPSMANAGER_LOGROTATE", ["logrotate"]),
         )
 
     def path(self, absolute: str) -> str:
@@ -1470,6 +1482,88 @@ def ufw_status(ctx: Context) -> str:
     return proc.stdout
 
 
+# --------------------------------------------------------------------------- host hardening
+#
+# What every shared VPS needs before a tenant's code runs there:
+# - the kernel's link protections (fs.protected_hardlinks/symlinks/fifos/regular): a site user
+#   cannot hard-link another user's file into its tree (nginx would then serve it as the site's
+#   own), nor make root follow its symlinks or open its FIFOs in sticky directories. They are
+#   checked, set through /etc/sysctl.d and /proc/sys where missing, and a VPS where
+#   protected_hardlinks stays 0 fails (the isolation model depends on it).
+# - /proc mounted hidepid=invisible: a site user sees only its own processes (no other site's
+#   command lines, environment or php-fpm workers). Persisted in /etc/fstab; where the mount
+#   cannot be changed (some containers) the result says "unavailable" with the reason.
+
+SYSCTLS = {
+    "fs.protected_hardlinks": "1",
+    "fs.protected_symlinks": "1",
+    "fs.protected_fifos": "1",
+    "fs.protected_regular": "2",
+}
+SYSCTL_FILE = "/etc/sysctl.d/60-chom-isolation.conf"
+PROC_FSTAB_LINE = "proc /proc proc defaults,hidepid=invisible 0 0"
+
+
+def cmd_host_harden(ctx: Context, args: Input) -> dict[str, Any]:
+    args.finish()
+    config = ctx.config
+    content = "# Managed by CHOM: link protections every shared VPS relies on.\n" + "".join(
+        f"{key} = {value}\n" for key, value in SYSCTLS.items()
+    )
+    os.makedirs(config.path("/etc/sysctl.d"), 0o755, exist_ok=True)
+    write_if_different(ctx, config.path(SYSCTL_FILE), SYSCTL_FILE, content.encode(), 0o644, 0, 0)
+    sysctls = {}
+    for key, wanted in SYSCTLS.items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        current = (read_bytes(path) or b"").decode().strip()
+        if current != wanted and config.root == "/":  # never the test host's kernel
+            try:
+                with open(path, "w") as handle:
+                    handle.write(wanted)
+                ctx.change(f"{key} = {wanted} (was {current})")
+            except OSError as exc:
+                ctx.log(f"{key} stays {current}: {exc.strerror}")
+            current = (read_bytes(path) or b"").decode().strip()
+        sysctls[key] = current
+    if sysctls["fs.protected_hardlinks"] != "1":
+        raise AgentError(
+            "conflict",
+            "fs.protected_hardlinks is 0 and cannot be set: a site user could hard-link other users' "
+            "files into its document root",
+            "sysctl",
+        )
+    return {"sysctl": sysctls, "hidepid": ensure_hidepid(ctx)}
+
+
+def proc_hidepid() -> str:
+    for line in (read_bytes("/proc/self/mounts") or b"").decode().splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[1] == "/proc" and fields[2] == "proc":
+            options = dict((o.split("=", 1) + [""])[:2] for o in fields[3].split(","))
+            return options.get("hidepid", "off")
+    return "off"
+
+
+def ensure_hidepid(ctx: Context) -> str:
+    config = ctx.config
+    fstab = config.path("/etc/fstab")
+    lines = (read_bytes(fstab) or b"").decode().splitlines()
+    kept = [line for line in lines if not (line.split()[:2] == ["proc", "/proc"])]
+    if kept + [PROC_FSTAB_LINE] != lines:
+        write_if_different(
+            ctx, fstab, "/etc/fstab", ("\n".join([*kept, PROC_FSTAB_LINE]) + "\n").encode(), 0o644, 0, 0
+        )
+    if proc_hidepid() in ("invisible", "2"):
+        return "invisible"
+    if config.root != "/":
+        return "unavailable: not the real root (VPSMANAGER_ROOT is set)"
+    proc = ctx.run(["mount", "-o", "remount,hidepid=invisible", "/proc"], step="hidepid", check=False)
+    if proc.returncode != 0 or proc_hidepid() not in ("invisible", "2"):
+        return f"unavailable: {_tail(proc, 2) or 'the mount kept its options'}"
+    ctx.change("/proc remounted hidepid=invisible")
+    return "invisible"
+
+
 # --------------------------------------------------------------------------- sites: layout
 #
 # A site NAME is also its unix user (GECOS "CHOM managed", shell nologin). Layout:
@@ -1607,7 +1701,11 @@ def ensure_layout_dir(ctx: Context, path: str, uid: int, gid: int, mode: int) ->
 def cmd_site_ensure(ctx: Context, args: Input) -> dict[str, Any]:
     name = args.match("name", SITE_NAME_RE, "site name")
     php_version = args.get("php_version", str, default=None)
+    limits = parse_limits(args.get("limits", dict, default=None))
+    readers = args.get("log_readers", list, default=[])
     args.finish()
+    if len(readers) > 8 or not all(isinstance(r, str) and ACCOUNT_RE.fullmatch(r) for r in readers):
+        raise invalid("log_readers must be up to 8 account names")
     if php_version is not None and not PHP_VERSION_RE.fullmatch(php_version):
         raise invalid(f"php_version {php_version!r} is invalid (must match {PHP_VERSION_RE.pattern})")
     config = ctx.config
@@ -1627,9 +1725,12 @@ def cmd_site_ensure(ctx: Context, args: Input) -> dict[str, Any]:
     os.makedirs(config.path("/var/log/chom"), 0o755, exist_ok=True)
     # Root writes (nginx's master, supervisor); the site reads its own logs; no other site can.
     ensure_layout_dir(ctx, site_log_dir(config, name), 0, gid, 0o750)
+    ensure_log_acl(ctx, site_log_dir(config, name), [lookup_uid(config, r) for r in readers])
+    ensure_logrotate(ctx, name)
+    enforced = ensure_limits(ctx, name, limits) if limits is not None else {}
     if not ctx.changed:
         ctx.log(f"site {name} layout unchanged")
-    return {
+    return enforced | {
         "user": name,
         "uid": uid,
         "gid": gid,
@@ -1639,6 +1740,214 @@ def cmd_site_ensure(ctx: Context, args: Input) -> dict[str, Any]:
         "tmp": f"{public_home}/tmp",
         "logs": f"/var/log/chom/{name}",
     }
+
+
+# --------------------------------------------------------------------------- sites: logs and limits
+#
+# Logs: /var/log/chom/NAME is root:NAME 0750; accounts named in site-ensure's log_readers (the
+# metrics reader, never another site) get read access through a POSIX ACL written by descriptor
+# (the "system.posix_acl_access/default" xattrs), so files nginx creates later inherit it.
+# logrotate rotates them daily, and hourly once a file passes 64 MiB, keeping 14 compressed.
+#
+# Limits: a site's builds and Composer/artisan/PHP commands run in the systemd slice
+# chom-NAME.slice (MemoryMax, CPUQuota, TasksMax from the tier) through `systemd-run --scope`,
+# so a fork bomb or a runaway build of one site hits its own ceiling, not the VPS's. Where
+# systemd is not PID 1 (containers without it, the agent's tests) they fall back to prlimit:
+# address space and process count per process/user, no CPU cap, and the result says so.
+# Disk: setquota on the filesystem holding /var/www when it has user quotas enabled; otherwise
+# the result says "unavailable" with the reason (overlayfs, as on the local test fleet, has none).
+
+LOGROTATE_TEMPLATE = """\
+# Managed by CHOM (vpsmanager site-ensure); changes are overwritten.
+/var/log/chom/{name}/*.log {{
+    daily
+    maxsize 64M
+    rotate 14
+    missingok
+    notifempty
+    compress
+    delaycompress
+    create 0640 root {name}
+    sharedscripts
+    postrotate
+        [ ! -s /run/nginx.pid ] || kill -USR1 "$(cat /run/nginx.pid)"
+    endscript
+}}
+"""
+# logrotate's own timer is daily: this makes maxsize bite within the hour.
+LOGROTATE_CRON = (
+    "# Managed by CHOM.\n"
+    "17 * * * * root test -x /usr/sbin/logrotate && /usr/sbin/logrotate /etc/logrotate.conf\n"
+)
+ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER = 0x01, 0x02, 0x04, 0x10, 0x20
+ACL_UNDEFINED_ID = 0xFFFFFFFF
+
+
+def posix_acl(owner: int, user_perms: dict[int, int], group: int, other: int) -> bytes:
+    """The kernel's posix_acl_xattr format (version 2, entries sorted by tag then id)."""
+    import struct
+
+    mask = group
+    for perms in user_perms.values():
+        mask |= perms
+    entries = [(ACL_USER_OBJ, owner, ACL_UNDEFINED_ID)]
+    entries += [(ACL_USER, perms, uid) for uid, perms in sorted(user_perms.items())]
+    entries += [(ACL_GROUP_OBJ, group, ACL_UNDEFINED_ID), (ACL_MASK, mask, ACL_UNDEFINED_ID)]
+    entries += [(ACL_OTHER, other, ACL_UNDEFINED_ID)]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
+
+
+def set_acl(ctx: Context, fd: int, attr: str, value: bytes | None, label: str) -> None:
+    import errno
+
+    try:
+        current: bytes | None = os.getxattr(fd, attr)
+    except OSError as exc:
+        if exc.errno not in (errno.ENODATA, errno.EOPNOTSUPP):
+            raise
+        current = None
+    if current == value:
+        return
+    try:
+        if value is None:
+            os.removexattr(fd, attr)
+        else:
+            os.setxattr(fd, attr, value)
+    except OSError as exc:
+        raise AgentError("conflict", f"cannot set the ACL of {label}: {exc.strerror}", "log acl") from exc
+    ctx.change(f"{'removed' if value is None else 'set'} {attr.rsplit('.', 1)[1]} ACL of {label}")
+
+
+def ensure_log_acl(ctx: Context, directory: str, readers: list[int]) -> None:
+    """READERS (uids) may list and read the site's logs; nobody else gains anything. The
+    directory is root's (the site cannot write there), but files are still opened O_NOFOLLOW."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        if readers:
+            rx = {uid: 5 for uid in readers}
+            set_acl(ctx, fd, "system.posix_acl_access", posix_acl(7, rx, 5, 0), directory)
+            set_acl(ctx, fd, "system.posix_acl_default", posix_acl(6, rx, 4, 0), directory)
+        else:
+            set_acl(ctx, fd, "system.posix_acl_default", None, directory)
+            set_acl(ctx, fd, "system.posix_acl_access", None, directory)
+        for entry in os.listdir(fd):
+            try:
+                file_fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(file_fd)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                group = (stat.S_IMODE(st.st_mode) >> 3) & 7
+                value = posix_acl(6, {uid: 4 for uid in readers}, group, 0) if readers else None
+                set_acl(ctx, file_fd, "system.posix_acl_access", value, f"{directory}/{entry}")
+            finally:
+                os.close(file_fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_logrotate(ctx: Context, name: str) -> None:
+    config = ctx.config
+    os.makedirs(config.path("/etc/logrotate.d"), 0o755, exist_ok=True)
+    os.makedirs(config.path("/etc/cron.d"), 0o755, exist_ok=True)
+    write_if_different(
+        ctx, config.path(f"/etc/logrotate.d/chom-{name}"), f"/etc/logrotate.d/chom-{name}",
+        LOGROTATE_TEMPLATE.format(name=name).encode(), 0o644, 0, 0,
+    )  # fmt: skip
+    write_if_different(
+        ctx, config.path("/etc/cron.d/chom-logrotate"), "/etc/cron.d/chom-logrotate",
+        LOGROTATE_CRON.encode(), 0o644, 0, 0,
+    )  # fmt: skip
+
+
+LIMIT_KEYS = ("memory_max_mb", "cpu_quota_percent", "tasks_max", "disk_quota_mb")
+
+
+def parse_limits(raw: dict[str, Any] | None) -> dict[str, int] | None:
+    if raw is None:
+        return None
+    if set(raw) != set(LIMIT_KEYS):
+        raise invalid("limits needs exactly: {}".format(", ".join(LIMIT_KEYS)))
+    if not all(type(raw[key]) is int and 1 <= raw[key] <= 10_000_000 for key in LIMIT_KEYS):
+        raise invalid("limits must be positive integers")
+    return {key: raw[key] for key in LIMIT_KEYS}
+
+
+def systemd_is_init(config: Config) -> bool:
+    return os.path.isdir(config.path("/run/systemd/system"))
+
+
+def limits_path(config: Config, name: str) -> str:
+    return config.path(f"/var/lib/chom/limits/{name}.json")
+
+
+def slice_name(name: str) -> str:
+    return f"chom-{name}.slice"
+
+
+def ensure_limits(ctx: Context, name: str, limits: dict[str, int]) -> dict[str, Any]:
+    config = ctx.config
+    os.makedirs(config.path("/var/lib/chom/limits"), 0o755, exist_ok=True)
+    write_if_different(
+        ctx, limits_path(config, name), f"/var/lib/chom/limits/{name}.json",
+        json.dumps(limits, sort_keys=True).encode(), 0o644, 0, 0,
+    )  # fmt: skip
+    if systemd_is_init(config):
+        unit = (
+            f"# Managed by CHOM: resource ceiling of everything site {name} runs.\n[Slice]\n"
+            f"MemoryAccounting=yes\nMemoryMax={limits['memory_max_mb']}M\nMemorySwapMax=0\n"
+            f"CPUAccounting=yes\nCPUQuota={limits['cpu_quota_percent']}%\n"
+            f"TasksAccounting=yes\nTasksMax={limits['tasks_max']}\n"
+        )
+        label = f"/etc/systemd/system/{slice_name(name)}"
+        path = config.path(label)
+        if read_bytes(path) != unit.encode():
+            write_if_different(ctx, path, label, unit.encode(), 0o644, 0, 0)
+            ctx.run([*config.systemctl, "daemon-reload"], step="limits")
+        enforced = f"systemd slice {slice_name(name)}"
+    else:
+        enforced = "prlimit (per process: address space and process count; no CPU cap)"
+    quota = ensure_quota(ctx, name, limits["disk_quota_mb"])
+    return {"limits": {"enforced_by": enforced, "disk_quota": quota}}
+
+
+def ensure_quota(ctx: Context, name: str, megabytes: int) -> str:
+    """setquota on the filesystem of /var/www; "unavailable: why" where it has no user quotas."""
+    target = ctx.config.path("/var/www")
+    mount = mount_point(target)
+    blocks = megabytes * 1024  # 1 KiB quota blocks
+    argv = [*ctx.config.setquota, "-u", name, str(blocks), str(blocks), "0", "0", mount]
+    try:
+        proc = ctx.run(argv, step="quota", check=False, timeout=30)
+    except AgentError as exc:
+        return f"unavailable: {exc.message}"
+    if proc.returncode != 0:
+        return f"unavailable: {_tail(proc, 2) or 'setquota exited ' + str(proc.returncode)}"
+    return f"{megabytes} MiB on {mount}"
+
+
+def mount_point(path: str) -> str:
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def limit_prefix(ctx: Context, site: Site) -> list[str]:
+    """What wraps every command a site's own code runs in (builds, artisan, wp-install)."""
+    config = ctx.config
+    raw = read_bytes(limits_path(config, site.name))
+    if raw is None:
+        return []
+    limits = parse_limits(json.loads(raw))
+    assert limits is not None
+    unit = slice_name(site.name)
+    if systemd_is_init(config) and os.path.exists(config.path(f"/etc/systemd/system/{unit}")):
+        return [*config.systemd_run, "--scope", "--quiet", "--collect", f"--slice={unit}", "--"]
+    address_space = max(limits["memory_max_mb"], 256) * 1024 * 1024 * 4  # virtual size, not RSS
+    return [*config.prlimit, f"--as={address_space}", f"--nproc={limits['tasks_max']}", "--"]
 
 
 # --------------------------------------------------------------------------- sites: as the site user
@@ -1675,7 +1984,7 @@ def run_as_site(
     ]
     env = dict(site_env(site), **(extra_env or {}))
     return ctx.run(
-        [*prefix, *argv],
+        [*limit_prefix(ctx, site), *prefix, *argv],
         step=step,
         stdin=stdin,
         timeout=timeout,
@@ -2774,6 +3083,14 @@ def cmd_site_remove(ctx: Context, args: Input) -> dict[str, Any]:
     if os.path.lexists(cron):
         os.unlink(cron)
         ctx.change(f"removed /etc/cron.d/chom-{name}")
+    for path in (
+        f"/etc/logrotate.d/chom-{name}",
+        f"/var/lib/chom/limits/{name}.json",
+        f"/etc/systemd/system/{slice_name(name)}",
+    ):
+        if os.path.lexists(config.path(path)):
+            os.unlink(config.path(path))
+            ctx.change(f"removed {path}")
     logs = site_log_dir(config, name)
     if os.path.isdir(logs) and not os.path.islink(logs):
         shutil.rmtree(logs)
@@ -2833,6 +3150,7 @@ COMMANDS: dict[str, tuple[Callable[[Context, Input], dict[str, Any]], str]] = {
     "db-remove": (cmd_db_remove, "global"),
     "sshd-harden": (cmd_sshd_harden, "global"),
     "ufw-apply": (cmd_ufw_apply, "global"),
+    "host-harden": (cmd_host_harden, "global"),
     "reload": (cmd_reload, "global"),
     "site-ensure": (cmd_site_ensure, "site+global"),
     "release-create": (cmd_release_create, "site"),

@@ -71,7 +71,7 @@ def test_it_sends_the_baseline_to_a_fresh_debian_server(vps, settings):
     settings.FLEET_MONITORING_SOURCE = "198.51.100.7"
     transport = _transport(changed=True)
     changed, lines = _bootstrap(vps, transport)
-    assert changed == 5
+    assert changed == 6
     transport.assert_agent_called("packages-ensure", packages=bootstrap_packages("8.2"))
     transport.assert_agent_called(
         "service-ensure",
@@ -86,6 +86,7 @@ def test_it_sends_the_baseline_to_a_fresh_debian_server(vps, settings):
     assert {"port": 9100, "proto": "tcp", "from": "198.51.100.7"} in ufw["allow"]
     assert {"port": 22, "proto": "tcp"} in ufw["allow"]
     transport.assert_agent_called("sshd-harden")
+    transport.assert_agent_called("host-harden")
     vps.refresh_from_db()
     assert (vps.status, vps.os, vps.php_versions) == ("active", "Debian GNU/Linux 12 (bookworm)", ["8.2"])
 
@@ -94,7 +95,7 @@ def test_it_reports_no_change_for_every_step_on_a_ready_server(vps):
     transport = _transport(changed=False)
     changed, lines = _bootstrap(vps, transport)
     assert changed == 0
-    for step in ("agent", "packages", "services", "firewall", "ssh hardening", "mariadb"):
+    for step in ("agent", "packages", "services", "firewall", "ssh hardening", "isolation", "mariadb"):
         assert f"{step}: no change" in lines
     assert lines[-1] == "bootstrap finished: no changes"
     assert transport.uploads == {}
@@ -110,6 +111,7 @@ def test_it_makes_one_agent_call_per_step(vps):
         "service-ensure",
         "ufw-apply",
         "sshd-harden",
+        "host-harden",
         "service-ensure",
         "facts",
     ]
