@@ -1826,7 +1826,9 @@ def ensure_log_acl(ctx: Context, directory: str, readers: list[int]) -> None:
         if readers:
             rx = {uid: 5 for uid in readers}
             set_acl(ctx, fd, "system.posix_acl_access", posix_acl(7, rx, 5, 0), directory)
-            set_acl(ctx, fd, "system.posix_acl_default", posix_acl(6, rx, 4, 0), directory)
+            # Files nginx creates inherit exactly what the loop below gives existing ones.
+            readable = {uid: 4 for uid in readers}
+            set_acl(ctx, fd, "system.posix_acl_default", posix_acl(6, readable, 4, 0), directory)
         else:
             set_acl(ctx, fd, "system.posix_acl_default", None, directory)
             set_acl(ctx, fd, "system.posix_acl_access", None, directory)
