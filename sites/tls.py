@@ -97,11 +97,16 @@ def site_ssl_run(ctx: OperationContext) -> dict:
         bundle = _acme_ca_bundle()
         if bundle:
             payload["ca_bundle"] = bundle
-        cert = _call(ctx, agent, "cert-issue", payload).data
+        issued = _call(ctx, agent, "cert-issue", payload)
         _set(site, ssl_status=Site.SslStatus.ACTIVE)
         ctx.step("nginx vhost with TLS", progress=80)
-        _call(ctx, agent, "vhost-apply", {"name": site.unix_user, "content": render_vhost(vhost_spec(site))})
-        return cert
+        vhost = {"name": site.unix_user, "content": render_vhost(vhost_spec(site))}
+        applied = _call(ctx, agent, "vhost-apply", vhost)
+        if issued.changed and not applied.changed:
+            # nginx reads certificates only when it loads its configuration: a renewal that leaves
+            # the vhost as it was would otherwise keep serving the old certificate.
+            _call(ctx, agent, "reload", {"service": "nginx"})
+        return issued.data
 
     cert = _remote(ctx, site, work)
     site_verify(site=site, log=ctx.log)

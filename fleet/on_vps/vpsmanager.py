@@ -110,6 +110,13 @@ convention. Everything below a site's home is created by the site user (git, php
 through VPSMANAGER_RUNAS, Python file work in a forked child that dropped to the user); root
 only creates the layout, swaps `current` and runs certbot.
 
+Isolation model (README "Isolation" has the table): a site user owns its home and may change
+anything in it at any moment, so root touches it only as that user or by file descriptor
+(O_NOFOLLOW|O_NONBLOCK, fstat, fchown/fchmod), never by a path re-resolved after a check; nginx
+reads the document root only (vhosts: disable_symlinks if_not_owner); logs and certbot's
+webroot live outside the home, root-owned. See "host hardening", "sites: layout" and "sites:
+logs and limits".
+
 Ownership markers: CHOM's vhosts are sites-available/chom-NAME.conf (enabled through a
 relative symlink in sites-enabled), pools are pool.d/chom-NAME.conf (so a site called "www"
 can never clobber Debian's default pool) and CHOM's system users carry the GECOS comment
@@ -1881,6 +1888,20 @@ def systemd_is_init(config: Config) -> bool:
     return os.path.isdir(config.path("/run/systemd/system"))
 
 
+def cgroup_limits_unavailable() -> str | None:
+    """None when systemd can enforce a slice's MemoryMax here, else why it cannot. Inside an
+    nspawn container on a hybrid (cgroup v1) host, as on the local test fleet, the controllers are
+    mounted read-only: a slice then groups processes but limits nothing."""
+    controllers = read_bytes("/sys/fs/cgroup/cgroup.controllers")
+    if controllers is not None:
+        return (
+            None if b"memory" in controllers.split() else "the cgroup v2 hierarchy has no memory controller"
+        )
+    if os.path.isdir("/sys/fs/cgroup/memory") and os.access("/sys/fs/cgroup/memory", os.W_OK):
+        return None
+    return "the cgroup memory controller is read-only here (a container on a cgroup v1 host)"
+
+
 def limits_path(config: Config, name: str) -> str:
     return config.path(f"/var/lib/chom/limits/{name}.json")
 
@@ -1908,7 +1929,10 @@ def ensure_limits(ctx: Context, name: str, limits: dict[str, int]) -> dict[str, 
         if read_bytes(path) != unit.encode():
             write_if_different(ctx, path, label, unit.encode(), 0o644, 0, 0)
             ctx.run([*config.systemctl, "daemon-reload"], step="limits")
+        why_not = cgroup_limits_unavailable()
         enforced = f"systemd slice {slice_name(name)}"
+        if why_not:
+            enforced = f"prlimit (per process: address space and process count; no CPU cap): {why_not}"
     else:
         enforced = "prlimit (per process: address space and process count; no CPU cap)"
     quota = ensure_quota(ctx, name, limits["disk_quota_mb"])
@@ -1946,10 +1970,15 @@ def limit_prefix(ctx: Context, site: Site) -> list[str]:
     limits = parse_limits(json.loads(raw))
     assert limits is not None
     unit = slice_name(site.name)
+    scope: list[str] = []
     if systemd_is_init(config) and os.path.exists(config.path(f"/etc/systemd/system/{unit}")):
-        return [*config.systemd_run, "--scope", "--quiet", "--collect", f"--slice={unit}", "--"]
-    address_space = max(limits["memory_max_mb"], 256) * 1024 * 1024 * 4  # virtual size, not RSS
-    return [*config.prlimit, f"--as={address_space}", f"--nproc={limits['tasks_max']}", "--"]
+        scope = [*config.systemd_run, "--scope", "--quiet", "--collect", f"--slice={unit}", "--"]
+        if cgroup_limits_unavailable() is None:
+            return scope
+    # The slice still groups the processes; rlimits do the limiting. Address space is virtual
+    # size (PHP and Composer map far more than they touch), hence 4x the tier's memory.
+    address_space = max(limits["memory_max_mb"], 256) * 1024 * 1024 * 4
+    return [*scope, *config.prlimit, f"--as={address_space}", f"--nproc={limits['tasks_max']}", "--"]
 
 
 # --------------------------------------------------------------------------- sites: as the site user
