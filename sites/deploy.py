@@ -29,8 +29,11 @@ def _deploy_failed(ctx: OperationContext, reason: str) -> None:
     site.releases.filter(name=ctx.params.get("release", ""), status=Release.Status.BUILDING).update(
         status=Release.Status.FAILED, error=f"failed during step '{ctx.operation.step}': {reason}"[:2000]
     )
-    # A site that served before keeps serving its previous release.
+    # A site that served before keeps serving its previous release (or its suspension page: a
+    # deploy queued before a suspension must not mark the site active when it fails).
     status = Site.Status.ACTIVE if site.current_release else Site.Status.FAILED
+    if site.current_release and vhost_spec(site).suspended:
+        status = Site.Status.SUSPENDED
     _set(site, status=status, status_reason=reason[:2000])
 
 

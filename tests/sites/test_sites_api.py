@@ -224,6 +224,27 @@ def test_it_suspends_and_unsuspends_a_tenants_sites_by_reason(alice, vps):
     assert Site.objects.get(pk=b.pk).suspended_reason == "admin"
 
 
+@pytest.mark.parametrize(("suspended_reason", "expected"), [("billing", "suspended"), ("", "active")])
+def test_it_keeps_a_suspended_site_suspended_when_a_deploy_queued_before_fails(
+    alice, vps, suspended_reason, expected
+):
+    from chom.operations import OperationContext
+    from sites.deploy import _deploy_failed
+
+    site = Site.objects.create(
+        tenant=alice.tenant, vps=vps, domain="held.example.com", type="static", status="deploying",
+        current_release="20261127T000000-abcdef", suspended_reason=suspended_reason,
+    )  # fmt: skip
+    op = Operation.objects.create(
+        kind="site.deploy", tenant=alice.tenant, target_type="sites.site", target_id=str(site.pk),
+        params={"release": "20261201T000000-ffffff"},
+    )  # fmt: skip
+    _deploy_failed(OperationContext(op), "php-lint failed")
+    site.refresh_from_db()
+    # Deploys of a suspended site are refused, so the row would otherwise let the next one in.
+    assert (site.status, site.status_reason) == (expected, "php-lint failed")
+
+
 def test_it_shows_sites_with_releases_and_operations_on_the_dashboard(admin_client, alice, vps):
     site_id = _create(alice, domain="a.example.com", type="static").json()["id"]
     site = Site.objects.get(pk=site_id)
