@@ -129,6 +129,9 @@ class Operation(models.Model):
     target_id = models.CharField(max_length=64, blank=True)
     # Mutating operations hold their target exclusively while running (see the constraint).
     mutating = models.BooleanField(default=True)
+    # Asked for by the tenant itself (API): counts against its tier's max_pending_operations.
+    # Work the platform starts (renewals, scheduled backups, suspensions, staff) never does.
+    requested_by_tenant = models.BooleanField(default=False)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
     step = models.CharField(max_length=200, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)

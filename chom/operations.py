@@ -16,7 +16,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from chom.models import Operation, OperationLogEntry
+from chom.errors import ApplicationError
+from chom.models import Operation, OperationLogEntry, Tenant
+from chom.tiers import may_add
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +228,26 @@ def enqueue(op: Operation, *, countdown: int = 0) -> None:
     run_operation.apply_async(args=[str(op.id)], **options)
 
 
+def _check_operation_cap(tenant) -> None:
+    """Refuse one more operation the tenant asked for while its tier's allowance is in use.
+
+    The tenant row is locked so that concurrent requests of one tenant count one after another."""
+    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    pending = Operation.objects.filter(
+        tenant=tenant,
+        requested_by_tenant=True,
+        status__in=[Operation.Status.QUEUED, Operation.Status.RUNNING],
+    ).count()
+    limit = tenant.limits.max_pending_operations
+    if not may_add(count=pending, limit=limit):
+        raise ApplicationError(
+            429,
+            "too_many_operations",
+            f"You already have {pending} operations queued or running; the {tenant.tier} tier allows "
+            f"{limit} at a time. A slot frees up as soon as one of them finishes; try again then.",
+        )
+
+
 def operation_create(
     *,
     kind: str,
@@ -235,10 +257,13 @@ def operation_create(
     actor=None,
     idempotency_key: str | None = None,
     mutating: bool = True,
+    requested_by_tenant: bool = False,
 ) -> Operation:
     """Create the row (queued) and enqueue it once the surrounding transaction commits.
 
     With an idempotency key a repeated request returns the operation it already created.
+    REQUESTED_BY_TENANT (the tenant's own request, not the platform's work) counts against the
+    tenant's cap of pending operations and is refused with 429 beyond it.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown operation kind {kind!r}")
@@ -246,17 +271,22 @@ def operation_create(
         existing = Operation.objects.filter(idempotency_key=idempotency_key).first()
         if existing:
             return existing
-    op = Operation.objects.create(
-        kind=kind,
-        tenant=tenant,
-        target_type=target._meta.label_lower if target is not None else "",
-        target_id=str(target.pk) if target is not None else "",
-        params=params or {},
-        created_by=actor if actor is not None and actor.is_authenticated else None,
-        idempotency_key=idempotency_key,
-        mutating=mutating,
-        max_attempts=KINDS[kind].max_attempts,
-    )
-    OperationLogEntry.objects.create(operation=op, message=f"queued {kind}")
+    counted = requested_by_tenant and tenant is not None
+    with transaction.atomic():
+        if counted:
+            _check_operation_cap(tenant)
+        op = Operation.objects.create(
+            kind=kind,
+            tenant=tenant,
+            target_type=target._meta.label_lower if target is not None else "",
+            target_id=str(target.pk) if target is not None else "",
+            params=params or {},
+            created_by=actor if actor is not None and actor.is_authenticated else None,
+            idempotency_key=idempotency_key,
+            mutating=mutating,
+            requested_by_tenant=counted,
+            max_attempts=KINDS[kind].max_attempts,
+        )
+        OperationLogEntry.objects.create(operation=op, message=f"queued {kind}")
     transaction.on_commit(lambda: enqueue(op))
     return op

@@ -36,6 +36,11 @@ def _flatten_value(value):
     return [str(value)]
 
 
+# A service's 429 (a tenant's cap of pending operations) is for now only: a slot frees up as an
+# operation finishes, typically within tens of seconds.
+RETRY_AFTER_SECONDS = 30
+
+
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
@@ -44,7 +49,8 @@ def exception_handler(exc, context):
     if isinstance(exc, ExternalServiceError):
         exc = exc.as_application_error()
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 429 else None
+        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status, headers=headers)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, DjangoPermissionDenied):

@@ -33,7 +33,7 @@ ERROR_STATUSES = {
     "405": "Method not allowed",
     "409": "Refused in the object's current state",
     "415": "Send JSON",
-    "429": "Rate limited (per token, by tier)",
+    "429": "Rate limited (per token, by tier), or too many operations pending (per tenant, by tier)",
     "502": "An upstream service (e.g. Stripe) refused the call",
     "503": "A service CHOM needs is not configured or not reachable",
 }

@@ -299,14 +299,23 @@ SSL_RENEW_BEFORE_DAYS = env.int("SSL_RENEW_BEFORE_DAYS", default=30)
 WORDPRESS_ARCHIVE_URL = env.str("WORDPRESS_ARCHIVE_URL", default="")
 WORDPRESS_ARCHIVE_SHA256 = env.str("WORDPRESS_ARCHIVE_SHA256", default="")
 SITE_RELEASES_KEPT = 5
+# Accounts on each VPS that may read every site's logs (POSIX ACL on /var/log/chom/SITE), e.g. the
+# metrics reader; never a site user. Each must exist on the VPS.
+SITE_LOG_READERS = env.list("SITE_LOG_READERS", default=[])
 SITE_VERIFY_TIMEOUT = env.float("SITE_VERIFY_TIMEOUT", default=10.0)
 
 # --- Observability: Prometheus, Loki, Grafana, Alertmanager --------------------------------------
 # Each integration is on when its URL is set; CHOM's API answers 503 "not configured" otherwise.
 PROMETHEUS_URL = env.str("PROMETHEUS_URL", default="")
 LOKI_URL = env.str("LOKI_URL", default="")
-# Where Promtail on each VPS pushes to, when the fleet reaches Loki by another address than CHOM.
-LOKI_PUSH_URL = env.str("LOKI_PUSH_URL", default="") or LOKI_URL
+# Promtail on each VPS pushes to CHOM, never to Loki: CHOM checks the VPS's own bearer token and
+# forwards into that VPS's Loki tenant (observability/log_shipping.py). LOKI_PUSH_URL is the base
+# of CHOM's push endpoint as the fleet reaches it (Promtail appends /loki/api/v1/push); empty =
+# SITE_URL + "/observability". Log shipping is on when LOKI_URL is set.
+LOKI_PUSH_URL = env.str("LOKI_PUSH_URL", default="")
+# A push CHOM forwards: body cap (Promtail's batches are ~1 MiB) and the wait for Loki's answer.
+LOKI_PUSH_MAX_BYTES = 8 * 1024 * 1024
+LOKI_PUSH_TIMEOUT = 5.0
 GRAFANA_URL = env.str("GRAFANA_URL", default="")
 GRAFANA_TOKEN = env_secret("GRAFANA_TOKEN", default="")
 # Bearer tokens Prometheus (http_sd) and Alertmanager (webhook) present to CHOM; empty = refused.
