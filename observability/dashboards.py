@@ -1,5 +1,7 @@
 """Grafana dashboards from the JSON in deploy/observability/dashboards/: the fleet overview and one
-per VPS in the "CHOM fleet" folder, one per site in its tenant's folder. Idempotent by uid."""
+per VPS in the "CHOM fleet" folder, one per site in its tenant's folder. Loki keeps each VPS's
+logs in the VPS's own tenant, so each VPS with sites gets a Loki datasource reading that tenant,
+and a site's dashboard reads through its VPS's. Idempotent by uid."""
 
 import hashlib
 import json
@@ -9,7 +11,7 @@ from pathlib import Path
 from django.conf import settings
 
 from fleet.models import Vps
-from observability.clients import grafana
+from observability.clients import grafana, loki
 from sites import selectors as site_selectors
 
 DASHBOARDS_DIR = settings.BASE_DIR / "deploy" / "observability" / "dashboards"
@@ -45,9 +47,14 @@ def vps_dashboard(vps: Vps) -> dict:
     return render("vps", {"__UID__": grafana_uid("chom-vps", vps.name), "__VPS__": vps.name})
 
 
+def loki_datasource_uid(vps_id: int) -> str:
+    return f"chom-loki-vps-{vps_id}"
+
+
 def site_dashboard(site) -> dict:
     values = {
         "__UID__": grafana_uid("chom-site", str(site.pk)),
+        "__LOKI__": loki_datasource_uid(site.vps_id),
         "__VPS__": site.vps.name,
         "__SITE__": site.unix_user,
         "__DOMAIN__": site.domain,
@@ -67,6 +74,14 @@ class SyncResult:
             self.unchanged += 1
 
 
+def _loki_datasource_ensure(vps: Vps) -> tuple[str, bool]:
+    uid = loki_datasource_uid(vps.pk)
+    changed = grafana.loki_datasource_ensure(
+        uid=uid, name=f"Loki {vps.name}", url=settings.LOKI_URL, org_id=loki.vps_org_id(vps.pk)
+    )
+    return uid, changed
+
+
 def grafana_sync() -> SyncResult:
     result = SyncResult()
     fleet_uid, fleet_title = FLEET_FOLDER
@@ -77,8 +92,12 @@ def grafana_sync() -> SyncResult:
         dashboard = vps_dashboard(vps)
         result.add(dashboard["uid"], grafana.dashboard_ensure(dashboard=dashboard, folder_uid=fleet_uid))
     folders: set[str] = set()
+    datasources: set[int] = set()
     sites = site_selectors.sites_visible(tenant=None, staff=True).exclude(unix_user="").order_by("pk")
     for site in sites:
+        if settings.LOKI_URL and site.vps_id not in datasources:
+            datasources.add(site.vps_id)
+            result.add(*_loki_datasource_ensure(site.vps))
         folder_uid = grafana_uid("chom-tenant", site.tenant.slug)
         if folder_uid not in folders:
             folders.add(folder_uid)

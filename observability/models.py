@@ -1,6 +1,8 @@
 from django.db import models
 from django.utils import timezone
 
+from chom.crypto import EncryptedTextField
+
 
 class Alert(models.Model):
     """An alert CHOM knows about, raised by CHOM itself or received from Alertmanager.
@@ -86,3 +88,21 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.event} for {self.alert_id} [{self.status}]"
+
+
+class LogShippingCredential(models.Model):
+    """What Promtail on one VPS authenticates its log pushes to CHOM with. The secret is encrypted
+    rather than hashed: bootstrap renders the same Promtail config from it every time, so a second
+    run changes nothing."""
+
+    vps = models.OneToOneField("fleet.Vps", on_delete=models.CASCADE, related_name="+")
+    secret = EncryptedTextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"log shipping for VPS {self.vps_id}"
+
+    @property
+    def token(self) -> str:
+        """The bearer token: the VPS id to look the row up by, then the secret to compare."""
+        return f"{self.vps_id}.{self.secret}"

@@ -9,8 +9,11 @@ nothing and says so.
   SELECT on performance_schema; the agent's db-ensure only grants on one database, so CHOM cannot
   create it yet. Service discovery lists the exporter only where it runs (enabled by hand).
 - Promtail: /etc/promtail/config.yml from deploy/observability/promtail/config.yml.template,
-  pushing to LOKI_PUSH_URL. Debian has no promtail package: a missing binary is reported in the
-  bootstrap log and as a warning alert, never silently ignored.
+  0600 for Promtail's own account (it holds the VPS's log-shipping token), pushing to CHOM's
+  authenticating push endpoint (observability/log_shipping.py) at LOKI_PUSH_URL, default
+  SITE_URL + "/observability". Shipping is on when LOKI_URL is set.
+  Debian has no promtail package: a missing binary is reported in the bootstrap log and as a
+  warning alert, never silently ignored.
 """
 
 from collections.abc import Callable
@@ -23,6 +26,7 @@ from fleet.models import Vps
 from fleet.remote.agent_client import Agent
 from fleet.remote.commands import Command
 from fleet.services import register_bootstrap_step
+from observability.log_shipping import log_credential_ensure
 from observability.services import alert_raise, alert_resolve
 
 STUB_STATUS_VHOST_NAME = "monitoring"  # the agent stores it as sites-available/chom-monitoring.conf
@@ -44,13 +48,27 @@ server {
 """
 EXPORTER_SERVICES = ("prometheus-node-exporter", "prometheus-nginx-exporter")
 PROMTAIL_CONFIG = "/etc/promtail/config.yml"
+# The config holds the VPS's log-shipping token (whoever reads it can push as this VPS): 0600,
+# owned by the account Grafana's package runs Promtail as (User=promtail), root where there is none.
+PROMTAIL_CONFIG_MODE = "0600"
+PROMTAIL_ACCOUNT = "promtail"
 PROMTAIL_SERVICE = "promtail"
 PROMTAIL_TEMPLATE = settings.BASE_DIR / "deploy" / "observability" / "promtail" / "config.yml.template"
 
 
-def promtail_config(*, vps_name: str, loki_push_url: str, template: Path = PROMTAIL_TEMPLATE) -> str:
-    # VPS names are [a-z0-9-] (validated) and the URL comes from settings: no YAML quoting needed.
-    return Template(template.read_text()).substitute(vps=vps_name, loki_push_url=loki_push_url.rstrip("/"))
+def promtail_config(
+    *, vps_name: str, push_url: str, bearer_token: str, template: Path = PROMTAIL_TEMPLATE
+) -> str:
+    # VPS names are [a-z0-9-] (validated), the token is [0-9A-Za-z._-] and the URL comes from
+    # settings: no YAML escaping needed.
+    return Template(template.read_text()).substitute(
+        vps=vps_name, push_url=push_url.rstrip("/"), bearer_token=bearer_token
+    )
+
+
+def push_url() -> str:
+    """The base of CHOM's push endpoint as the fleet reaches it (Promtail adds /loki/api/v1/push)."""
+    return settings.LOKI_PUSH_URL or f"{settings.SITE_URL.rstrip('/')}/observability"
 
 
 def _ensure_running(agent: Agent, service: str, log: Callable[[str], None]) -> bool:
@@ -64,12 +82,26 @@ def _promtail_installed(agent: Agent) -> bool:
     return agent.transport.run(Command.of("test", "-x", settings.PROMTAIL_BINARY), timeout=30).ok
 
 
+def _config_owner(agent: Agent) -> str:
+    exists = agent.transport.run(Command.of("id", "-u", PROMTAIL_ACCOUNT), timeout=30).ok
+    return PROMTAIL_ACCOUNT if exists else "root"
+
+
 def _promtail(vps: Vps, agent: Agent, log: Callable[[str], None]) -> bool:
-    if not settings.LOKI_PUSH_URL:
+    if not settings.LOKI_URL:
         log("  LOKI_URL unset: no log shipping configured")
         return False
-    config = promtail_config(vps_name=vps.name, loki_push_url=settings.LOKI_PUSH_URL)
-    written = agent.call("file-write", {"path": PROMTAIL_CONFIG, "content": config, "mode": "0644"}).changed
+    token = log_credential_ensure(vps=vps)
+    config = promtail_config(vps_name=vps.name, push_url=push_url(), bearer_token=token)
+    written = agent.call(
+        "file-write",
+        {
+            "path": PROMTAIL_CONFIG,
+            "content": config,
+            "mode": PROMTAIL_CONFIG_MODE,
+            "owner": _config_owner(agent),
+        },
+    ).changed
     if written:
         log(f"  wrote {PROMTAIL_CONFIG}")
     if not _promtail_installed(agent):

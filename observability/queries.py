@@ -5,8 +5,9 @@ nginx access log through Loki (LogQL metric queries): the nginx exporter only kn
 stub_status counters, the access log knows each site. Latency is not in nginx's default
 `combined` log format, so it is reported as unavailable with the reason.
 
-Every selector is built here from CHOM's own rows (VPS name, site unix user): nothing a user types
-becomes a label matcher. The user's log `query` is a plain-text line filter, quoted.
+Every selector is built here from CHOM's own rows (VPS name, site unix user), and every Loki query
+goes to the tenant of the site's VPS: nothing a user types becomes a label matcher, and lines
+another VPS pushed are never read for this site. The user's log `query` is a plain-text line filter, quoted.
 """
 
 import json
@@ -113,6 +114,11 @@ def vps_metrics(*, vps: Vps, range_name: str) -> dict:
     return _frame(window, "prometheus", series)
 
 
+def site_org_id(site: Site) -> str:
+    """The Loki tenant the site's VPS pushes into: the only one its logs are read from."""
+    return loki.vps_org_id(site.vps_id)
+
+
 def site_selector(site: Site, *, log: str = "") -> str:
     labels = {"job": "nginx", "vps": site.vps.name, "site": site.unix_user}
     if log:
@@ -137,7 +143,13 @@ def site_metrics(*, site: Site, range_name: str) -> dict:
         name: {
             "unit": unit,
             "values": _points(
-                loki.query_metric(logql, start=window.start, end=window.end, step_seconds=window.step)
+                loki.query_metric(
+                    logql,
+                    org_id=site_org_id(site),
+                    start=window.start,
+                    end=window.end,
+                    step_seconds=window.step,
+                )
             ),
         }
         for name, (unit, logql) in site_logql(site, window).items()
@@ -157,7 +169,9 @@ def site_logs_logql(site: Site, *, text: str = "", log: str = "") -> str:
 
 def site_logs(*, site: Site, since: datetime, text: str = "", log: str = "", limit: int = 100) -> dict:
     end = timezone.now()
-    lines = loki.query_logs(site_logs_logql(site, text=text, log=log), start=since, end=end, limit=limit)
+    lines = loki.query_logs(
+        site_logs_logql(site, text=text, log=log), org_id=site_org_id(site), start=since, end=end, limit=limit
+    )
     return {
         "since": since.isoformat(),
         "end": end.isoformat(),

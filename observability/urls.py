@@ -1,4 +1,5 @@
-"""Mounted at the site root: the paths are the ones Prometheus and Alertmanager are configured with."""
+"""Mounted at the site root: the paths are the ones Prometheus, Alertmanager and each VPS's Promtail
+are configured with."""
 
 from django.urls import path
 
@@ -7,6 +8,7 @@ from observability import views
 urlpatterns = [
     path("observability/sd/targets", views.sd_targets, name="observability-sd-targets"),
     path("webhooks/alertmanager", views.alertmanager_webhook, name="observability-alertmanager-webhook"),
+    path("observability/loki/api/v1/push", views.loki_push, name="observability-loki-push"),
     path("observability/alerts/", views.alert_list, name="observability-alerts"),
     path("observability/vps/<int:pk>/metrics.json", views.vps_metrics_json, name="observability-vps-metrics"),
     path(

@@ -1,12 +1,12 @@
-"""Endpoints for the monitoring stack (Prometheus service discovery, Alertmanager's webhook) and
-the staff dashboard's alert page and chart data."""
+"""Endpoints for the monitoring stack (Prometheus service discovery, Alertmanager's webhook,
+Promtail's log pushes) and the staff dashboard's alert page and chart data."""
 
 import json
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -14,9 +14,13 @@ from django.views.decorators.http import require_GET, require_POST
 from chom.api.errors import error_body
 from chom.http import bearer_matches
 from fleet import selectors as fleet_selectors
-from observability import queries, selectors, services, targets
+from observability import log_shipping, queries, selectors, services, targets
 from observability.api.serializers import LogQuerySerializer, RangeSerializer
+from observability.clients import ServiceError
 from sites import selectors as site_selectors
+
+# Loki's answers Promtail must see as they are: 400 drops a batch Loki will never take, 429 backs off.
+LOKI_PUSH_REFUSALS = {400: "invalid_input", 429: "rate_limited"}
 
 
 def _refused(setting: str) -> JsonResponse:
@@ -47,6 +51,34 @@ def alertmanager_webhook(request):
     return JsonResponse(
         {"created": result.created, "refreshed": result.refreshed, "resolved": result.resolved}
     )
+
+
+@csrf_exempt
+@require_POST
+def loki_push(request):
+    """Promtail's push API (`POST /loki/api/v1/push`) for the fleet: the VPS's own bearer token,
+    the body passed to Loki unchanged, into that VPS's tenant. Loki's 400 (a batch it will never
+    take) and 429 reach Promtail as such; Loki down or failing is a 503 Promtail retries."""
+    vps_id = log_shipping.log_push_vps_id(authorization=request.headers.get("Authorization", ""))
+    if vps_id is None:
+        return _refused("the VPS's log-shipping token")
+    limit = settings.LOKI_PUSH_MAX_BYTES
+    body = request.read(limit + 1)  # not request.body: its cap is DATA_UPLOAD_MAX_MEMORY_SIZE
+    if len(body) > limit:
+        return JsonResponse(error_body("too_large", f"A push carries at most {limit} bytes."), status=413)
+    try:
+        log_shipping.log_push_forward(
+            vps_id=vps_id,
+            body=body,
+            content_type=request.headers.get("Content-Type") or "application/x-protobuf",
+            content_encoding=request.headers.get("Content-Encoding", ""),
+        )
+    except ServiceError as exc:  # Loki refused, is down, or LOKI_URL is unset
+        status = exc.status if exc.status in LOKI_PUSH_REFUSALS else 503
+        return JsonResponse(
+            error_body(LOKI_PUSH_REFUSALS.get(status, exc.api_code), exc.message), status=status
+        )
+    return HttpResponse(status=204)
 
 
 @staff_member_required

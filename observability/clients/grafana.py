@@ -1,4 +1,5 @@
-"""Grafana's HTTP API: folders and dashboards, created or updated idempotently by uid."""
+"""Grafana's HTTP API: folders, dashboards and Loki datasources, created or updated idempotently
+by uid."""
 
 import hashlib
 import json
@@ -74,4 +75,30 @@ def dashboard_ensure(*, dashboard: dict, folder_uid: str) -> bool:
         "message": "updated by CHOM",
     }
     _request("POST", "/api/dashboards/db", body=body)
+    return True
+
+
+def loki_datasource_ensure(*, uid: str, name: str, url: str, org_id: str) -> bool:
+    """A Loki datasource that reads tenant ORG_ID (Loki runs with auth_enabled). Grafana never
+    shows a stored header value back, so the tenant is judged by the uid it is derived from."""
+    wanted = {
+        "uid": uid,
+        "name": name,
+        "type": "loki",
+        "access": "proxy",
+        "url": url,
+        "jsonData": {"httpHeaderName1": "X-Scope-OrgID"},
+    }
+    response = _request("GET", f"/api/datasources/uid/{uid}")
+    if response.status_code == 200:
+        current = response.json()
+        same = all(current.get(key) == value for key, value in wanted.items() if key != "jsonData")
+        header = current.get("jsonData", {}).get("httpHeaderName1") == "X-Scope-OrgID"
+        if same and header and current.get("secureJsonFields", {}).get("httpHeaderValue1"):
+            return False
+    body = {**wanted, "secureJsonData": {"httpHeaderValue1": org_id}}
+    if response.status_code == 404:
+        _request("POST", "/api/datasources", body=body)
+    else:
+        _request("PUT", f"/api/datasources/uid/{uid}", body=body)
     return True

@@ -90,6 +90,7 @@ RULES = {
     "api-alerts": {"GET": "tenant-read+staff"},
     "observability-sd-targets": "webhook-signature",
     "observability-alertmanager-webhook": "webhook-signature",
+    "observability-loki-push": "webhook-signature",  # a VPS's own log-shipping token only
     "observability-alerts": "dashboard-staff",
     "observability-vps-metrics": "dashboard-staff",
     "observability-site-metrics": "dashboard-staff",
@@ -123,6 +124,7 @@ FUNCTION_VIEW_METHODS = {
     "backup-create": ["POST"],
     "observability-sd-targets": ["GET"],
     "observability-alertmanager-webhook": ["POST"],
+    "observability-loki-push": ["POST"],
     "observability-alerts": ["GET"],
     "observability-vps-metrics": ["GET"],
     "observability-site-metrics": ["GET"],

@@ -1,6 +1,7 @@
 """Small local HTTP servers standing in for Loki, Grafana and a Slack-style webhook, implementing the
 documented endpoints CHOM calls and recording every request. Each can be told to fail."""
 
+import gzip
 import json
 import re
 import threading
@@ -15,7 +16,15 @@ class Request:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
-    body: object
+    body: object  # the JSON body, or None (no body, or not JSON: see raw)
+    raw: bytes = b""
+
+
+def _json_or_none(raw: bytes) -> object:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -37,7 +46,8 @@ class FakeServer:
                     path=parts.path,
                     query={k: v[-1] for k, v in parse_qs(parts.query).items()},
                     headers={k.lower(): v for k, v in self.headers.items()},
-                    body=json.loads(raw) if raw else None,
+                    body=_json_or_none(raw),
+                    raw=raw,
                 )
                 fake.requests.append(request)
                 if fake.fail_status:
@@ -82,24 +92,42 @@ _FILTER = re.compile(r'\|=\s*("(?:[^"\\]|\\.)*")')
 
 @dataclass
 class FakeLoki(FakeServer):
-    """POST /loki/api/v1/push stores streams; GET /loki/api/v1/query_range answers log queries
-    (exact label matchers plus `|= "text"`) from them, and metric queries with `matrix`."""
+    """Loki with `auth_enabled: true`: every request names its tenant in X-Scope-OrgID (401 "no org
+    id" without one, as Loki answers) and sees only that tenant's streams. POST /loki/api/v1/push
+    stores a JSON push (gzip or not) and accepts Promtail's protobuf, kept as `requests[i].raw`
+    (this fake decodes no snappy); GET /loki/api/v1/query_range answers log queries (exact label
+    matchers plus `|= "text"`) from the tenant's streams, and metric queries with `matrix`."""
 
-    streams: list[dict] = field(default_factory=list)
+    streams: dict[str, list[dict]] = field(default_factory=dict)  # org id -> streams
     matrix: list[dict] = field(default_factory=list)
 
-    def push(self, labels: dict[str, str], lines: list[tuple[int, str]]) -> None:
-        self.streams.append({"stream": labels, "values": [[str(ts), line] for ts, line in lines]})
+    def push(self, labels: dict[str, str], lines: list[tuple[int, str]], *, org_id: str) -> None:
+        stream = {"stream": labels, "values": [[str(ts), line] for ts, line in lines]}
+        self.streams.setdefault(org_id, []).append(stream)
 
     def handle(self, request):
+        org_id = request.headers.get("x-scope-orgid", "")
+        if not org_id:
+            return 401, {"message": "no org id"}
         if request.method == "POST" and request.path == "/loki/api/v1/push":
-            self.streams.extend(request.body["streams"])
-            return 204, {}
+            return self._push(org_id, request)
         if request.method == "GET" and request.path == "/loki/api/v1/query_range":
-            return 200, {"status": "success", "data": self._query(request.query)}
+            return 200, {"status": "success", "data": self._query(org_id, request.query)}
         return 404, {"message": "not found"}
 
-    def _query(self, params: dict) -> dict:
+    def _push(self, org_id: str, request) -> tuple[int, object]:
+        if request.headers.get("content-type", "").startswith("application/x-protobuf"):
+            return 204, {}
+        raw = request.raw
+        if request.headers.get("content-encoding") == "gzip":
+            raw = gzip.decompress(raw)
+        body = _json_or_none(raw)
+        if not isinstance(body, dict) or not isinstance(body.get("streams"), list):
+            return 400, {"message": "loghttp push: not a push request"}
+        self.streams.setdefault(org_id, []).extend(body["streams"])
+        return 204, {}
+
+    def _query(self, org_id: str, params: dict) -> dict:
         logql = params["query"]
         if not logql.startswith("{"):
             return {"resultType": "matrix", "result": self.matrix}
@@ -108,7 +136,7 @@ class FakeLoki(FakeServer):
         texts = [json.loads(t) for t in _FILTER.findall(logql[len(selector) :])]
         start, end = int(params["start"]), int(params["end"])
         result = []
-        for stream in self.streams:
+        for stream in self.streams.get(org_id, []):
             if any(stream["stream"].get(k) != v for k, v in wanted.items()):
                 continue
             values = [
@@ -123,11 +151,13 @@ class FakeLoki(FakeServer):
 
 @dataclass
 class FakeGrafana(FakeServer):
-    """Folders and dashboards by uid, as Grafana's HTTP API stores them; checks the bearer token."""
+    """Folders, dashboards and datasources by uid, as Grafana's HTTP API stores them; checks the
+    bearer token. A datasource's secureJsonData is write-only: answers show secureJsonFields."""
 
     token: str = "grafana-test-token"
     folders: dict[str, str] = field(default_factory=dict)
     dashboards: dict[str, dict] = field(default_factory=dict)
+    datasources: dict[str, dict] = field(default_factory=dict)
 
     def handle(self, request):
         if request.headers.get("authorization") != f"Bearer {self.token}":
@@ -158,7 +188,29 @@ class FakeGrafana(FakeServer):
         if path.startswith("/api/dashboards/uid/"):
             stored = self.dashboards.get(path.rsplit("/", 1)[1])
             return (200, stored) if stored else (404, {"message": "Dashboard not found"})
+        if path == "/api/datasources" or path.startswith("/api/datasources/uid/"):
+            return self._datasource(request)
         return 404, {"message": "not found"}
+
+    def _datasource(self, request) -> tuple[int, object]:
+        if request.method == "POST":
+            body = request.body
+            taken = {d["name"] for d in self.datasources.values()}
+            if body["uid"] in self.datasources or body["name"] in taken:
+                return 409, {"message": "data source with the same name already exists"}
+            self.datasources[body["uid"]] = {**body, "id": len(self.datasources) + 1}
+            return 200, {"message": "Datasource added", "datasource": self._shown(body["uid"])}
+        uid = request.path.rsplit("/", 1)[1]
+        if uid not in self.datasources:
+            return 404, {"message": "Data source not found"}
+        if request.method == "PUT":
+            self.datasources[uid] = {**request.body, "id": self.datasources[uid]["id"]}
+        return 200, self._shown(uid)
+
+    def _shown(self, uid: str) -> dict:
+        stored = dict(self.datasources[uid])
+        secure = stored.pop("secureJsonData", {})
+        return {**stored, "orgId": 1, "secureJsonFields": {key: True for key in secure}}
 
     def writes(self) -> list[Request]:
         return [r for r in self.requests if r.method in ("POST", "PUT")]

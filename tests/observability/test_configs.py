@@ -97,9 +97,19 @@ def test_it_keeps_loki_logs_between_7_and_30_days():
     assert config["compactor"]["retention_enabled"] is True
 
 
+def test_it_runs_loki_multi_tenant_so_each_vps_writes_only_its_own_tenant():
+    assert yaml.safe_load((DEPLOY / "loki-config.yml").read_text())["auth_enabled"] is True
+    site = json.loads((DEPLOY / "dashboards" / "site.json").read_text())
+    sources = [p["datasource"] for p in site["panels"]] + [
+        t["datasource"] for p in site["panels"] for t in p["targets"]
+    ]
+    assert {s["uid"] for s in sources if s["type"] == "loki"} == {"__LOKI__"}
+
+
 def test_it_ships_parseable_grafana_and_compose_files():
     datasources = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/chom.yml").read_text())
-    assert {d["uid"] for d in datasources["datasources"]} == {"prometheus", "loki"}
+    # Loki's datasources are per VPS tenant, created by CHOM's Grafana sync (test_grafana.py).
+    assert {d["uid"] for d in datasources["datasources"]} == {"prometheus"}
     compose = yaml.safe_load((DEPLOY.parent.parent / "docker-compose.yml").read_text())
     monitoring = {"prometheus", "alertmanager", "loki", "grafana"}
     assert monitoring <= set(compose["services"])

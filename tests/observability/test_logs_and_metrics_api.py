@@ -20,14 +20,12 @@ def _now_ns() -> int:
 
 
 def test_it_returns_a_tenants_site_logs_scoped_to_that_site(alice, fleet, loki):
-    _, mine, theirs = fleet
+    vps, mine, theirs = fleet
     now = _now_ns()
-    loki.push(
-        {"job": "nginx", "vps": "web1", "site": mine.unix_user, "log": "access"}, [(now - 10**9, "GET / 200")]
-    )
-    loki.push(
-        {"job": "nginx", "vps": "web1", "site": theirs.unix_user, "log": "access"}, [(now, "GET /secret 200")]
-    )
+    org_id = f"vps-{vps.pk}"
+    access = {"job": "nginx", "vps": "web1", "log": "access"}
+    loki.push(access | {"site": mine.unix_user}, [(now - 10**9, "GET / 200")], org_id=org_id)
+    loki.push(access | {"site": theirs.unix_user}, [(now, "GET /secret 200")], org_id=org_id)
 
     response = alice.client().get(f"/api/v1/sites/{mine.pk}/logs", {"since": "15m"})
 
@@ -36,6 +34,21 @@ def test_it_returns_a_tenants_site_logs_scoped_to_that_site(alice, fleet, loki):
     logql = loki.requests[-1].query["query"]
     assert logql == f'{{job="nginx", site="{mine.unix_user}", vps="web1"}}'
     assert theirs.unix_user not in logql
+
+
+def test_it_reads_site_logs_and_metrics_only_from_the_tenant_of_the_sites_vps(alice, fleet, loki):
+    vps, mine, _ = fleet
+    other = make_vps("web2", ip_address="192.0.2.11")
+    forged = {"job": "nginx", "vps": "web1", "site": mine.unix_user, "log": "access"}
+    loki.push(forged, [(_now_ns(), "GET /forged-by-web2 200")], org_id=f"vps-{other.pk}")
+
+    logs = alice.client().get(f"/api/v1/sites/{mine.pk}/logs")
+    metrics = alice.client().get(f"/api/v1/sites/{mine.pk}/metrics")
+
+    assert logs.status_code == 200 and logs.json()["lines"] == []
+    assert metrics.status_code == 200
+    assert len(loki.requests) == 4  # the log query and three metric queries
+    assert {r.headers["x-scope-orgid"] for r in loki.requests} == {f"vps-{vps.pk}"}
 
 
 def test_it_never_puts_another_tenants_site_in_a_query_and_404s_on_it(alice, charlie, fleet, loki):
