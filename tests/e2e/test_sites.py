@@ -486,7 +486,11 @@ def test_it_installs_wordpress_from_a_verified_archive_and_serves_its_front_page
         )
         assert response.status_code == 202, response.content
         credentials = response.json()["credentials"]
-        _run(response.json()["operation"]["id"])
+        op = _run(response.json()["operation"]["id"])
+    # nginx serves the blog only once WordPress is installed: before, the first visitor could
+    # claim /wp-admin/install.php.
+    steps = [e.message for e in op.log_entries.all() if e.message.startswith("step: ")]
+    assert steps.index("step: site-exec") < steps.index("step: nginx vhost"), steps
     front = _get(vps, "blog.test")
     assert front.status_code == 200
     assert "blog.test" in front.text and "wp-content/themes/twentytwentythree" in front.text

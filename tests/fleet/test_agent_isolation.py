@@ -21,6 +21,7 @@ from tests.fleet.agent_fixtures import (
     make_repo,
     mode_owner,
     placeholder,
+    require,
     site_agent,  # noqa: F401 - the site tests' `agent` fixture (replaces conftest's)
 )
 
@@ -30,6 +31,7 @@ LIMITS = {"memory_max_mb": 300, "cpu_quota_percent": 50, "tasks_max": 64, "disk_
 
 
 def getfacl(path: Path) -> set[str]:
+    require("/usr/bin/getfacl")
     out = subprocess.run(["getfacl", "-n", "-p", str(path)], capture_output=True, text=True, check=True)
     return {line for line in out.stdout.splitlines() if line and not line.startswith("#")}
 
@@ -64,6 +66,7 @@ def test_it_refuses_log_readers_that_are_not_account_names(agent: Agent) -> None
 def test_it_rotates_a_sites_logs_with_a_size_cap_keeping_the_site_as_reader(
     agent: Agent, site: dict[str, Any]
 ) -> None:
+    require("/usr/sbin/logrotate")
     conf = agent.path("/etc/logrotate.d/chom-site1").read_text()
     assert "maxsize 64M" in conf and "rotate 14" in conf and "create 0640 root site1" in conf
     assert "/usr/sbin/logrotate" in agent.path("/etc/cron.d/chom-logrotate").read_text()
