@@ -138,6 +138,68 @@ def vps_create(
     return vps, op
 
 
+def provider_credential_save(
+    *,
+    provider: str,
+    token: str = "",
+    base_url: str = "",
+    default_region: str = "",
+    default_size: str = "",
+    default_image: str = "",
+    is_default: bool = False,
+    actor=None,
+) -> ProviderCredential:
+    """Add or change the cloud account of PROVIDER. The token is checked against the provider
+    before it is stored (encrypted); an empty TOKEN keeps the stored one. One account at most is
+    the default (the one auto-grow uses)."""
+    if provider not in PROVIDERS or not PROVIDERS[provider].distro_images:
+        raise ApplicationError(
+            400, "invalid_input", f"{provider!r} is not a cloud provider.", {"provider": ["unknown"]}
+        )
+    credential = ProviderCredential.objects.filter(provider=provider).first() or ProviderCredential(
+        provider=provider
+    )
+    token = token.strip() or credential.token
+    if not token:
+        raise ApplicationError(400, "invalid_input", "An API token is required.", {"token": ["required"]})
+    try:
+        account = get_provider(provider, token=token, base_url=base_url or None).account()
+    except ProviderError as exc:
+        raise ApplicationError(
+            400, "invalid_token", f"{provider} refused the token: {exc}", {"token": [str(exc)]}
+        )
+    credential.token, credential.base_url = token, base_url
+    credential.default_region, credential.default_size, credential.default_image = (
+        default_region,
+        default_size,
+        default_image,
+    )
+    credential.is_default = is_default
+    with transaction.atomic():
+        if is_default:
+            ProviderCredential.objects.exclude(provider=provider).update(is_default=False)
+        credential.save()
+        audit_record(
+            action="cloud_account.saved",
+            actor=actor,
+            target=f"cloud:{provider}",
+            data={"account": account, "is_default": is_default},
+        )
+    return credential
+
+
+def provider_credential_delete(*, credential: ProviderCredential, actor=None) -> None:
+    in_use = Vps.objects.filter(provider=credential.provider).count()
+    if in_use:
+        raise ApplicationError(
+            409,
+            "cloud_account_in_use",
+            f"{in_use} VPS(es) still run at {credential.provider}; destroy them first.",
+        )
+    credential.delete()
+    audit_record(action="cloud_account.deleted", actor=actor, target=f"cloud:{credential.provider}")
+
+
 def vps_update(*, vps: Vps, actor=None, **fields) -> Vps:
     for name, value in fields.items():
         setattr(vps, name, value)
@@ -221,18 +283,33 @@ def vps_destroy_run(ctx: OperationContext) -> dict:
     return {"deleted": name}
 
 
+def vps_server_spec(*, vps: Vps, provider) -> ServerSpec:
+    """What to ask the cloud for: the VPS's own region/size, else the cloud account's defaults,
+    else the provider's; the account's default image, else the provider's Debian 12 image."""
+    credential = ProviderCredential.objects.filter(provider=vps.provider).first()
+    account = {
+        "region": credential.default_region if credential else "",
+        "size": credential.default_size if credential else "",
+        "image": credential.default_image if credential else "",
+    }
+    return ServerSpec(
+        name=vps.name,
+        region=vps.region or account["region"] or provider.default_region,
+        size=vps.size or account["size"] or provider.default_size,
+        image=account["image"] or provider.default_image(),
+        ssh_public_key=fleet_key_get_or_create().public_key,
+        ip_address=vps.ip_address,
+    )
+
+
 def vps_provision(*, ctx: OperationContext, vps: Vps) -> None:
     _set_status(vps, Vps.Status.PROVISIONING)
     provider = provider_for(vps.provider)
     ctx.step(f"provision with {vps.provider}", progress=5)
-    spec = ServerSpec(
-        name=vps.name,
-        region=vps.region,
-        size=vps.size,
-        image="",
-        ssh_public_key=fleet_key_get_or_create().public_key,
-        ip_address=vps.ip_address,
-    )
+    spec = vps_server_spec(vps=vps, provider=provider)
+    if not vps.provider_id and provider.distro_images:
+        ctx.log(f"asking {vps.provider} for {spec.size} in {spec.region}, image {spec.image}")
+        Vps.objects.filter(pk=vps.pk).update(region=spec.region, size=spec.size)
     try:
         server = provider.get(vps.provider_id) if vps.provider_id else provider.create(spec)
         if server.status != "running" or not (server.ip_address or vps.ip_address):

@@ -53,6 +53,19 @@ class ServerSpec:
     ip_address: str | None = None
 
 
+# The distributions CHOM bootstraps; a cloud's image for each is in its `distro_images`.
+DISTROS = {"debian-12": "Debian 12", "ubuntu-24.04": "Ubuntu 24.04 LTS"}
+DEFAULT_DISTRO = "debian-12"
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """A region, size or image a cloud offers: its slug in the cloud's API and a label."""
+
+    slug: str
+    label: str
+
+
 @dataclass(frozen=True)
 class ProviderServer:
     provider_id: str
@@ -65,6 +78,11 @@ class Provider(ABC):
     # True when CHOM adopts a server the admin already has (no API call creates it).
     requires_address: ClassVar[bool] = False
     default_base_url: ClassVar[str] = ""
+    # Defaults when neither the VPS nor the cloud account names one: a small server in a common
+    # region, and the cloud's image of each distribution CHOM supports (`DISTROS`).
+    default_region: ClassVar[str] = ""
+    default_size: ClassVar[str] = ""
+    distro_images: ClassVar[dict[str, str]] = {}
     max_retries: ClassVar[int] = 3
     max_retry_sleep: ClassVar[float] = 30.0
     backoff_base: ClassVar[float] = 1.0
@@ -100,6 +118,24 @@ class Provider(ABC):
     @abstractmethod
     def destroy(self, provider_id: str) -> None:
         """Delete the server; deleting one that is already gone succeeds."""
+
+    # --- the account and its catalogue (cloud accounts page) ------------------------------------
+
+    def account(self) -> str:
+        """Who the token belongs to: one call that fails (401 → ProviderError) on a bad token."""
+        raise self._error("this provider has no account to check", permanent=True)
+
+    def regions(self) -> list[CatalogueEntry]:
+        return []
+
+    def sizes(self) -> list[CatalogueEntry]:
+        return []
+
+    def images(self) -> list[CatalogueEntry]:
+        return []
+
+    def default_image(self, distro: str = DEFAULT_DISTRO) -> str:
+        return self.distro_images.get(distro, "")
 
     def wait_until_running(self, provider_id: str, *, timeout: float = 300) -> ProviderServer:
         deadline = self.monotonic() + timeout

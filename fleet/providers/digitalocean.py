@@ -6,6 +6,7 @@ from typing import Any
 
 from .base import (
     CHOM_TAG,
+    CatalogueEntry,
     Provider,
     ProviderError,
     ProviderServer,
@@ -27,6 +28,9 @@ _STATUSES: dict[str, ServerStatus] = {
 class DigitalOceanProvider(Provider):
     name = "digitalocean"
     default_base_url = "https://api.digitalocean.com/v2"
+    default_region = "fra1"
+    default_size = "s-1vcpu-2gb"
+    distro_images = {"debian-12": "debian-12-x64", "ubuntu-24.04": "ubuntu-24-04-x64"}
 
     def create(self, spec: ServerSpec) -> ProviderServer:
         body: dict[str, Any] = {
@@ -50,6 +54,28 @@ class DigitalOceanProvider(Provider):
 
     def destroy(self, provider_id: str) -> None:
         self._request("DELETE", f"/droplets/{self._segment(provider_id)}", missing_ok=True)
+
+    def account(self) -> str:
+        return str(self._request("GET", "/account")["account"].get("email", ""))
+
+    def regions(self) -> list[CatalogueEntry]:
+        found = self._request("GET", "/regions", params={"per_page": 200})["regions"]
+        return [
+            CatalogueEntry(r["slug"], r.get("name", r["slug"])) for r in found if r.get("available", True)
+        ]
+
+    def sizes(self) -> list[CatalogueEntry]:
+        found = self._request("GET", "/sizes", params={"per_page": 200})["sizes"]
+        return [
+            CatalogueEntry(s["slug"], s.get("description") or s["slug"])
+            for s in found
+            if s.get("available", True)
+        ]
+
+    def images(self) -> list[CatalogueEntry]:
+        params = {"type": "distribution", "per_page": 200}
+        found = self._request("GET", "/images", params=params)["images"]
+        return [CatalogueEntry(i["slug"], i.get("name") or i["slug"]) for i in found if i.get("slug")]
 
     def _ssh_key_id(self, public_key: str) -> int:
         body = {"name": ssh_key_name(public_key), "public_key": public_key.strip()}

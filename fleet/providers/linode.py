@@ -7,7 +7,7 @@ import secrets
 import string
 from typing import Any
 
-from .base import CHOM_TAG, Provider, ProviderServer, ServerSpec, ServerStatus, b64
+from .base import CHOM_TAG, CatalogueEntry, Provider, ProviderServer, ServerSpec, ServerStatus, b64
 
 _STATUSES: dict[str, ServerStatus] = {
     "running": "running",
@@ -27,6 +27,9 @@ _PASSWORD_CLASSES = (string.ascii_lowercase, string.ascii_uppercase, string.digi
 class LinodeProvider(Provider):
     name = "linode"
     default_base_url = "https://api.linode.com/v4"
+    default_region = "eu-central"
+    default_size = "g6-standard-1"
+    distro_images = {"debian-12": "linode/debian12", "ubuntu-24.04": "linode/ubuntu24.04"}
 
     def create(self, spec: ServerSpec) -> ProviderServer:
         body: dict[str, Any] = {
@@ -54,6 +57,30 @@ class LinodeProvider(Provider):
     def destroy(self, provider_id: str) -> None:
         path = f"/linode/instances/{self._segment(provider_id)}"
         self._request("DELETE", path, missing_ok=True)
+
+    def account(self) -> str:
+        return str(self._request("GET", "/profile").get("email", ""))
+
+    def regions(self) -> list[CatalogueEntry]:
+        return [CatalogueEntry(r["id"], r.get("label") or r["id"]) for r in self._list("/regions")]
+
+    def sizes(self) -> list[CatalogueEntry]:
+        return [CatalogueEntry(t["id"], t.get("label") or t["id"]) for t in self._list("/linode/types")]
+
+    def images(self) -> list[CatalogueEntry]:
+        found = self._list("/images")
+        return [CatalogueEntry(i["id"], i.get("label") or i["id"]) for i in found if i.get("is_public", True)]
+
+    def _list(self, path: str) -> list[dict[str, Any]]:
+        """Every page of a Linode collection ({"data", "page", "pages"})."""
+        items: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            payload = self._request("GET", path, params={"page": page, "page_size": 500})
+            items += payload.get("data", [])
+            if page >= int(payload.get("pages", 1)) or page >= 50:
+                return items
+            page += 1
 
     def _error_detail(self, payload: Any) -> str | None:
         errors = payload.get("errors") if isinstance(payload, dict) else None

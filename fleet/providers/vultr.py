@@ -6,6 +6,7 @@ from typing import Any
 
 from .base import (
     CHOM_TAG,
+    CatalogueEntry,
     Provider,
     ProviderError,
     ProviderServer,
@@ -23,6 +24,10 @@ _NO_IP = "0.0.0.0"  # noqa: S104 - a value Vultr returns, not an address we bind
 class VultrProvider(Provider):
     name = "vultr"
     default_base_url = "https://api.vultr.com/v2"
+    default_region = "fra"
+    default_size = "vc2-1c-2gb"
+    # Vultr's stock systems are numeric os_ids: 2136 Debian 12 x64, 2284 Ubuntu 24.04 LTS x64.
+    distro_images = {"debian-12": "2136", "ubuntu-24.04": "2284"}
 
     def create(self, spec: ServerSpec) -> ProviderServer:
         body: dict[str, Any] = {
@@ -47,6 +52,32 @@ class VultrProvider(Provider):
 
     def destroy(self, provider_id: str) -> None:
         self._request("DELETE", f"/instances/{self._segment(provider_id)}", missing_ok=True)
+
+    def account(self) -> str:
+        return str(self._request("GET", "/account")["account"].get("email", ""))
+
+    def regions(self) -> list[CatalogueEntry]:
+        found = self._list("/regions", "regions")
+        return [CatalogueEntry(r["id"], f"{r.get('city', r['id'])} ({r['id']})") for r in found]
+
+    def sizes(self) -> list[CatalogueEntry]:
+        return [CatalogueEntry(p["id"], p["id"]) for p in self._list("/plans", "plans")]
+
+    def images(self) -> list[CatalogueEntry]:
+        return [CatalogueEntry(str(o["id"]), o.get("name") or str(o["id"])) for o in self._list("/os", "os")]
+
+    def _list(self, path: str, key: str) -> list[dict[str, Any]]:
+        """Every page of a Vultr collection (cursor in meta.links.next)."""
+        items: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"per_page": 500}
+        for _ in range(50):
+            payload = self._request("GET", path, params=params)
+            items += payload.get(key, [])
+            cursor = payload.get("meta", {}).get("links", {}).get("next")
+            if not cursor or cursor == params.get("cursor"):
+                break
+            params["cursor"] = cursor
+        return items
 
     def _ssh_key_id(self, public_key: str) -> str:
         # Vultr accepts the same key twice, so look before adding to avoid piling up copies.

@@ -6,9 +6,8 @@ from typing import Generic, TypeVar
 
 import pytest
 
+from devstack.clouds import FAKES, PUBLIC_KEY, DigitalOceanFake, FakeClock, FakeCloud, LinodeFake, VultrFake
 from fleet.providers import Provider, ServerSpec, get_provider
-
-from .fakes import FAKES, PUBLIC_KEY, DigitalOceanFake, FakeClock, FakeCloud, LinodeFake, VultrFake
 
 F = TypeVar("F", bound=FakeCloud)
 

@@ -8,10 +8,10 @@ import socket
 
 import pytest
 
+from devstack.clouds import FakeClock, FakeCloud
 from fleet.providers import ProviderError, get_provider
 
 from .conftest import Cloud, connect
-from .fakes import FakeClock, FakeCloud
 
 
 def test_it_creates_a_server_and_waits_until_it_runs_with_an_ip(cloud: Cloud[FakeCloud]) -> None:

@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
+from devstack.clouds import OTHER_PUBLIC_KEY, PUBLIC_KEY, DigitalOceanFake, md5_fingerprint
 from fleet.providers import ProviderError
 
 from .conftest import USER_DATA, Cloud
-from .fakes import OTHER_PUBLIC_KEY, PUBLIC_KEY, DigitalOceanFake, md5_fingerprint
 
 
 def test_it_registers_the_ssh_key_and_creates_the_droplet_with_it(

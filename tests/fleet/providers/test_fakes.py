@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 
+from devstack.clouds import FakeCloud
+
 from .conftest import Cloud
-from .fakes import FakeCloud
 
 
 def _get(fake: FakeCloud, path: str, token: str | None = None) -> requests.Response:

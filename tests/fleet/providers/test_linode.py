@@ -6,10 +6,10 @@ import string
 
 import pytest
 
+from devstack.clouds import PUBLIC_KEY, LinodeFake
 from fleet.providers import ProviderError
 
 from .conftest import USER_DATA, Cloud
-from .fakes import PUBLIC_KEY, LinodeFake
 
 
 def test_it_creates_the_instance_with_key_user_data_and_tag(linode: Cloud[LinodeFake]) -> None:

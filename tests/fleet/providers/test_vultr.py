@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from devstack.clouds import OTHER_PUBLIC_KEY, PUBLIC_KEY, VultrFake
+
 from .conftest import USER_DATA, Cloud
-from .fakes import OTHER_PUBLIC_KEY, PUBLIC_KEY, VultrFake
 
 
 def test_it_adds_the_ssh_key_and_creates_the_instance_with_it(vultr: Cloud[VultrFake]) -> None:
