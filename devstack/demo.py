@@ -4,12 +4,18 @@ ACME CA, S3, Prometheus and Alertmanager), all on this machine.
 `python -m devstack --port N` (what `make demo` runs) starts the stand-ins on the local fleet's
 bridge, then runs `manage.py run_stack` with the settings that point CHOM at them, prints a staff
 token, and stops everything on Ctrl-C. Nothing in the product imports this package.
+
+The demo also has a cloud account: a local fake of DigitalOcean's API (devstack/clouds.py) whose
+droplets are real local VPSes, saved as CHOM's default cloud account, so creating a VPS with
+provider "digitalocean" (API or dashboard) and the fleet's auto-grow work from the first minute.
+Its droplets live as long as the demo runs (the fake forgets them when it stops).
 """
 
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.clouds import DigitalOceanFake, LocalMachines
 from devstack.monitoring import start_monitoring
 from devstack.pebble import start_pebble
 from devstack.s3 import start_s3
@@ -30,7 +36,9 @@ class Demo:
             stop()
 
 
-def start_demo(var_dir: Path, *, bridge: str, subnet: str, chom_url: str) -> Demo:
+def start_demo(
+    var_dir: Path, *, bridge: str, subnet: str, chom_url: str, fleet_dir: Path | None = None
+) -> Demo:
     """Everything `make demo` runs besides CHOM itself, wired to the local fleet's bridge."""
     network = localfleet.network_up(bridge, subnet)
     # Sites of the demo may clone from a git server on the fleet bridge (README's walkthrough).
@@ -63,7 +71,32 @@ def start_demo(var_dir: Path, *, bridge: str, subnet: str, chom_url: str) -> Dem
         demo.stoppers.append(stop)
         demo.env.update(env)
         demo.description += description
+        demo.description += start_demo_cloud(
+            demo, fleet_dir or var_dir / "fleet", bridge=bridge, subnet=subnet
+        )
     except BaseException:
         demo.stop()
         raise
     return demo
+
+
+def start_demo_cloud(demo: Demo, fleet_dir: Path, *, bridge: str, subnet: str) -> list[str]:
+    """The DigitalOcean fake with real machines (sharing the local provider's directory, so the
+    two never hand out the same address), saved as the default cloud account."""
+    from fleet.services import provider_credential_save
+
+    machines = LocalMachines(base_dir=str(fleet_dir), bridge=bridge, subnet=subnet)
+    cloud = DigitalOceanFake(machines=machines).__enter__()
+    demo.stoppers.append(lambda: cloud.__exit__(None, None, None))
+    provider_credential_save(
+        provider=cloud.provider_name,
+        token=cloud.token,
+        base_url=cloud.url,
+        default_region="fra1",
+        default_size="s-1vcpu-2gb",
+        is_default=True,
+    )
+    return [
+        f"cloud account 'digitalocean' (default): a local fake of its API at {cloud.url}",
+        "  its droplets are local VPSes: POST /api/v1/vps with provider digitalocean",
+    ]
