@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -68,9 +69,23 @@ def gc(log: Log = print) -> None:
     for bridge in _leftover_bridges():
         log(f"gc: deleting bridge {bridge}")
         _run(["ip", "link", "del", bridge], check=False)
-    for stale in _stale_images(_cache_dir(None)):
-        log(f"gc: removing old image {stale}")
-        _remove_tree(stale)
+    _remove_stale_images(_cache_dir(None), log)
+
+
+def _remove_stale_images(cache: Path, log) -> None:
+    """Only while no image is being built: a builder (any checkout, any recipe) holds image.lock,
+    and its tmp-* directory is not stale."""
+    if not cache.exists():
+        return
+    with open(cache / "image.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("gc: an image is being built; old images left for the next gc")
+            return
+        for stale in _stale_images(cache):
+            log(f"gc: removing old image {stale}")
+            _remove_tree(stale)
 
 
 def _stale_images(cache: Path) -> list[Path]:

@@ -162,3 +162,20 @@ def test_network_up_is_idempotent_and_network_down_removes_the_bridge() -> None:
     finally:
         localfleet.network_down(first)
     assert not Path(f"/sys/class/net/{name}").exists()
+
+
+def test_gc_leaves_images_alone_while_one_is_being_built(tmp_path: Path) -> None:
+    """A builder (any checkout, any recipe) holds image.lock; its tmp-* directory is not stale."""
+    import fcntl
+
+    from fleet.localfleet.housekeeping import _remove_stale_images
+
+    building = tmp_path / "tmp-0123456789abcdef-42"
+    (building / "usr").mkdir(parents=True)
+    lines: list[str] = []
+    with open(tmp_path / "image.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _remove_stale_images(tmp_path, lines.append)
+        assert building.exists() and lines == ["gc: an image is being built; old images left for the next gc"]
+    _remove_stale_images(tmp_path, lines.append)
+    assert not building.exists()
