@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from chom.alerts import alert_raise, alert_resolve
@@ -104,10 +105,14 @@ def vps_create(
     size: str = "",
     tenant=None,
     labels: dict | None = None,
+    host_key: str = "",
     actor=None,
     source_ip=None,
 ):
-    """Record the VPS and queue its provisioning + bootstrap. Returns (vps, operation)."""
+    """Record the VPS and queue its provisioning + bootstrap. Returns (vps, operation).
+
+    HOST_KEY pins the server's key before the first connection (a server the operator brought,
+    whose key they confirmed); without it the key is pinned on first use."""
     if provider == "local" and not settings.CHOM_LOCAL_PROVIDER:
         message = "the local provider is disabled on this installation"
         raise ApplicationError(400, "invalid_input", message, {"provider": [message]})
@@ -124,6 +129,7 @@ def vps_create(
                 size=size,
                 tenant=tenant,
                 labels=labels or {},
+                host_key=host_key,
             )
             op = operation_create(kind="vps.create", target=vps, actor=actor)
             audit_record(
@@ -188,6 +194,95 @@ def provider_credential_save(
     return credential
 
 
+BUILDING = (Vps.Status.PENDING, Vps.Status.PROVISIONING, Vps.Status.BOOTSTRAPPING)
+
+
+def vps_dedicated_reserve(*, tenant, actor=None) -> Vps | None:
+    """A new dedicated VPS for TENANT at the default cloud account, not yet built: the first
+    site's deploy operation builds it (`vps_ensure_ready`), so the site request answers at once.
+    None when no default cloud account exists (the caller falls back to the shared fleet).
+    Refused while the tenant already has FLEET_MAX_BUILDING_PER_TENANT servers being built, or
+    the whole fleet FLEET_MAX_BUILDING."""
+    credential = ProviderCredential.objects.filter(is_default=True).first()
+    if credential is None:
+        return None
+    building = Vps.objects.filter(status__in=BUILDING)
+    if building.filter(tenant=tenant).count() >= settings.FLEET_MAX_BUILDING_PER_TENANT:
+        raise ApplicationError(
+            429,
+            "vps_building",
+            "A dedicated server is already being built for this account; try again once it is ready.",
+        )
+    if building.count() >= settings.FLEET_MAX_BUILDING:
+        raise ApplicationError(
+            503,
+            "fleet_busy",
+            f"{building.count()} servers are being built right now; try again in a few minutes.",
+        )
+    name = f"ded-{tenant.slug[:30].strip('-')}-{timezone.now():%Y%m%d%H%M%S}".replace("_", "-")
+    vps = Vps.objects.create(
+        name=name,
+        provider=credential.provider,
+        kind=Vps.Kind.DEDICATED,
+        tenant=tenant,
+        region=credential.default_region,
+        size=credential.default_size,
+        max_sites=tenant.limits.max_sites,
+    )
+    audit_record(
+        action="vps.created",
+        actor=actor,
+        tenant=tenant,
+        target=f"vps:{name}",
+        data={"provider": credential.provider, "dedicated_to": tenant.slug, "on_demand": True},
+    )
+    return vps
+
+
+def vps_dedicated_allocate(*, tenant, actor=None) -> Vps | None:
+    """Where a tenant with dedicated servers puts its next site, when a default cloud account can
+    build them: its own server with room (active, or still being built), else a new one reserved
+    now. None without a default cloud account (then the shared fleet takes the site, as before)."""
+    if not ProviderCredential.objects.filter(is_default=True).exists():
+        return None
+    own = (
+        Vps.objects.filter(tenant=tenant, kind=Vps.Kind.DEDICATED, status__in=(Vps.Status.ACTIVE, *BUILDING))
+        .annotate(used=Count("sites", filter=~Q(sites__status="deleted"), distinct=True))
+        .filter(used__lt=F("max_sites"))
+        .order_by("used", "name")
+        .first()
+    )
+    return own or vps_dedicated_reserve(tenant=tenant, actor=actor)
+
+
+def vps_ensure_ready(*, ctx: OperationContext, vps: Vps, wait_seconds: float = 900) -> None:
+    """Build VPS now when it is still pending (the first operation to claim it does; others wait
+    for it, bounded), so a site's operation can go on with an active server."""
+    import time
+
+    if Vps.objects.filter(pk=vps.pk, status=Vps.Status.PENDING).update(status=Vps.Status.PROVISIONING):
+        ctx.log(f"building dedicated server {vps.name} at {vps.provider} first")
+        vps.refresh_from_db()
+        try:
+            vps_provision(ctx=ctx, vps=vps)
+            vps_bootstrap_connect(ctx=ctx, vps=vps)
+        except FleetError as exc:
+            # A retry of the operation builds it again (PENDING); a permanent failure shows.
+            _set_status(vps, Vps.Status.PENDING if exc.transient else Vps.Status.FAILED, str(exc))
+            raise
+        return
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        vps.refresh_from_db()
+        if vps.status in (Vps.Status.ACTIVE, Vps.Status.DEGRADED):
+            return
+        if vps.status not in BUILDING:
+            raise FleetError(f"server {vps.name} is {vps.status}: {vps.status_reason or 'not usable'}")
+        if time.monotonic() > deadline:
+            raise FleetError(f"server {vps.name} still {vps.status} after {wait_seconds:g}s", transient=True)
+        time.sleep(2)
+
+
 def provider_credential_delete(*, credential: ProviderCredential, actor=None) -> None:
     in_use = Vps.objects.filter(provider=credential.provider).count()
     if in_use:
@@ -206,6 +301,18 @@ def vps_update(*, vps: Vps, actor=None, **fields) -> Vps:
     vps.full_clean()
     vps.save(update_fields=list(fields))
     audit_record(action="vps.updated", actor=actor, target=f"vps:{vps.name}", data=fields)
+    return vps
+
+
+def vps_cordon(*, vps: Vps, cordoned: bool, actor=None) -> Vps:
+    """A cordoned VPS takes no new sites (allocation and the shared capacity leave it out); the
+    sites it has stay and keep being served. Moving them away is a separate drain."""
+    if vps.cordoned != cordoned:
+        Vps.objects.filter(pk=vps.pk).update(cordoned=cordoned)
+        vps.cordoned = cordoned
+        audit_record(
+            action="vps.cordoned" if cordoned else "vps.uncordoned", actor=actor, target=f"vps:{vps.name}"
+        )
     return vps
 
 

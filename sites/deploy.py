@@ -1,10 +1,13 @@
 """Deploying a site's code: build a release on the VPS, switch `current` to it, verify it serves,
-and switch back by itself when it does not; rollback to the release before."""
+and switch back by itself when it does not; rollback to an earlier release still on the VPS
+(the one before, or one the operator chose: `site_rollback_request`)."""
 
 from django.conf import settings
 
 from chom.operations import OperationContext, OperationError, register
+from fleet.models import Vps
 from fleet.remote.agent_client import Agent
+from fleet.services import vps_ensure_ready
 from sites.configs import render_pool, render_vhost
 from sites.models import Release, Site
 from sites.services import (
@@ -50,6 +53,11 @@ def site_deploy_run(ctx: OperationContext) -> dict:
     kind = site_type(site.type)
     release = ctx.params["release"]
     first_deploy = not site.current_release
+    if site.vps.status != Vps.Status.ACTIVE and site.vps.tenant_id == site.tenant_id:
+        # The tenant's dedicated server, reserved with the site: built now, or waited for.
+        ctx.step(f"dedicated server {site.vps.name}", progress=5)
+        vps_ensure_ready(ctx=ctx, vps=site.vps)
+        site.refresh_from_db()
     _set(site, status=Site.Status.DEPLOYING)
     Release.objects.get_or_create(site=site, name=release)
 

@@ -17,6 +17,7 @@ from chom.operations import OperationContext, OperationError, operation_create, 
 from chom.selectors import register_usage
 from chom.services import audit_record
 from fleet import selectors as fleet_selectors
+from fleet import services as fleet_services
 from fleet.models import Vps
 from fleet.remote.agent_client import Agent, AgentError
 from fleet.remote.transport import TransportError
@@ -75,8 +76,12 @@ def _check_domains_free(domains: list[str], *, field: str, exclude: Site | None 
             raise ApplicationError(409, "domain_taken", message, {field: [message]})
 
 
-def _allocate(tenant: Tenant) -> Vps:
-    vps = fleet_selectors.vps_allocate(tenant=tenant)
+def _allocate(tenant: Tenant, *, actor=None) -> Vps:
+    vps = None
+    if tenant.limits.dedicated_vps:
+        # Dedicated servers on demand (a default cloud account builds them); else as before.
+        vps = fleet_services.vps_dedicated_allocate(tenant=tenant, actor=actor)
+    vps = vps or fleet_selectors.vps_allocate(tenant=tenant)
     if vps is None:
         alert_raise(
             name="fleet_no_capacity",
@@ -109,12 +114,11 @@ def site_create(
     _check_tenant_may_add(tenant=tenant, type_name=type)
     _check_domains_free([domain], field="domain")
     _check_domains_free(aliases, field="aliases")
-    if type == "wordpress" and not (settings.WORDPRESS_ARCHIVE_URL and settings.WORDPRESS_ARCHIVE_SHA256):
-        raise ApplicationError(
-            503, "wordpress_unavailable", "WordPress is not configured on this installation."
-        )
-    vps = _allocate(tenant)
-    if kind.uses_php:
+    vps = _allocate(tenant, actor=actor)
+    if kind.uses_php and vps.status != Vps.Status.ACTIVE and not vps.php_versions:
+        # A dedicated server still to be built: its distribution's PHP (Debian 12: 8.2).
+        php_version = php_version or "8.2"
+    elif kind.uses_php:
         php_version = php_version or (vps.php_versions[-1] if vps.php_versions else "")
         if php_version not in vps.php_versions:
             raise ApplicationError(
@@ -244,11 +248,18 @@ def site_deploy_request(*, site: Site, actor=None, requested_by_tenant: bool = F
     )
 
 
-def site_rollback_request(*, site: Site, actor=None, requested_by_tenant: bool = False) -> Operation:
+def site_rollback_request(
+    *, site: Site, release: str = "", actor=None, requested_by_tenant: bool = False
+) -> Operation:
+    """Switch SITE back to RELEASE, by default the release before the current one. Only a
+    superseded release can be chosen: it served before and is still on the server (a pruned one
+    is gone, a failed one never served)."""
     site_require_live(site=site)
     previous = site.releases.filter(status=Release.Status.SUPERSEDED).first()
     if not site.current_release or previous is None:
         raise ApplicationError(409, "no_previous_release", "There is no previous release to roll back to.")
+    if release:
+        previous = _release_to_roll_back_to(site, release)
     return _queue(
         site,
         "site.rollback",
@@ -256,6 +267,20 @@ def site_rollback_request(*, site: Site, actor=None, requested_by_tenant: bool =
         params={"release": previous.name},
         requested_by_tenant=requested_by_tenant,
     )
+
+
+def _release_to_roll_back_to(site: Site, name: str) -> Release:
+    chosen = site.releases.filter(name=name).first()
+    if chosen is None:
+        message = f"{site.domain} has no release {name}."
+        raise ApplicationError(404, "not_found", message, {"release": [message]})
+    if chosen.status != Release.Status.SUPERSEDED:
+        message = (
+            f"Release {name} is {chosen.status}: only a superseded release, still on the server, "
+            "can be rolled back to."
+        )
+        raise ApplicationError(409, "release_unavailable", message, {"release": [message]})
+    return chosen
 
 
 def site_ssl_request(*, site: Site, actor=None, requested_by_tenant: bool = False) -> Operation:

@@ -263,6 +263,9 @@ FLEET_MONITORING_SOURCE = env.str("FLEET_MONITORING_SOURCE", default="")
 FLEET_UNREACHABLE_AFTER = env.int("FLEET_UNREACHABLE_AFTER", default=2)
 FLEET_HEALTH_CONCURRENCY = env.int("FLEET_HEALTH_CONCURRENCY", default=8)
 FLEET_CAPACITY_ALERT_RATIO = env.float("FLEET_CAPACITY_ALERT_RATIO", default=0.7)
+# Servers being built at once (on-demand dedicated VPSes, auto-grow): per tenant and overall.
+FLEET_MAX_BUILDING_PER_TENANT = env.int("FLEET_MAX_BUILDING_PER_TENANT", default=1)
+FLEET_MAX_BUILDING = env.int("FLEET_MAX_BUILDING", default=5)
 FLEET_SSH_CONNECT_TIMEOUT = env.float("FLEET_SSH_CONNECT_TIMEOUT", default=10.0)
 FLEET_SSH_COMMAND_TIMEOUT = env.float("FLEET_SSH_COMMAND_TIMEOUT", default=120.0)
 
@@ -294,8 +297,10 @@ ACME_CA_BUNDLE_FILE = env.str("ACME_CA_BUNDLE_FILE", default="")
 # make demo / e2e only: pebble-challtestsrv's management API, told where each site's domains live.
 LOCAL_DNS_MANAGEMENT_URL = env.str("LOCAL_DNS_MANAGEMENT_URL", default="")
 SSL_RENEW_BEFORE_DAYS = env.int("SSL_RENEW_BEFORE_DAYS", default=30)
-# WordPress is installed from this archive, verified against this SHA-256 (both must be set
-# for WordPress sites to be offered: CHOM never installs an unverified archive).
+# WordPress comes from each VPS's own `wordpress` distribution package (apt verifies its
+# signature; the agent copies it into the release) unless these two are set: an archive (a
+# mirror, or a pinned upstream release) and its SHA-256, checked before anything is extracted.
+# Both or neither (sites.E001 stops the start otherwise: CHOM never installs an unverified archive).
 WORDPRESS_ARCHIVE_URL = env.str("WORDPRESS_ARCHIVE_URL", default="")
 WORDPRESS_ARCHIVE_SHA256 = env.str("WORDPRESS_ARCHIVE_SHA256", default="")
 SITE_RELEASES_KEPT = 5
@@ -318,6 +323,8 @@ LOKI_PUSH_MAX_BYTES = 8 * 1024 * 1024
 LOKI_PUSH_TIMEOUT = 5.0
 GRAFANA_URL = env.str("GRAFANA_URL", default="")
 GRAFANA_TOKEN = env_secret("GRAFANA_TOKEN", default="")
+# Alertmanager's API (v2): the dashboard lists, creates and expires silences there.
+ALERTMANAGER_URL = env.str("ALERTMANAGER_URL", default="")
 # Bearer tokens Prometheus (http_sd) and Alertmanager (webhook) present to CHOM; empty = refused.
 PROMETHEUS_SD_TOKEN = env_secret("PROMETHEUS_SD_TOKEN", default="")
 ALERTMANAGER_WEBHOOK_TOKEN = env_secret("ALERTMANAGER_WEBHOOK_TOKEN", default="")

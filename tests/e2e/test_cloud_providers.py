@@ -88,3 +88,32 @@ def test_it_grows_the_fleet_through_the_default_cloud_account(staff, cloud):
     vps.refresh_from_db()
     assert vps.status == Vps.Status.ACTIVE, _log(Operation.objects.get(id=op.id))
     assert vps.kind == Vps.Kind.SHARED and vps.provider_id in {s.id for s in cloud.servers.values()}
+
+
+@pytest.mark.parametrize("cloud", ["vultr"], indirect=True)
+def test_it_builds_an_enterprise_tenants_dedicated_server_with_its_first_site(db, cloud):
+    """POST /api/v1/sites answers 202 at once; the site's operation builds the server first."""
+    from chom.services import tenant_create
+    from sites.models import Site
+    from tests.conftest import Persona
+    from tests.e2e.test_sites import _get
+
+    ProviderCredential.objects.filter(provider=cloud.provider_name).update(is_default=True)
+    tenant, issued = tenant_create(slug="initech", tier="enterprise", owner_email="peter@initech.test")
+    owner = Persona(issued.token.user, tenant, issued.plaintext)
+    response = owner.client().post("/api/v1/sites", {"domain": "tps.test", "type": "php"}, format="json")
+    assert response.status_code == 202, response.content
+    site = Site.objects.get(pk=response.json()["id"])
+    assert (site.vps.kind, site.vps.tenant_id, site.vps.status) == ("dedicated", tenant.pk, "pending")
+    assert not cloud.servers  # nothing built yet: the request did not wait for a cloud
+    op = Operation.objects.get(id=response.json()["operation"]["id"])
+    operation_execute(operation_id=op.id)
+    op.refresh_from_db()
+    assert op.status == "succeeded", f"{op.error}\n{_log(op)}"
+    assert "building dedicated server" in _log(op)
+    site.vps.refresh_from_db()
+    assert site.vps.status == Vps.Status.ACTIVE and site.vps.provider == "vultr"
+    assert _get(site.vps, "tps.test").headers.get("X-Chom-Site") == site.unix_user
+    # The next site goes onto the same dedicated server, no second build.
+    response = owner.client().post("/api/v1/sites", {"domain": "tps2.test", "type": "static"}, format="json")
+    assert Site.objects.get(pk=response.json()["id"]).vps_id == site.vps_id and len(cloud.servers) == 1

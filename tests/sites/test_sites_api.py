@@ -117,12 +117,6 @@ def test_it_validates_repositories_and_php_versions(alice, vps):
     assert (response.status_code, list(response.json()["error"]["fields"])) == (400, ["php_version"])
 
 
-def test_it_refuses_wordpress_until_an_archive_is_configured(alice, vps, settings):
-    settings.WORDPRESS_ARCHIVE_URL = ""
-    response = _create(alice, domain="wp.example.com", type="wordpress")
-    assert (response.status_code, response.json()["error"]["code"]) == (503, "wordpress_unavailable")
-
-
 def test_it_shows_credentials_once_for_wordpress(alice, vps, settings):
     settings.WORDPRESS_ARCHIVE_URL, settings.WORDPRESS_ARCHIVE_SHA256 = (
         "https://files.example/wp.tgz",
@@ -174,6 +168,18 @@ def test_it_refuses_a_rollback_without_a_previous_release(alice, vps):
     site_id = _create(alice, domain="a.example.com", type="static").json()["id"]
     response = alice.client().post(f"/api/v1/sites/{site_id}/rollback")
     assert (response.status_code, response.json()["error"]["code"]) == (409, "no_previous_release")
+
+
+def test_it_rolls_back_to_the_release_before_the_current_one(alice, vps):
+    site = Site.objects.create(
+        tenant=alice.tenant, vps=vps, domain="a.example.com", type="static", status="active",
+        current_release="r3",
+    )  # fmt: skip
+    for name, status in [("r1", "superseded"), ("r2", "superseded"), ("r3", "active")]:
+        site.releases.create(name=name, status=status)
+    response = alice.client().post(f"/api/v1/sites/{site.pk}/rollback")
+    assert response.status_code == 202
+    assert Operation.objects.get(id=response.json()["operation"]["id"]).params == {"release": "r2"}
 
 
 def test_it_queues_a_redeploy_when_the_branch_changes(alice, vps):

@@ -1,0 +1,110 @@
+"""Dashboard forms of sites. A form only collects input: what is allowed is decided by the API's
+serializers (the same rules for both doors) and by the services."""
+
+from django import forms
+
+from chom.errors import ApplicationError
+from chom.models import Tenant
+from sites.api.serializers import SiteCreateSerializer
+from sites.models import Site
+
+
+def cleaned_or_refuse(form: forms.Form) -> dict:
+    """The form's data, or the refusal the dashboard shows on the page the action came from (for
+    a one-button form with no page of its own to show the error on)."""
+    if not form.is_valid():
+        fields = {name: list(errors) for name, errors in form.errors.items()}
+        first = next(iter(fields.values()))[0]
+        raise ApplicationError(400, "invalid_input", first, fields)
+    return form.cleaned_data
+
+
+def _messages(detail) -> list[str]:
+    """DRF's nested error detail (lists, dicts by field or list index) as flat messages."""
+    if isinstance(detail, dict):
+        return [m for value in detail.values() for m in _messages(value)]
+    if isinstance(detail, list):
+        return [m for value in detail for m in _messages(value)]
+    return [str(detail)]
+
+
+class SiteCreateForm(forms.Form):
+    # The API's create is tenant-token only; here staff choose the tenant the site belongs to.
+    tenant = forms.ModelChoiceField(queryset=Tenant.objects.order_by("slug"))
+    domain = forms.CharField(max_length=300)
+    type = forms.ChoiceField(choices=Site.Type.choices)
+    php_version = forms.CharField(
+        max_length=5, required=False, label="PHP version", help_text="Blank: the server's newest."
+    )
+    aliases = forms.CharField(max_length=6000, required=False, help_text="Separated by spaces or commas.")
+    repository_url = forms.CharField(max_length=500, required=False, label="Repository URL")
+    repository_branch = forms.CharField(max_length=100, required=False, initial="main", label="Branch")
+
+    # Where the serializer reports an error → the field of this form that shows it (None: the form).
+    FIELD_OF = {"repository": "repository_url", "non_field_errors": None}
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.errors:
+            return data
+        body = {
+            "domain": data["domain"],
+            "type": data["type"],
+            "aliases": data["aliases"].replace(",", " ").split(),
+        }
+        if data["php_version"]:
+            body["php_version"] = data["php_version"]
+        if data["repository_url"]:
+            body["repository"] = {
+                "url": data["repository_url"],
+                "branch": data["repository_branch"] or "main",
+            }
+        serializer = SiteCreateSerializer(data=body)
+        if not serializer.is_valid():
+            for field, detail in serializer.errors.items():
+                if field == "repository" and isinstance(detail, dict):  # {"url": [...], "branch": [...]}
+                    for part, messages in detail.items():
+                        self.add_error(f"repository_{part}", _messages(messages))
+                else:
+                    self.add_error(self.FIELD_OF.get(field, field), _messages(detail))
+            return data
+        self.site_fields = dict(serializer.validated_data)
+        return data
+
+
+class RollbackForm(forms.Form):
+    release = forms.CharField(max_length=40, required=False, help_text="Blank: the release before.")
+
+
+class SuspendForm(forms.Form):
+    reason = forms.CharField(max_length=90, help_text="Shown on the site's page and in the audit log.")
+
+
+class UnsuspendForm(forms.Form):
+    reason = forms.CharField(max_length=90, required=False)
+
+
+def admin_reason(text: str) -> str:
+    """A staff suspension's recorded reason: always `admin…`, so it can never be taken for the
+    reason another part of the platform suspends with (billing unsuspends only its own)."""
+    return f"admin: {text}" if text else "admin"
+
+
+class SiteDeleteForm(forms.Form):
+    confirm = forms.CharField(
+        max_length=300,
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+
+    def __init__(self, *args, site: Site, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.site = site
+        self.fields["confirm"].label = f"Type {site.domain} to confirm"
+
+    def clean_confirm(self) -> str:
+        typed = self.cleaned_data["confirm"].strip()
+        if typed != self.site.domain:
+            raise forms.ValidationError(
+                f"You typed “{typed}”, not “{self.site.domain}”: nothing was deleted."
+            )
+        return typed
