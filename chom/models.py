@@ -20,6 +20,9 @@ class Tenant(models.Model):
     name = models.CharField(max_length=200)
     tier = models.CharField(max_length=20, choices=TIER_CHOICES, default=STARTER)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
+    # Why staff suspended the tenant. Empty otherwise, also when billing suspended it (unpaid):
+    # that suspension is billing's to lift when the invoice is paid.
+    suspension_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -28,6 +31,15 @@ class Tenant(models.Model):
     @property
     def limits(self):
         return limits_for(self.tier)
+
+    @property
+    def may_be_suspended_by_staff(self) -> bool:
+        """Only an active tenant: a past-due one is billing's (it suspends after the grace period)."""
+        return self.status == self.Status.ACTIVE
+
+    @property
+    def suspended_by_staff(self) -> bool:
+        return self.status == self.Status.SUSPENDED and bool(self.suspension_reason)
 
 
 class Membership(models.Model):

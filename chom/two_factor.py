@@ -3,8 +3,10 @@
 After the password (django-axes counts the failures), `StaffTwoFactorMiddleware` sends a staff
 session that has not passed its second factor to /account/2fa/: to enrol (scan the key, confirm
 with one code, note the recovery codes shown once) when the user has no device yet and
-STAFF_REQUIRE_2FA is on, else to enter a code. The API is untouched (bearer tokens), and so are
-the health, metrics and webhook endpoints. `manage.py reset_2fa EMAIL` removes a lost device.
+STAFF_REQUIRE_2FA is on, else to enter a code. A tenant's member may enrol too (from their API
+tokens page) and is then asked at every sign-in the same way. The API is untouched (bearer
+tokens), and so are the health, metrics and webhook endpoints. `manage.py reset_2fa EMAIL`
+removes a lost device.
 """
 
 import secrets
@@ -42,9 +44,10 @@ class TokenForm(forms.Form):
 
 
 def _needs_second_factor(user) -> bool:
-    if not (user.is_authenticated and user.is_staff) or user.is_verified():
+    """Staff when STAFF_REQUIRE_2FA is on; anyone (a tenant's member too) who enrolled a device."""
+    if not user.is_authenticated or user.is_verified():
         return False
-    return settings.STAFF_REQUIRE_2FA or user_has_device(user)
+    return (user.is_staff and settings.STAFF_REQUIRE_2FA) or user_has_device(user)
 
 
 class StaffTwoFactorMiddleware:

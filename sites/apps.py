@@ -5,4 +5,10 @@ class SitesConfig(AppConfig):
     name = "sites"
 
     def ready(self) -> None:
+        from chom.hooks import register_tenant_sites
         from sites import deploy, services, tls  # noqa: F401 - register the sites' operation kinds
+
+        # Staff suspending a tenant in the core suspends its sites here.
+        register_tenant_sites(
+            suspend=services.tenant_sites_suspend, unsuspend=services.tenant_sites_unsuspend
+        )

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from chom.errors import ApplicationError
 from chom.models import Membership, Tenant
 from chom.services import membership_add
 
@@ -16,5 +17,8 @@ class Command(BaseCommand):
         found = Tenant.objects.filter(slug=tenant).first()
         if found is None:
             raise CommandError(f"no tenant {tenant!r}")
-        membership_add(tenant=found, email=email, role=role)
+        try:
+            membership_add(tenant=found, email=email, role=role)
+        except ApplicationError as exc:
+            raise CommandError(exc.message)
         self.stdout.write(f"{email} is now {role} of {tenant}")

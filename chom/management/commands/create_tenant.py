@@ -1,7 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
-from django.db import IntegrityError
-from django.utils.text import slugify
 
+from chom.errors import ApplicationError
 from chom.services import tenant_create
 from chom.tiers import TIERS
 
@@ -16,12 +15,10 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="")
 
     def handle(self, *args, slug, tier, owner_email, name, **options):
-        if slugify(slug) != slug:
-            raise CommandError(f"slug must be lowercase letters, digits and dashes: {slug!r}")
         try:
             tenant, issued = tenant_create(slug=slug, name=name, tier=tier, owner_email=owner_email)
-        except IntegrityError:
-            raise CommandError(f"tenant {slug!r} already exists")
+        except ApplicationError as exc:
+            raise CommandError(exc.message)
         # Both lines on stdout, in order: the heading can never land after the token, and
         # `| tail -1` still gives the token alone.
         self.stdout.write(
