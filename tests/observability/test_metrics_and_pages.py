@@ -81,7 +81,10 @@ def test_it_counts_firing_alerts_by_severity(client, db):
     assert 'chom_alerts_firing{severity="warning"} 0.0' in body
 
 
-def test_it_renders_vps_and_site_pages_with_charts_from_our_own_static_files(alice, django_user_model):
+def test_it_renders_vps_and_site_pages_with_charts_from_our_own_static_files(
+    alice, django_user_model, settings
+):
+    settings.PROMETHEUS_URL, settings.LOKI_URL = "http://prometheus.test", "http://loki.test"
     vps = make_vps("web1")
     site = make_site(alice.tenant, vps, "shop.acme.test")
     request = RequestFactory().get("/")
@@ -99,3 +102,22 @@ def test_it_renders_vps_and_site_pages_with_charts_from_our_own_static_files(ali
     for path in ("uPlot.iife.min.js", "uPlot.min.css", "LICENSE"):
         assert finders.find(f"observability/vendor/uplot/{path}")
     assert finders.find("observability/charts.js")
+
+
+def test_it_says_an_integration_is_not_configured_instead_of_fetching_what_can_only_fail(
+    alice, django_user_model, settings
+):
+    """Without PROMETHEUS_URL / LOKI_URL the pages never call the JSON endpoints (which answer 503)."""
+    settings.PROMETHEUS_URL = settings.LOKI_URL = ""
+    vps = make_vps("web1")
+    site = make_site(alice.tenant, vps, "shop.acme.test")
+    request = RequestFactory().get("/")
+    request.user = django_user_model.objects.create_user("ops", is_staff=True)
+    vps_page = render_to_string(
+        "observability/vps_detail.html", {"vps": vps, "site_count": 1, "operations": []}, request
+    )
+    site_page = render_to_string(
+        "observability/site_detail.html", {"site": site, "releases": [], "operations": []}, request
+    )
+    assert "PROMETHEUS_URL is not configured" in vps_page and "metrics.json" not in vps_page
+    assert "LOKI_URL is not configured" in site_page and "logs.json" not in site_page

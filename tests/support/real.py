@@ -1,8 +1,9 @@
 """Tests that need a real daemon, root or namespaces may not pass by not running.
 
 A test is a real-daemon test when it lives in tests/e2e or tests/deploy, is marked
-`@pytest.mark.real`, or uses a fixture that starts a real daemon (REAL_FIXTURES); every skipped
-test counts as a skipped real-daemon test (the suite skips only for a missing daemon or right). With
+`@pytest.mark.real`, or uses a fixture that starts a real daemon or program (REAL_FIXTURES, Debian's
+Chromium of tests/browser included); every skipped test counts as a skipped real-daemon test (the
+suite skips only for a missing daemon, program or right). With
 `CHOM_REQUIRE_REAL=1` (set by .ci/run) any skip fails the test instead, with the skip's reason,
 and the run ends with one census line: `real-daemon tests: N run, M skipped`.
 """
@@ -12,7 +13,9 @@ import os
 import pytest
 
 REAL_DIRS = ("tests/e2e/", "tests/deploy/")
-REAL_FIXTURES = frozenset({"moto_s3", "s3", "fleet_network", "local_fleet", "make_vps", "pebble", "mariadb"})
+REAL_FIXTURES = frozenset(
+    {"moto_s3", "s3", "fleet_network", "local_fleet", "make_vps", "pebble", "mariadb", "browser"}
+)
 _census = {"run": set(), "skipped": set()}
 
 
