@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test demo venv migrate lint format fleet-image clean
+.PHONY: run test demo preflight venv migrate lint format fleet-image clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH"; exit 1; }
@@ -25,8 +25,15 @@ run: migrate
 
 # Everything on one machine (root, Debian/Ubuntu): the local VPS provider plus local stand-ins
 # for the outside services (ACME CA, S3, monitoring). See README "Try the whole product".
+# The preflight runs first, on the system Python (stdlib only): it checks root and namespaces and
+# installs the missing Debian packages (python3.N-venv included) before the venv or the image.
+preflight:
+	@command -v $(PY) >/dev/null || { echo "preflight: make demo needs $(PY): apt-get install python3 (Debian 12), or PY=python3.N make demo"; exit 1; }
+	@$(PY) -m devstack.preflight
+
 demo: export CHOM_LOCAL_PROVIDER = 1
-demo: migrate
+demo: preflight
+	$(MAKE) --no-print-directory migrate
 	$(BIN)/python -m fleet.localfleet image
 	$(BIN)/python -m devstack --port $(PORT)
 

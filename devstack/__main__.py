@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devstack import preflight
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -19,6 +21,10 @@ def _parse() -> argparse.Namespace:
 
 def main() -> int:
     args = _parse()
+    # Before anything else: a missing prerequisite is one sentence, never a traceback midway.
+    problem = preflight.main()
+    if problem:
+        return problem
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chom.settings.local")
     import django
 

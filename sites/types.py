@@ -5,11 +5,13 @@ releases, what configuration file it gets, and what runs once the release is liv
 
 import html
 import json
+import re
 import secrets
 from base64 import b64encode
 from typing import ClassVar
 
 from django.conf import settings
+from django.core.checks import Error, register
 
 from sites.models import Site
 
@@ -124,12 +126,17 @@ class WordPressSite(SiteType):
     shared_paths = ("wp-content/uploads",)
 
     def source(self, site: Site) -> dict:
-        return {
-            "type": "archive",
-            "url": settings.WORDPRESS_ARCHIVE_URL,
-            "sha256": settings.WORDPRESS_ARCHIVE_SHA256,
-            "strip_components": 1,
-        }
+        """The VPS's own signed `wordpress` package (apt verifies it; the agent copies it into
+        the release), unless an archive is configured: a mirror or a pinned upstream release,
+        downloaded and checked against its SHA-256."""
+        if settings.WORDPRESS_ARCHIVE_URL:
+            return {
+                "type": "archive",
+                "url": settings.WORDPRESS_ARCHIVE_URL,
+                "sha256": settings.WORDPRESS_ARCHIVE_SHA256,
+                "strip_components": 1,
+            }
+        return {"type": "distro-package", "package": "wordpress"}
 
     def env_file(self, site: Site) -> dict:
         secrets_ = json.loads(site.app_key)
@@ -187,6 +194,27 @@ def generated_secrets(type_name: str) -> str:
         salts = {name: secrets.token_urlsafe(48) for name in WP_SALT_NAMES}
         return json.dumps({"salts": salts, "admin_password": secrets.token_urlsafe(18)})
     return ""
+
+
+@register("sites")
+def wordpress_archive_check(app_configs=None, **kwargs) -> list[Error]:
+    """The WordPress archive override is both settings or neither: an archive without its
+    SHA-256 would never be installed (CHOM installs no unverified archive)."""
+    url, sha256 = settings.WORDPRESS_ARCHIVE_URL, settings.WORDPRESS_ARCHIVE_SHA256
+    if not url and not sha256:
+        return []
+    if not url or not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        return [
+            Error(
+                "WORDPRESS_ARCHIVE_URL and WORDPRESS_ARCHIVE_SHA256 must be set together, the "
+                "SHA-256 as 64 lowercase hex digits.",
+                hint="Unset both to install WordPress from the VPS's own `wordpress` package.",
+                id="sites.E001",
+            )
+        ]
+    if not url.startswith(("http://", "https://")):
+        return [Error("WORDPRESS_ARCHIVE_URL must be an http(s):// URL.", id="sites.E002")]
+    return []
 
 
 SITE_TYPES: dict[str, SiteType] = {t.name: t() for t in (StaticSite, PhpSite, LaravelSite, WordPressSite)}

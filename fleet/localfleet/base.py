@@ -32,6 +32,11 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "php8.2-zip",
     "php8.2-gd",
     "php8.2-intl",
+    # WordPress from the distribution, as the agent's "distro-package" source installs it on a
+    # real VPS (the test VPSes cannot reach a mirror): "php" keeps Apache's PHP module out.
+    "php",
+    "wordpress",
+    "wordpress-theme-twentytwentythree",
     "composer",
     "unzip",
     "mariadb-server",

@@ -108,7 +108,10 @@ Sites (site-ensure, release-create, release-activate, releases-list, site-exec, 
 supervisor-apply/-remove, site-remove): see the "sites: layout" section for the directory
 convention. Everything below a site's home is created by the site user (git, php and composer
 through VPSMANAGER_RUNAS, Python file work in a forked child that dropped to the user); root
-only creates the layout, swaps `current` and runs certbot.
+only creates the layout, swaps `current`, runs certbot and installs the packages a
+"distro-package" source names. release-create's sources ("sites: sources"): placeholder, git,
+archive (downloaded, sha256-verified, extracted member by member) and distro-package (a package
+the VPS's apt installs and verifies, e.g. WordPress, copied in with every symlink resolved).
 
 Isolation model (README "Isolation" has the table): a site user owns its home and may change
 anything in it at any moment, so root touches it only as that user or by file descriptor
@@ -739,19 +742,25 @@ def cmd_packages_ensure(ctx: Context, args: Input) -> dict[str, Any]:
     args.finish()
     if not packages or not all(isinstance(p, str) and PACKAGE_RE.fullmatch(p) for p in packages):
         raise invalid("packages must be a non-empty list of Debian package names")
+    return {"installed": install_packages(ctx, packages, update=update)}
+
+
+def install_packages(ctx: Context, packages: list[str], *, update: bool = True) -> list[str]:
+    """Install those of PACKAGES that are missing (apt verifies their signatures); the names
+    installed. The caller holds the VPS lock: apt is VPS-wide."""
     present = installed_packages(ctx, packages)
     missing = [p for p in dict.fromkeys(packages) if p not in present]
     if not missing:
         ctx.log(f"all {len(packages)} packages already installed")
-        return {"installed": []}
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
+        return []
     apt = ctx.config.apt_get
     if update:
-        ctx.run([*apt, "update"], step="apt-update", env=env, timeout=ctx.config.apt_timeout)
+        run_apt(ctx, [*apt, "update"], "apt-update")
         ctx.log("apt-get update")
     # confold: never let a package upgrade replace a config CHOM wrote; lock timeout: wait for
     # unattended-upgrades instead of failing.
-    ctx.run(
+    run_apt(
+        ctx,
         [
             *apt,
             "install",
@@ -765,12 +774,21 @@ def cmd_packages_ensure(ctx: Context, args: Input) -> dict[str, Any]:
             "Dpkg::Options::=--force-confold",
             *missing,
         ],
-        step="apt-install",
-        env=env,
-        timeout=ctx.config.apt_timeout,
+        "apt-install",
     )
     ctx.change("installed {}".format(" ".join(missing)))
-    return {"installed": missing}
+    return missing
+
+
+def run_apt(ctx: Context, argv: list[str], step: str) -> None:
+    """Run apt-get; its failure names apt's own "E:" lines (a hash mismatch, an unknown package,
+    a held lock), which its progress output would otherwise push out of the message."""
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    proc = ctx.run(argv, step=step, env=env, timeout=ctx.config.apt_timeout, check=False)
+    if proc.returncode != 0:
+        errors = [line.strip() for line in (proc.stderr or "").splitlines() if line.startswith("E:")]
+        reason = " | ".join(errors[-4:]) if errors else _tail(proc)
+        raise AgentError("command_failed", f"{' '.join(argv[:3])} exited {proc.returncode}: {reason}", step)
 
 
 def unit_states(ctx: Context, verb: str, names: list[str]) -> dict[str, str]:
@@ -2110,18 +2128,46 @@ def output_tail(proc: subprocess.CompletedProcess, lines: int = OUTPUT_TAIL_LINE
 # --------------------------------------------------------------------------- sites: sources
 
 
+# A "distro-package" source takes the code from the VPS's own distribution packages, which apt
+# verifies against the distribution's signing keys: name -> (packages apt must have installed,
+# the tree the release is copied from, top-level entries of that tree left out). Only the names
+# listed here are accepted, so CHOM can never ask for an arbitrary system directory.
+DISTRO_SOURCES: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
+    # Debian/Ubuntu's WordPress. "php" meets the package's "libapache2-mod-php | php" through the
+    # installed php-fpm instead of pulling in Apache's module; the default theme is only a
+    # Recommends (never installed: --no-install-recommends). Left out: Debian's wp-config.php,
+    # which loads /etc/wordpress/config-HOST.php (CHOM writes the site's own), and .htaccess, a
+    # link to /etc/wordpress/htaccess that nginx never reads.
+    "wordpress": (
+        ("php", "wordpress", "wordpress-theme-twentytwentythree"),
+        "/usr/share/wordpress",
+        ("wp-config.php", ".htaccess"),
+    ),
+}
+SOURCE_FIELDS = {
+    "placeholder": {"type", "html"},
+    "git": {"type", "url", "branch"},
+    "archive": {"type", "url", "sha256", "strip_components"},
+    "distro-package": {"type", "package"},
+}
+
+
 def parse_source(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, dict) or raw.get("type") not in ("placeholder", "git", "archive"):
-        raise invalid('source must be an object with type "placeholder", "git" or "archive"')
-    allowed = {
-        "placeholder": {"type", "html"},
-        "git": {"type", "url", "branch"},
-        "archive": {"type", "url", "sha256", "strip_components"},
-    }[raw["type"]]
-    extra = sorted(set(raw) - allowed)
+    if not isinstance(raw, dict) or raw.get("type") not in SOURCE_FIELDS:
+        raise invalid(
+            'source must be an object with type "placeholder", "git", "archive" or "distro-package"'
+        )
+    extra = sorted(set(raw) - SOURCE_FIELDS[raw["type"]])
     if extra:
         raise invalid("unknown source field(s): {}".format(", ".join(extra)))
-    if raw["type"] == "placeholder":
+    if raw["type"] == "distro-package":
+        if raw.get("package") not in DISTRO_SOURCES:
+            raise invalid(
+                "distro-package source: package {!r} is not one of {}".format(
+                    raw.get("package"), ", ".join(DISTRO_SOURCES)
+                )
+            )
+    elif raw["type"] == "placeholder":
         html = raw.get("html")
         if not isinstance(html, str) or len(html.encode()) > MAX_CONTENT_BYTES:
             raise invalid("placeholder source needs html text")
@@ -2402,6 +2448,80 @@ def fetch_archive(ctx: Context, site: Site, source: dict[str, Any], dest: str) -
     return "sha256:" + source["sha256"]
 
 
+def fetch_distro_package(ctx: Context, site: Site, name: str, dest: str) -> str:
+    """Install the package set if missing, then copy its tree into the release as the site user."""
+    packages, tree, left_out = DISTRO_SOURCES[name]
+    versions = installed_packages(ctx, list(packages))
+    if any(p not in versions for p in packages):
+        # apt is VPS-wide: take the VPS lock too (after the site's, the order take_locks keeps).
+        lock = acquire_lock(ctx.config)
+        try:
+            install_packages(ctx, list(packages))
+        except AgentError as exc:
+            raise AgentError(
+                "source_failed",
+                "installing {} from the distribution failed: {}".format(" ".join(packages), exc.message),
+                exc.step,
+            )
+        finally:
+            os.close(lock)
+        versions = installed_packages(ctx, list(packages))
+        missing = [p for p in packages if p not in versions]
+        if missing:
+            raise AgentError(
+                "source_failed", "apt-get did not install {}".format(" ".join(missing)), "apt-install"
+            )
+    source = ctx.config.path(tree)
+
+    def copy() -> int:
+        os.mkdir(dest)
+        return copy_resolving_links(source, dest, left_out)
+
+    count = in_site_process(site, "copy", copy, timeout=ctx.config.build_timeout)
+    ctx.log(f"copied {count} entries of {tree} ({name} {versions[name]}), symlinks resolved")
+    return f"deb:{name}={versions[name]}"
+
+
+def copy_resolving_links(source: str, dest: str, left_out: tuple[str, ...] = ()) -> int:
+    """Copy the tree SOURCE into the empty directory DEST, replacing every symlink by a copy of
+    what it points at (Debian links its packaged WordPress to /etc, /usr/share/javascript,
+    /usr/share/php and the CA bundle): nothing in the release leads outside it, which nginx
+    (disable_symlinks if_not_owner) and PHP (open_basedir = the site's home) both require. Runs
+    as the site user (in_site_process), so it copies only what any account may read. LEFT_OUT:
+    top-level names not copied."""
+    extractor = Extractor(dest)
+    seen: set[tuple[int, int]] = set()
+    pending: list[tuple[str, list[str]]] = [(source, [])]
+    count = 0
+    path = source
+    try:
+        while pending:
+            path, parts = pending.pop()
+            info = os.stat(path)
+            if (info.st_dev, info.st_ino) in seen:
+                raise AgentError("source_failed", f"{path} is reached twice (a symlink loop?)", "copy")
+            seen.add((info.st_dev, info.st_ino))
+            with os.scandir(path) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+            for entry in entries:
+                if not parts and entry.name in left_out:
+                    continue
+                path, target = entry.path, [*parts, entry.name]
+                info = os.stat(path)  # follows a symlink: its target is what gets copied
+                if stat.S_ISDIR(info.st_mode):
+                    extractor.directory(target)
+                    pending.append((path, target))
+                elif stat.S_ISREG(info.st_mode):
+                    with open(path, "rb") as data:
+                        extractor.file(target, data, info.st_mode)
+                else:
+                    raise AgentError("source_failed", f"{path} is not a file or a directory", "copy")
+                count += 1
+    except OSError as exc:
+        raise AgentError("source_failed", f"{path} cannot be copied: {exc.strerror}", "copy")
+    return count
+
+
 def write_placeholder(ctx: Context, site: Site, html: str, dest: str) -> str:
     def write() -> None:
         os.makedirs(os.path.join(dest, "public"))
@@ -2569,6 +2689,8 @@ def build_release(
         commit = fetch_git(ctx, site, source, dest)
     elif kind == "archive":
         commit = fetch_archive(ctx, site, source, dest)
+    elif kind == "distro-package":
+        commit = fetch_distro_package(ctx, site, source["package"], dest)
     else:
         commit = write_placeholder(ctx, site, source["html"], dest)
 

@@ -20,4 +20,3 @@ def test_it_loads_htmx_from_our_static_files_on_every_dashboard_page(admin_clien
     page = admin_client.get("/").content.decode()
     assert "/static/chom/vendor/htmx-2.0.11.min.js" in page
     assert "unpkg.com" not in page and "cdn" not in page.lower()
-

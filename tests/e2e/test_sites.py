@@ -1,5 +1,6 @@
 """Sites end to end: created through the API, served by real nginx + php-fpm + MariaDB in a test VPS."""
 
+import contextlib
 import socket
 import ssl
 import subprocess
@@ -475,33 +476,199 @@ def wordpress_archive(tmp_path_factory, fleet_network):
     server.shutdown()
 
 
+WORDPRESS_PACKAGES = ("wordpress", "wordpress-theme-twentytwentythree")
+APT_LISTS = Path("/var/lib/apt/lists")
+
+
+class DebianMirror:
+    """A Debian mirror on the fleet bridge holding Debian's own signed index of bookworm main
+    (this host's InRelease and Packages, as apt verified them) and the WordPress .debs that index
+    names: what apt on a test VPS (no internet) installs from, checking every signature and hash
+    exactly as from a public mirror."""
+
+    def __init__(self, root: Path, url: str, debs: dict[str, Path]):
+        self.root, self.url, self.debs = root, url, debs
+
+    @contextlib.contextmanager
+    def tampered(self, package: str):
+        """The package's .deb with one byte changed (same size): only its hash can tell."""
+        deb = self.debs[package]
+        original = deb.read_bytes()
+        middle = len(original) // 2
+        deb.write_bytes(original[:middle] + bytes([original[middle] ^ 0xFF]) + original[middle + 1 :])
+        try:
+            yield
+        finally:
+            deb.write_bytes(original)
+
+
+def _stanzas(packages_text: str, names: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    found = {}
+    for stanza in packages_text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " ")
+        if fields.get("Package") in names:
+            found[fields["Package"]] = fields
+    return found
+
+
+def _fetch_deb(fields: dict[str, str], dest: Path) -> None:
+    """The exact .deb the index names: apt's cache on this host, else `apt-get download`."""
+    import hashlib
+
+    cached = Path("/var/cache/apt/archives") / Path(fields["Filename"]).name
+    if cached.exists() and hashlib.sha256(cached.read_bytes()).hexdigest() == fields["SHA256"]:
+        dest.write_bytes(cached.read_bytes())
+        return
+    subprocess.run(
+        ["apt-get", "download", "-q", f"{fields['Package']}={fields['Version']}"],
+        cwd=dest.parent, check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    next(dest.parent.glob(f"{fields['Package']}_*.deb")).rename(dest)
+
+
+@pytest.fixture(scope="session")
+def debian_mirror(tmp_path_factory, fleet_network):
+    import functools
+    import hashlib
+    import http.server
+
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout.strip()
+    inrelease = next(APT_LISTS.glob("*_dists_bookworm_InRelease"), None)
+    prefix = inrelease.name.removesuffix("InRelease") if inrelease else ""
+    indexes = (
+        APT_LISTS / f"{prefix}main_binary-{arch}_Packages{ext}" for ext in ("", ".lz4", ".zst", ".gz", ".xz")
+    )
+    index = next((path for path in indexes if path.exists()), None)
+    if inrelease is None or index is None:
+        pytest.skip("this host has no apt index of Debian bookworm main (.ci/run runs apt-get update)")
+    root = tmp_path_factory.mktemp("mirror") / "debian"
+    dists = root / "dists" / "bookworm"
+    (dists / "main" / f"binary-{arch}" / "by-hash" / "SHA256").mkdir(parents=True)
+    (dists / "InRelease").write_bytes(inrelease.read_bytes())
+    packages = dists / "main" / f"binary-{arch}" / "Packages"
+    # apt keeps its lists recompressed (lz4); the signed InRelease lists the plain file's hash.
+    with packages.open("wb") as out:
+        subprocess.run(
+            ["/usr/lib/apt/apt-helper", "cat-file", str(index)], stdout=out, check=True, timeout=120
+        )
+    digest = hashlib.sha256(packages.read_bytes()).hexdigest()
+    assert digest in inrelease.read_text(), "the decompressed index must be the one Debian signed"
+    (packages.parent / "by-hash" / "SHA256" / digest).hardlink_to(packages)
+    debs = {}
+    for name, fields in _stanzas(packages.read_text(), WORDPRESS_PACKAGES).items():
+        debs[name] = root / fields["Filename"]
+        debs[name].parent.mkdir(parents=True, exist_ok=True)
+        _fetch_deb(fields, debs[name])
+    assert sorted(debs) == sorted(WORDPRESS_PACKAGES), "bookworm main must carry WordPress"
+    network, _, _ = fleet_network
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer((network.gateway, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield DebianMirror(root, f"http://{network.gateway}:{server.server_address[1]}", debs)
+    server.shutdown()
+    server.server_close()
+
+
+def _use_mirror(vps, url: str) -> None:
+    """Point the VPS's apt at the mirror only (no translations: the mirror serves none)."""
+    sources = (
+        f"Types: deb\nURIs: {url}\nSuites: bookworm\nComponents: main\n"
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    )
+    _sh(vps, "sh", "-c", 'printf %s "$1" > /etc/apt/sources.list.d/debian.sources', "sh", sources)
+    _sh(vps, "sh", "-c", "echo 'Acquire::Languages \"none\";' > /etc/apt/apt.conf.d/99chom-test-mirror")
+
+
+def _create_wordpress(persona, domain: str) -> tuple[dict, Operation]:
+    """Create a WordPress site and check it went live only once installed: before, the first
+    visitor could claim /wp-admin/install.php."""
+    response = persona.client().post("/api/v1/sites", {"domain": domain, "type": "wordpress"}, format="json")
+    assert response.status_code == 202, response.content
+    op = _run(response.json()["operation"]["id"])
+    steps = [e.message for e in op.log_entries.all() if e.message.startswith("step: ")]
+    assert steps.index("step: site-exec") < steps.index("step: nginx vhost"), steps
+    return response.json()["credentials"], op
+
+
+def _assert_wordpress_serves(vps, domain: str, credentials: dict) -> None:
+    front = _get(vps, domain)
+    assert front.status_code == 200
+    assert domain in front.text and "wp-content/themes/twentytwentythree" in front.text
+    login = requests.post(
+        f"http://{vps.ip_address}/wp-login.php",
+        headers={"Host": domain, "Cookie": "wordpress_test_cookie=WP%20Cookie%20check"},
+        data={"log": credentials["admin_user"], "pwd": credentials["admin_password"], "testcookie": "1"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert login.status_code == 302 and "wp-admin" in login.headers["Location"]
+
+
+def test_it_installs_wordpress_from_the_vps_distro_package_with_no_settings(alice, make_vps):
+    vps = make_vps("e2e-wpdeb")
+    with override_settings(WORDPRESS_ARCHIVE_URL="", WORDPRESS_ARCHIVE_SHA256=""):
+        credentials, op = _create_wordpress(alice, "deb.blog.test")
+    _assert_wordpress_serves(vps, "deb.blog.test", credentials)
+    site = Site.objects.get(domain="deb.blog.test")
+    version = _sh(vps, "dpkg-query", "-W", "-f=${Version}", "wordpress").strip()
+    assert site.releases.get(name=site.current_release).commit == f"deb:wordpress={version}"
+    # A self-contained release: Debian's links (to /etc/wordpress, /usr/share/javascript, the CA
+    # bundle) became the site's own files, so nginx (disable_symlinks if_not_owner) serves them;
+    # the only links left stay inside the site's home.
+    release = f"/var/www/{site.unix_user}/releases/{site.current_release}"
+    links = _sh(vps, "find", release, "-type", "l", "-printf", "%P -> %l\n").splitlines()
+    assert sorted(links) == ["public -> .", "wp-content/uploads -> ../../../shared/wp-content/uploads"]
+    assert _sh(vps, "stat", "-c", "%U:%G", f"{release}/wp-includes/js/underscore.min.js").strip() == (
+        f"{site.unix_user}:www-data"
+    )
+    script = _get(vps, "deb.blog.test", "/wp-includes/js/underscore.min.js")
+    assert script.status_code == 200 and "underscore" in script.text.lower()
+    assert "/etc/wordpress" not in _sh(vps, "cat", f"{release}/wp-config.php")
+
+    # A redeploy copies the installed package again: a new release, no apt run.
+    op = _post(alice, f"/api/v1/sites/{site.pk}/deploy")
+    assert op.status == "succeeded", op.error
+    log = "\n".join(e.message for e in op.log_entries.all())
+    assert "apt-get" not in log and "installed php" not in log
+    _assert_wordpress_serves(vps, "deb.blog.test", credentials)
+
+
+def test_it_installs_the_wordpress_package_with_apt_and_refuses_a_tampered_one(
+    alice, make_vps, debian_mirror
+):
+    vps = make_vps("e2e-wpapt")
+    _sh(vps, "dpkg", "--purge", *WORDPRESS_PACKAGES)
+    _use_mirror(vps, debian_mirror.url)
+    with override_settings(WORDPRESS_ARCHIVE_URL="", WORDPRESS_ARCHIVE_SHA256=""):
+        credentials, op = _create_wordpress(alice, "apt.blog.test")
+    log = "\n".join(e.message for e in op.log_entries.all())
+    assert "installed wordpress wordpress-theme-twentytwentythree" in log
+    _assert_wordpress_serves(vps, "apt.blog.test", credentials)
+
+    # apt checks each .deb against the signed index: a changed byte fails the deploy, and the
+    # release already live keeps serving.
+    _sh(vps, "dpkg", "--purge", *WORDPRESS_PACKAGES)
+    _sh(vps, "apt-get", "clean")
+    site = Site.objects.get(domain="apt.blog.test")
+    with debian_mirror.tampered("wordpress"):
+        op = _post(alice, f"/api/v1/sites/{site.pk}/deploy")
+    assert op.status == "failed"
+    assert (
+        "installing php wordpress wordpress-theme-twentytwentythree from the distribution failed" in op.error
+    )
+    assert "Hash Sum mismatch" in op.error, op.error
+    _assert_wordpress_serves(vps, "apt.blog.test", credentials)
+
+
 def test_it_installs_wordpress_from_a_verified_archive_and_serves_its_front_page(
     alice, make_vps, wordpress_archive
 ):
     url, sha256 = wordpress_archive
     vps = make_vps("e2e-wp")
     with override_settings(WORDPRESS_ARCHIVE_URL=url, WORDPRESS_ARCHIVE_SHA256=sha256):
-        response = alice.client().post(
-            "/api/v1/sites", {"domain": "blog.test", "type": "wordpress"}, format="json"
-        )
-        assert response.status_code == 202, response.content
-        credentials = response.json()["credentials"]
-        op = _run(response.json()["operation"]["id"])
-    # nginx serves the blog only once WordPress is installed: before, the first visitor could
-    # claim /wp-admin/install.php.
-    steps = [e.message for e in op.log_entries.all() if e.message.startswith("step: ")]
-    assert steps.index("step: site-exec") < steps.index("step: nginx vhost"), steps
-    front = _get(vps, "blog.test")
-    assert front.status_code == 200
-    assert "blog.test" in front.text and "wp-content/themes/twentytwentythree" in front.text
-    login = requests.post(
-        f"http://{vps.ip_address}/wp-login.php",
-        headers={"Host": "blog.test", "Cookie": "wordpress_test_cookie=WP%20Cookie%20check"},
-        data={"log": credentials["admin_user"], "pwd": credentials["admin_password"], "testcookie": "1"},
-        allow_redirects=False,
-        timeout=10,
-    )
-    assert login.status_code == 302 and "wp-admin" in login.headers["Location"]
+        credentials, op = _create_wordpress(alice, "blog.test")
+    assert "downloaded " + url in "\n".join(e.message for e in op.log_entries.all())
+    _assert_wordpress_serves(vps, "blog.test", credentials)
 
     with override_settings(WORDPRESS_ARCHIVE_URL=url, WORDPRESS_ARCHIVE_SHA256="0" * 64):
         site = Site.objects.get(domain="blog.test")

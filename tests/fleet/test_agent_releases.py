@@ -320,3 +320,153 @@ def test_a_download_failure_is_reported(agent: Agent, site: dict[str, Any], file
     result = agent("release-create", payload)
     assert result.error["code"] == "source_failed"
     assert "404" in result.error["message"]
+
+
+# --------------------------------------------------------------------------- distro packages
+
+WP_PACKAGES = "php wordpress wordpress-theme-twentytwentythree"
+WP_VERSION = "6.1.9+dfsg1-0+deb12u1"
+# dpkg-query and apt-get as the agent sees them: a package is installed when its marker exists;
+# `apt-get install` records the call, then "installs" (Debian's tree appears, markers are set).
+FAKE_DPKG_QUERY = """#!/bin/sh
+for arg; do
+  case $arg in -*) ;; *) [ -e "@STATE@/$arg" ] &&
+    printf '%s\\tii \\t%s\\n' "$arg" "$(cat "@STATE@/$arg")";; esac
+done
+exit 0
+"""
+FAKE_APT_GET = """#!/bin/sh
+echo "$*" >> @CALLS@
+[ "$1" = install ] || exit 0
+[ -n "@FAIL@" ] && { echo "@FAIL@" >&2; seq -f "progress %g" 20; exit 100; }
+cp -a @TREE@ @ROOT@/usr/share/wordpress
+for arg; do case $arg in -*|install|*=*) ;; *) echo @VERSION@ > "@STATE@/$arg";; esac; done
+"""
+
+
+@dataclass
+class Distro:
+    tree: Path  # what `apt-get install wordpress` puts at /usr/share/wordpress
+    state: Path  # dpkg's view: one marker per installed package
+
+    def apt_get(self, agent: Agent, fail: str = "") -> None:
+        """The fake apt-get; FAIL: the error it prints (exit 100) instead of installing."""
+        values = {
+            "@CALLS@": str(agent.fakes / "apt-get.calls"),
+            "@TREE@": str(self.tree),
+            "@ROOT@": str(agent.root),
+            "@STATE@": str(self.state),
+            "@VERSION@": WP_VERSION,
+            "@FAIL@": fail,
+        }
+        script = FAKE_APT_GET
+        for key, value in values.items():
+            script = script.replace(key, value)
+        agent.env["VPSMANAGER_APT_GET"] = agent.fake("apt-get", script)
+
+
+def debian_wordpress(base: Path, root: Path) -> Path:
+    """A tree shaped like Debian 12's /usr/share/wordpress: a per-host config loader, links to
+    /etc, to other packages' files and directories (relative) and to the CA bundle (absolute)."""
+    tree = base / "wordpress-package"
+    elsewhere = root / "usr" / "share"
+    (elsewhere / "javascript" / "underscore").mkdir(parents=True)
+    (elsewhere / "javascript" / "underscore" / "underscore.min.js").write_text("// underscore\n")
+    (elsewhere / "php" / "getid3").mkdir(parents=True)
+    (elsewhere / "php" / "getid3" / "getid3.php").write_text("<?php // getid3\n")
+    bundle = base / "ca-certificates.crt"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    files = {
+        "index.php": "<?php // wp\n",
+        "wp-config.php": "<?php require '/etc/wordpress/config-'.$host.'.php';\n",
+        "wp-content/themes/twentytwentythree/style.css": "/* theme */\n",
+        "wp-includes/js/.keep": "",
+        "wp-includes/certificates/.keep": "",
+    }
+    for rel, text in files.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(text)
+    (tree / ".htaccess").symlink_to("/etc/wordpress/htaccess")
+    (tree / "wp-includes" / "js" / "underscore.min.js").symlink_to(
+        "../../../javascript/underscore/underscore.min.js"
+    )
+    (tree / "wp-includes" / "ID3").symlink_to("../../php/getid3")
+    (tree / "wp-includes" / "certificates" / "ca-bundle.crt").symlink_to(bundle)
+    return tree
+
+
+@pytest.fixture
+def distro(agent: Agent, base: Path) -> Distro:
+    distro = Distro(tree=debian_wordpress(base, agent.root), state=base / "dpkg")
+    distro.state.mkdir()
+    agent.env["VPSMANAGER_DPKG_QUERY"] = agent.fake(
+        "dpkg-query", FAKE_DPKG_QUERY.replace("@STATE@", str(distro.state))
+    )
+    distro.apt_get(agent)
+    return distro
+
+
+def wordpress_payload(release: str) -> dict[str, Any]:
+    config = "<?php // Managed by CHOM.\ndefine('DB_PASSWORD', 'pw-very-secret');\n"
+    return {
+        "name": SITE,
+        "release": release,
+        "source": {"type": "distro-package", "package": "wordpress"},
+        "shared": ["wp-content/uploads"],
+        "env": {"path": "wp-config.php", "content": config},
+    }
+
+
+def test_distro_package_source_installs_wordpress_and_copies_it_self_contained(
+    agent: Agent, site: dict[str, Any], distro: Distro
+) -> None:
+    out = agent.ok("release-create", wordpress_payload(R[0]))
+
+    update, install = agent.calls("apt-get")
+    assert update == "update" and install.endswith(f" {WP_PACKAGES}")
+    assert install.startswith("install -y --no-install-recommends ")
+    assert out["data"]["commit"] == f"deb:wordpress={WP_VERSION}"
+    release = agent.path(f"/var/www/site1/releases/{R[0]}")
+    home = agent.path("/var/www/site1").resolve()
+    # Debian's links became the files they point at, and nothing in the release leads out of
+    # the site's home (public -> . and the shared uploads are the only links left).
+    assert (release / "wp-includes/js/underscore.min.js").read_text() == "// underscore\n"
+    assert (release / "wp-includes/ID3/getid3.php").read_text() == "<?php // getid3\n"
+    assert (release / "wp-includes/certificates/ca-bundle.crt").read_text().startswith("-----BEGIN")
+    links = sorted(str(p.relative_to(release)) for p in release.rglob("*") if p.is_symlink())
+    assert links == ["public", "wp-content/uploads"]
+    assert all(home in (release / link).resolve().parents for link in links)
+    # The site's own configuration and content, not Debian's /etc/wordpress loader or .htaccess.
+    assert "Managed by CHOM" in (release / "wp-config.php").read_text()
+    assert not (release / ".htaccess").exists()
+    assert (release / "wp-content/themes/twentytwentythree/style.css").is_file()
+    for path in (release / "index.php", release / "wp-includes/ID3/getid3.php", release / "wp-includes"):
+        assert mode_owner(path)[1:] == (site["uid"], 33), path
+    assert "pw-very-secret" not in json.dumps(out)
+
+    # Installed now: the next release only copies.
+    again = agent.ok("release-create", wordpress_payload(R[1]))
+    assert len(agent.calls("apt-get")) == 2
+    assert again["data"]["commit"] == f"deb:wordpress={WP_VERSION}"
+
+
+def test_distro_package_source_reports_an_apt_failure_and_leaves_no_release(
+    agent: Agent, site: dict[str, Any], distro: Distro
+) -> None:
+    distro.apt_get(agent, fail="E: Unable to locate package wordpress")
+    result = agent("release-create", wordpress_payload(R[0]))
+    assert (result.error["code"], result.error["step"]) == ("source_failed", "apt-install")
+    assert f"installing {WP_PACKAGES} from the distribution failed" in result.error["message"]
+    assert "Unable to locate package wordpress" in result.error["message"]
+    assert list(agent.path("/var/www/site1/releases").iterdir()) == []
+
+
+def test_distro_package_source_accepts_only_the_packages_it_knows(agent: Agent, site: dict[str, Any]) -> None:
+    for source in (
+        {"type": "distro-package", "package": "openssh-server"},
+        {"type": "distro-package", "package": "wordpress", "path": "/etc"},
+        {"type": "distro-package"},
+    ):
+        result = agent("release-create", {"name": SITE, "release": R[0], "source": source})
+        assert result.error["code"] == "invalid_input", source
+    assert agent.calls("apt-get") == [] and agent.calls("refuse") == []
