@@ -290,3 +290,95 @@ def operation_create(
         OperationLogEntry.objects.create(operation=op, message=f"queued {kind}")
     transaction.on_commit(lambda: enqueue(op))
     return op
+
+
+def operation_cancel(*, operation: Operation, actor=None, source_ip=None) -> Operation:
+    """Cancel a queued operation: it ends `cancelled` and never runs, since a worker claims only
+    queued rows. One that is running or over is refused. The kind's failure hook puts the target
+    back as after a failure (a release never built, a backup never taken)."""
+    from chom.services import audit_record  # chom.services registers kinds from this module
+
+    reason = f"cancelled by {actor if actor is not None else 'the platform'} before it ran"
+    with transaction.atomic():
+        cancelled = Operation.objects.filter(id=operation.id, status=Operation.Status.QUEUED).update(
+            status=Operation.Status.CANCELLED, error=reason, finished_at=timezone.now()
+        )
+        if cancelled:
+            OperationLogEntry.objects.create(operation=operation, level="warning", message=reason)
+            audit_record(
+                action="operation.cancelled",
+                actor=actor,
+                tenant=operation.tenant,
+                target=f"operation:{operation.id}",
+                source_ip=source_ip,
+                data={"kind": operation.kind, "target": f"{operation.target_type} {operation.target_id}"},
+            )
+    operation.refresh_from_db()
+    if not cancelled:
+        raise ApplicationError(
+            409,
+            "not_cancellable",
+            f"Only a queued operation can be cancelled; this {operation.kind} is {operation.status}.",
+        )
+    kind = KINDS.get(operation.kind)
+    if kind and kind.on_failure:
+        try:
+            kind.on_failure(OperationContext(operation), reason)
+        except Exception:  # noqa: BLE001 - the cancellation itself is already recorded
+            logger.exception("on_failure handler of %s failed after a cancel", kind.name)
+    return operation
+
+
+RETRYABLE = (Operation.Status.FAILED, Operation.Status.CANCELLED)
+
+
+def operation_retry(*, operation: Operation, actor=None, source_ip=None) -> Operation:
+    """Run a failed (or cancelled) operation again as a new one with the same kind, target and
+    params; the old row keeps its log. Retrying the same operation twice returns the one retry:
+    a double submit never queues the work twice."""
+    from chom.services import audit_record  # chom.services registers kinds from this module
+
+    if operation.status not in RETRYABLE:
+        raise ApplicationError(
+            409,
+            "not_retryable",
+            f"Only a failed or cancelled operation can be retried; this {operation.kind} is "
+            f"{operation.status}.",
+        )
+    if operation.kind not in KINDS:
+        raise ApplicationError(
+            409, "not_retryable", f"This CHOM no longer knows how to run {operation.kind}."
+        )
+    key = f"retry:{operation.id}"
+    existing = Operation.objects.filter(idempotency_key=key).first()
+    if existing:
+        return existing
+    try:
+        with transaction.atomic():
+            retry = Operation.objects.create(
+                kind=operation.kind,
+                tenant=operation.tenant,
+                target_type=operation.target_type,
+                target_id=operation.target_id,
+                params=operation.params,
+                created_by=actor if actor is not None and actor.is_authenticated else None,
+                idempotency_key=key,
+                mutating=operation.mutating,
+                max_attempts=KINDS[operation.kind].max_attempts,
+            )
+            OperationLogEntry.objects.create(
+                operation=retry, message=f"queued {retry.kind}: retry of operation {operation.id}"
+            )
+            OperationLogEntry.objects.create(operation=operation, message=f"retried as operation {retry.id}")
+            audit_record(
+                action="operation.retried",
+                actor=actor,
+                tenant=operation.tenant,
+                target=f"operation:{operation.id}",
+                source_ip=source_ip,
+                data={"kind": operation.kind, "retry": str(retry.id)},
+            )
+    except IntegrityError:  # a concurrent retry of the same operation won
+        return Operation.objects.get(idempotency_key=key)
+    transaction.on_commit(lambda: enqueue(retry))
+    return retry

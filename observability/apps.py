@@ -5,9 +5,10 @@ class ObservabilityConfig(AppConfig):
     name = "observability"
 
     def ready(self) -> None:
-        # Registers the bootstrap step "monitoring", CHOM's alerting gauges and the alert backend.
+        # Registers the bootstrap step "monitoring", CHOM's alerting gauges, the alert backend and
+        # the audit log's links.
         from chom.alerts import register_alerts
-        from observability import metrics, monitoring  # noqa: F401
+        from observability import audit_targets, metrics, monitoring  # noqa: F401
         from observability.services import alert_raise, alert_resolve
 
         register_alerts(raise_=alert_raise, resolve=alert_resolve)

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -34,6 +35,11 @@ class Alert(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Someone has seen it and is on it; a new occurrence (a new firing row) starts unacknowledged.
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-started_at"]
@@ -47,6 +53,15 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} [{self.status}]"
+
+    @property
+    def is_firing(self) -> bool:
+        return self.status == self.Status.FIRING
+
+    @property
+    def is_silenceable(self) -> bool:
+        """Only what Alertmanager sent can be muted there; CHOM's own alerts never pass through it."""
+        return self.source == "alertmanager" and bool(self.labels)
 
 
 class Notification(models.Model):

@@ -14,7 +14,10 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from chom.errors import ApplicationError
 from chom.models import Membership, Tenant
+from chom.services import audit_record
+from observability.clients import alertmanager
 from observability.models import Alert, Notification
 
 logger = logging.getLogger(__name__)
@@ -162,6 +165,107 @@ def alertmanager_ingest(*, payload) -> IngestResult:
         created += new
         refreshed += not new
     return IngestResult(created=created, refreshed=refreshed, resolved=resolved)
+
+
+# --- acknowledgement and silences -------------------------------------------------------------
+
+SILENCE_MIN = timedelta(minutes=1)
+SILENCE_MAX = timedelta(days=30)
+
+
+def alert_acknowledge(*, alert: Alert, actor, source_ip=None) -> Alert:
+    """Record who took a firing alert on, once: acknowledging it again keeps the first record."""
+    with transaction.atomic():
+        changed = Alert.objects.filter(pk=alert.pk, status=Alert.Status.FIRING, acknowledged_at=None).update(
+            acknowledged_at=timezone.now(),
+            acknowledged_by=actor if actor is not None and actor.is_authenticated else None,
+        )
+        alert.refresh_from_db()
+        if changed:
+            audit_record(
+                action="alert.acknowledged",
+                actor=actor,
+                tenant=alert.tenant,
+                target=f"alert:{alert.pk}",
+                source_ip=source_ip,
+                data={"name": alert.name, "fingerprint": alert.fingerprint},
+            )
+    if alert.acknowledged_at is None:
+        raise ApplicationError(
+            409, "alert_resolved", f"{alert.name} is resolved already: there is nothing to acknowledge."
+        )
+    return alert
+
+
+def _span(duration: timedelta) -> str:
+    minutes = int(duration.total_seconds() // 60)
+    for unit, size in (("day", 1440), ("hour", 60)):
+        if minutes % size == 0:
+            return f"{minutes // size} {unit}{'s' if minutes != size else ''}"
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def alert_silence(*, alert: Alert, duration: timedelta, actor, comment: str = "", source_ip=None) -> str:
+    """Mute ALERT in Alertmanager for DURATION: a silence matching exactly its labels. Returns the
+    silence's id."""
+    if not alert.is_silenceable:
+        raise ApplicationError(
+            409,
+            "not_silenceable",
+            f"{alert.name} is raised by CHOM itself, not by Alertmanager, so an Alertmanager silence "
+            "cannot mute it. Acknowledge it instead.",
+        )
+    if not alert.is_firing:
+        raise ApplicationError(
+            409, "alert_resolved", f"{alert.name} is resolved already: nothing to silence."
+        )
+    if not SILENCE_MIN <= duration <= SILENCE_MAX:
+        message = f"A silence lasts from {_span(SILENCE_MIN)} to {_span(SILENCE_MAX)}."
+        raise ApplicationError(400, "invalid_input", message, {"duration": [message]})
+    now = timezone.now()
+    ends_at = now + duration
+    silence_id = alertmanager.silence_create(
+        matchers=[alertmanager.Matcher(name, value) for name, value in sorted(alert.labels.items())],
+        starts_at=now,
+        ends_at=ends_at,
+        created_by=str(actor) if actor is not None else "CHOM",
+        comment=comment.strip() or f"silenced from CHOM for {_span(duration)}: {alert.summary}"[:500],
+    )
+    audit_record(
+        action="alert.silenced",
+        actor=actor,
+        tenant=alert.tenant,
+        target=f"alert:{alert.pk}",
+        source_ip=source_ip,
+        data={
+            "name": alert.name,
+            "silence": silence_id,
+            "for": _span(duration),
+            "until": ends_at.isoformat(),
+        },
+    )
+    return silence_id
+
+
+def silence_expire(*, silence_id: str, actor, source_ip=None) -> None:
+    """End a silence now, whoever created it (CHOM or amtool). An expired one stays as it is."""
+    try:
+        silence = alertmanager.silence_get(silence_id=silence_id)
+        if silence.state == "expired":
+            return
+        alertmanager.silence_expire(silence_id=silence_id)
+    except alertmanager.SilenceNotFound as exc:
+        raise ApplicationError(404, "not_found", f"Alertmanager has no silence {silence_id}.") from exc
+    audit_record(
+        action="silence.expired",
+        actor=actor,
+        target=f"silence:{silence_id}",
+        source_ip=source_ip,
+        data={
+            "matchers": ", ".join(str(m) for m in silence.matchers),
+            "created_by": silence.created_by,
+        },
+    )
 
 
 # --- notifications --------------------------------------------------------------------------------

@@ -10,6 +10,20 @@ urlpatterns = [
     path("webhooks/alertmanager", views.alertmanager_webhook, name="observability-alertmanager-webhook"),
     path("observability/loki/api/v1/push", views.loki_push, name="observability-loki-push"),
     path("observability/alerts/", views.alert_list, name="observability-alerts"),
+    path("observability/alerts/history/", views.alert_history, name="observability-alert-history"),
+    path("observability/alerts/<int:pk>/", views.alert_detail, name="observability-alert"),
+    path(
+        "observability/alerts/<int:pk>/acknowledge",
+        views.alert_acknowledge,
+        name="observability-alert-acknowledge",
+    ),
+    path("observability/alerts/<int:pk>/silence", views.alert_silence, name="observability-alert-silence"),
+    path("observability/silences/", views.silence_list, name="observability-silences"),
+    path(
+        "observability/silences/<uuid:silence_id>/expire",
+        views.silence_expire,
+        name="observability-silence-expire",
+    ),
     path("observability/vps/<int:pk>/metrics.json", views.vps_metrics_json, name="observability-vps-metrics"),
     path(
         "observability/sites/<int:pk>/metrics.json",

@@ -4,19 +4,24 @@ Promtail's log pushes) and the staff dashboard's alert page and chart data."""
 import json
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
 from django.http import HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from chom.api.errors import error_body
-from chom.http import bearer_matches
+from chom.errors import ApplicationError
+from chom.http import bearer_matches, client_ip
 from fleet import selectors as fleet_selectors
 from observability import log_shipping, queries, selectors, services, targets
 from observability.api.serializers import LogQuerySerializer, RangeSerializer
 from observability.clients import ServiceError
+from observability.forms import AlertFilterForm, SilenceForm
+from observability.models import Alert
 from sites import selectors as site_selectors
 
 # Loki's answers Promtail must see as they are: 400 drops a batch Loki will never take, 429 backs off.
@@ -81,14 +86,115 @@ def loki_push(request):
     return HttpResponse(status=204)
 
 
+def _alert_page(request, *, status: str, template: str, order: str):
+    form = AlertFilterForm(request.GET)
+    qs = selectors.alerts_filtered(
+        selectors.alerts_visible(tenant=None, staff=True), status=status, **form.filters()
+    )
+    page = Paginator(qs.order_by(order, "-pk").prefetch_related("notifications"), 50).get_page(
+        request.GET.get("page")
+    )
+    query = request.GET.copy()
+    query.pop("page", None)
+    silenceable = status != "resolved" and any(a.is_firing and a.is_silenceable for a in page.object_list)
+    listing = selectors.silences_listed() if silenceable else selectors.SilenceListing()
+    rows = [(alert, listing.muting(alert)) for alert in page.object_list]
+    context = {
+        "page": page,
+        "rows": rows,
+        "status": status,
+        "form": form,
+        "query": query.urlencode(),
+        "silence_problem": listing.problem,
+    }
+    return render(request, template, context)
+
+
 @staff_member_required
 def alert_list(request):
+    """Current alerts with their actions; ?status=resolved|all widens it."""
     status = request.GET.get("status", "firing")
-    qs = selectors.alerts_visible(tenant=None, staff=True).prefetch_related("notifications")
-    if status in ("firing", "resolved"):
-        qs = qs.filter(status=status)
-    page = Paginator(qs, 50).get_page(request.GET.get("page"))
-    return render(request, "observability/alert_list.html", {"page": page, "status": status})
+    status = status if status in ("firing", "resolved") else ""
+    return _alert_page(request, status=status, template="observability/alert_list.html", order="-started_at")
+
+
+@staff_member_required
+def alert_history(request):
+    """Resolved alerts, the latest first, with who acknowledged them and how long they lasted."""
+    return _alert_page(
+        request,
+        status=Alert.Status.RESOLVED,
+        template="observability/alert_history.html",
+        order="-resolved_at",
+    )
+
+
+@staff_member_required
+def alert_detail(request, pk: int):
+    alert = get_object_or_404(selectors.alerts_visible(tenant=None, staff=True), pk=pk)
+    listing = selectors.silences_listed() if alert.is_silenceable else selectors.SilenceListing()
+    context = {
+        "alert": alert,
+        "silences": listing.muting(alert),
+        "silence_problem": listing.problem,
+        "notifications": alert.notifications.all(),
+    }
+    return render(request, "observability/alert_detail.html", context)
+
+
+def _back(request, fallback: str, *args):
+    """To the page the form was on (its `next` field), or FALLBACK."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect(fallback, *args)
+
+
+@staff_member_required
+@require_POST
+def alert_acknowledge(request, pk: int):
+    alert = get_object_or_404(selectors.alerts_visible(tenant=None, staff=True), pk=pk)
+    services.alert_acknowledge(alert=alert, actor=request.user, source_ip=client_ip(request))
+    messages.success(request, f"{alert.name} acknowledged.")
+    return _back(request, "observability-alert", alert.pk)
+
+
+@staff_member_required
+@require_POST
+def alert_silence(request, pk: int):
+    alert = get_object_or_404(selectors.alerts_visible(tenant=None, staff=True), pk=pk)
+    form = SilenceForm(request.POST)
+    if not form.is_valid():
+        raise ApplicationError(400, "invalid_input", "Give the silence a duration.", form.errors)
+    services.alert_silence(
+        alert=alert,
+        duration=form.duration(),
+        comment=form.cleaned_data["comment"],
+        actor=request.user,
+        source_ip=client_ip(request),
+    )
+    amount, unit = form.cleaned_data["amount"], form.cleaned_data["unit"]
+    messages.success(request, f"{alert.name} silenced for {amount} {unit}.")
+    return _back(request, "observability-alert", alert.pk)
+
+
+SILENCE_STATES = {"": ("active", "pending"), "expired": ("expired",), "all": ("active", "pending", "expired")}
+
+
+@staff_member_required
+def silence_list(request):
+    state = request.GET.get("state", "")
+    states = SILENCE_STATES.get(state, SILENCE_STATES[""])
+    listing = selectors.silences_listed(states=states)
+    return render(request, "observability/silence_list.html", {"listing": listing, "state": state})
+
+
+@staff_member_required
+@require_POST
+def silence_expire(request, silence_id):
+    services.silence_expire(silence_id=str(silence_id), actor=request.user, source_ip=client_ip(request))
+    messages.success(request, f"Silence {silence_id} expired.")
+    return _back(request, "observability-silences")
 
 
 def _json(run, serializer_class, request) -> JsonResponse:

@@ -14,7 +14,8 @@ Rules (README "Roles and scopes" says the same in words):
   webhook-signature no persona holds the shared secret/signature: refused for all
   metrics-token     METRICS_TOKEN or a staff session
   dashboard-staff   a staff session; everyone else is sent to log in
-  session           any signed-in session (the 2FA page)
+  session           any signed-in session (the 2FA page, one's own API tokens)
+  session-own       a signed-in person's own object; someone else's is a 404
   admin:*           the one namespace rule: Django's admin, staff sessions only
 """
 
@@ -56,6 +57,26 @@ RULES = {
     "dashboard": "dashboard-staff",
     "operation-list": "dashboard-staff",
     "operation-detail": "dashboard-staff",
+    "operation-live": "dashboard-staff",  # the htmx fragment (the whole page without HX-Request)
+    "operation-cancel": "dashboard-staff",
+    "operation-retry": "dashboard-staff",
+    "audit-log": "dashboard-staff",
+    "tenant-list": "dashboard-staff",
+    "tenant-detail": "dashboard-staff",
+    "tenant-tier": "dashboard-staff",
+    "tenant-suspend": "dashboard-staff",
+    "tenant-unsuspend": "dashboard-staff",
+    "tenant-member-add": "dashboard-staff",
+    "tenant-member-role": "dashboard-staff",
+    "tenant-member-remove": "dashboard-staff",
+    "tenant-member-invite": "dashboard-staff",
+    "tenant-token-create": "dashboard-staff",
+    "tenant-token-revoke": "dashboard-staff",
+    # The invitation's one-time link (an invalid one answers a page saying so); then the one page
+    # a non-staff person sees: their own API tokens.
+    "account-welcome": "public",
+    "account-tokens": "session",
+    "account-token-revoke": "session-own",
     # fleet
     "api-vps-list": {"GET": "staff-read", "POST": "staff-write"},
     "api-vps": {"GET": "staff-read", "PATCH": "staff-write", "DELETE": "staff-write"},
@@ -63,6 +84,17 @@ RULES = {
     "api-fleet-key": {"GET": "staff-read"},
     "vps-list": "dashboard-staff",
     "vps-detail": "dashboard-staff",
+    "vps-create": "dashboard-staff",
+    "vps-adopt": "dashboard-staff",  # POST: reads the server's host key, changes nothing
+    "vps-adopt-confirm": "dashboard-staff",
+    "vps-bootstrap": "dashboard-staff",
+    "vps-capacity": "dashboard-staff",
+    "vps-cordon": "dashboard-staff",
+    "vps-delete": "dashboard-staff",  # GET: the typed-confirmation page
+    "cloud-account-list": "dashboard-staff",
+    "cloud-account-edit": "dashboard-staff",  # GET/POST: add or change; the token is write-only
+    "cloud-account-default": "dashboard-staff",
+    "cloud-account-delete": "dashboard-staff",
     # sites
     "api-sites": {"GET": "tenant-read+staff", "POST": "tenant-write"},
     "api-site": {"GET": "tenant-read+staff", "PATCH": "tenant-write+staff", "DELETE": "tenant-write+staff"},
@@ -73,6 +105,13 @@ RULES = {
     "api-site-unsuspend": {"POST": "staff-write"},
     "site-list": "dashboard-staff",
     "site-detail": "dashboard-staff",
+    "site-create": "dashboard-staff",
+    "site-deploy": "dashboard-staff",
+    "site-rollback": "dashboard-staff",
+    "site-ssl": "dashboard-staff",
+    "site-suspend": "dashboard-staff",
+    "site-unsuspend": "dashboard-staff",
+    "site-delete": "dashboard-staff",  # GET: the typed-confirmation page
     # backups
     "api-site-backups": {"GET": "tenant-read+staff", "POST": "tenant-write+staff"},
     "api-backup": {"GET": "tenant-read+staff"},
@@ -83,6 +122,7 @@ RULES = {
     "backup-restore": "dashboard-staff",
     "backup-verify": "dashboard-staff",
     "backup-create": "dashboard-staff",
+    "backup-download": "dashboard-staff",  # POST: audited as backup.downloaded
     # observability
     "api-site-metrics": {"GET": "tenant-read+staff"},
     "api-site-logs": {"GET": "tenant-read+staff"},
@@ -95,6 +135,12 @@ RULES = {
     "observability-vps-metrics": "dashboard-staff",
     "observability-site-metrics": "dashboard-staff",
     "observability-site-logs": "dashboard-staff",
+    "observability-alert-history": "dashboard-staff",
+    "observability-alert": "dashboard-staff",
+    "observability-alert-acknowledge": "dashboard-staff",
+    "observability-alert-silence": "dashboard-staff",
+    "observability-silences": "dashboard-staff",
+    "observability-silence-expire": "dashboard-staff",
     # billing
     "api-billing": {"GET": "tenant-read"},
     "api-billing-checkout": {"POST": "owner-admin"},
@@ -110,18 +156,55 @@ FUNCTION_VIEW_METHODS = {
     "login": ["GET", "POST"],
     "logout": ["POST"],
     "two-factor": ["GET", "POST"],
+    "account-welcome": ["GET", "POST"],
+    "account-tokens": ["GET", "POST"],
+    "account-token-revoke": ["POST"],
     "api-not-found": ["GET", "POST", "PUT", "PATCH", "DELETE"],
     "dashboard": ["GET"],
     "operation-list": ["GET"],
     "operation-detail": ["GET"],
+    "operation-live": ["GET"],
+    "operation-cancel": ["POST"],
+    "operation-retry": ["POST"],
+    "audit-log": ["GET"],
+    "tenant-list": ["GET", "POST"],
+    "tenant-detail": ["GET"],
+    "tenant-tier": ["POST"],
+    "tenant-suspend": ["POST"],
+    "tenant-unsuspend": ["POST"],
+    "tenant-member-add": ["POST"],
+    "tenant-member-role": ["POST"],
+    "tenant-member-remove": ["POST"],
+    "tenant-member-invite": ["POST"],
+    "tenant-token-create": ["POST"],
+    "tenant-token-revoke": ["POST"],
     "vps-list": ["GET"],
     "vps-detail": ["GET"],
+    "vps-create": ["GET", "POST"],
+    "vps-adopt": ["GET", "POST"],
+    "vps-adopt-confirm": ["POST"],
+    "vps-bootstrap": ["POST"],
+    "vps-capacity": ["POST"],
+    "vps-cordon": ["POST"],
+    "vps-delete": ["GET", "POST"],
+    "cloud-account-list": ["GET"],
+    "cloud-account-edit": ["GET", "POST"],
+    "cloud-account-default": ["POST"],
+    "cloud-account-delete": ["POST"],
     "site-list": ["GET"],
     "site-detail": ["GET"],
+    "site-create": ["GET", "POST"],
+    "site-deploy": ["POST"],
+    "site-rollback": ["POST"],
+    "site-ssl": ["POST"],
+    "site-suspend": ["POST"],
+    "site-unsuspend": ["POST"],
+    "site-delete": ["GET", "POST"],
     "backup-detail": ["GET"],
     "backup-restore": ["POST"],
     "backup-verify": ["POST"],
     "backup-create": ["POST"],
+    "backup-download": ["POST"],
     "observability-sd-targets": ["GET"],
     "observability-alertmanager-webhook": ["POST"],
     "observability-loki-push": ["POST"],
@@ -129,6 +212,12 @@ FUNCTION_VIEW_METHODS = {
     "observability-vps-metrics": ["GET"],
     "observability-site-metrics": ["GET"],
     "observability-site-logs": ["GET"],
+    "observability-alert-history": ["GET"],
+    "observability-alert": ["GET"],
+    "observability-alert-acknowledge": ["POST"],
+    "observability-alert-silence": ["POST"],
+    "observability-silences": ["GET"],
+    "observability-silence-expire": ["POST"],
     "stripe-webhook": ["POST"],
     "billing-dashboard": ["GET"],
 }
@@ -311,10 +400,17 @@ def _kwargs(route: Route, world: World) -> dict:
         "api-token": world.owner_token.pk,
         "api-operation": world.operation.pk,
         "operation-detail": world.operation.pk,
+        "operation-live": world.operation.pk,
+        "operation-cancel": world.operation.pk,
+        "operation-retry": world.operation.pk,
         "api-vps": world.vps.pk,
         "api-vps-bootstrap": world.vps.pk,
         "api-vps-metrics": world.vps.pk,
         "vps-detail": world.vps.pk,
+        "vps-bootstrap": world.vps.pk,
+        "vps-capacity": world.vps.pk,
+        "vps-cordon": world.vps.pk,
+        "vps-delete": world.vps.pk,
         "observability-vps-metrics": world.vps.pk,
         "api-backup": world.backup.pk,
         "api-backup-download": world.backup.pk,
@@ -323,11 +419,20 @@ def _kwargs(route: Route, world: World) -> dict:
         "backup-detail": world.backup.pk,
         "backup-restore": world.backup.pk,
         "backup-verify": world.backup.pk,
+        "backup-download": world.backup.pk,
     }
     if "otp_totp_totpdevice" in route.name:
         by_route[route.name] = world.device
+    if route.name in ("tenant-token-revoke", "account-token-revoke"):
+        by_route[route.name] = world.owner_token.pk  # alice's (the session-user's) "ci" token
+    if route.name.startswith("tenant-member-"):
+        by_route[route.name] = Membership.objects.get(tenant=world.acme, user__email="bob@acme.test").pk
+    if route.name.startswith("observability-alert-") or route.name == "observability-alert":
+        by_route[route.name] = Alert.objects.get(fingerprint="a:1").pk  # acme's
     values = {"pk": by_route.get(route.name, world.site.pk), "site_pk": world.site.pk, "object_id": "1",
-              "app_label": "billing", "content_type_id": "1", "id": "1", "url": "nope"}  # fmt: skip
+              "app_label": "billing", "content_type_id": "1", "id": "1", "url": "nope",
+              "slug": world.acme.slug, "uidb64": "MQ", "token": "no-such-invitation",
+              "silence_id": "6f1b3a3e-0000-4000-8000-000000000000", "provider": "digitalocean"}  # fmt: skip
     if "otp_totp_totpdevice" in route.name:
         values["object_id"] = world.device
     return {k: values[k] for k in route.kwargs}
@@ -359,6 +464,8 @@ def expected(rule: str, persona: str, method: str, has_object: bool) -> str:
         return "ok" if persona == "session-staff" else "login"
     if rule == "session":
         return "ok" if persona.startswith("session-") else "login"
+    if rule == "session-own":
+        return {"session-user": "ok", "session-staff": "not_found"}.get(persona, "login")
     if persona in ("anonymous", "bad-token", "session-user", "session-staff"):
         return "unauthenticated"
     base, _, with_staff = rule.partition("+")
@@ -435,7 +542,7 @@ def _check(route: Route, method: str, persona: str) -> str | None:
     if want == "ok" and rule == "admin":  # the admin's own answers (403/404 without a real object)
         if status == 302 and "login" in response.get("Location", ""):
             return where
-    elif want == "ok" and rule in ("dashboard-staff", "session"):
+    elif want == "ok" and rule in ("dashboard-staff", "session", "session-own"):
         served = status == 200 or (
             status == 503 and route.name.endswith(("metrics", "logs"))
         )  # no Prometheus
