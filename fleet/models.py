@@ -68,6 +68,9 @@ class Vps(models.Model):
         "chom.Tenant", null=True, blank=True, on_delete=models.PROTECT, related_name="dedicated_vps"
     )
     max_sites = models.PositiveIntegerField(default=50)
+    cordoned = models.BooleanField(
+        default=False, help_text="Takes no new sites; the ones it has stay and keep being served"
+    )
     os = models.CharField(max_length=100, blank=True)
     php_versions = models.JSONField(default=list, blank=True)
     agent_version = models.CharField(max_length=20, blank=True)

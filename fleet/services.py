@@ -246,7 +246,9 @@ def vps_dedicated_allocate(*, tenant, actor=None) -> Vps | None:
     if not ProviderCredential.objects.filter(is_default=True).exists():
         return None
     own = (
-        Vps.objects.filter(tenant=tenant, kind=Vps.Kind.DEDICATED, status__in=(Vps.Status.ACTIVE, *BUILDING))
+        Vps.objects.filter(
+            tenant=tenant, kind=Vps.Kind.DEDICATED, cordoned=False, status__in=(Vps.Status.ACTIVE, *BUILDING)
+        )
         .annotate(used=Count("sites", filter=~Q(sites__status="deleted"), distinct=True))
         .filter(used__lt=F("max_sites"))
         .order_by("used", "name")

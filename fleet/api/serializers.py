@@ -27,6 +27,7 @@ class VpsSerializer(serializers.ModelSerializer):
             "kind",
             "tenant",
             "max_sites",
+            "cordoned",
             "site_count",
             "os",
             "php_versions",
@@ -37,6 +38,7 @@ class VpsSerializer(serializers.ModelSerializer):
             "labels",
             "created_at",
         ]
+        read_only_fields = ["cordoned"]
 
     def get_site_count(self, vps) -> int:
         return vps.sites.exclude(status="deleted").count()

@@ -81,6 +81,35 @@ def host_key_fingerprint(line: str) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
+class HostKeyScanError(TransportError):
+    """The server's host key could not be read (nothing listens, not SSH, too slow)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, transient=True)
+
+
+def host_key_scan(host: str, port: int = 22, timeout: float = CONNECT_TIMEOUT) -> str:
+    """The host key HOST:PORT presents, as a pinnable line ("ssh-ed25519 AAAA…"). Only the key
+    exchange runs: nothing is authenticated, so nothing is logged in to or trusted yet. The key
+    type is the one a later `ParamikoTransport` negotiates (both use paramiko's preference)."""
+    where = f"{host}:{port}"
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise HostKeyScanError(f"cannot reach {where}: {exc.strerror or exc}") from exc
+    transport = paramiko.Transport(sock)
+    transport.banner_timeout = transport.handshake_timeout = timeout
+    try:
+        transport.start_client(timeout=timeout)
+        return host_key_line(transport.get_remote_server_key())
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        detail = str(exc) or type(exc).__name__
+        raise HostKeyScanError(f"{where} did not answer as an SSH server: {detail}") from exc
+    finally:
+        transport.close()
+        sock.close()
+
+
 class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
     """Trust on first use (records the key), then refuse any other key."""
 
