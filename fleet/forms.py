@@ -88,7 +88,12 @@ class VpsCreateForm(_VpsFields):
     size = forms.CharField(
         max_length=50, required=False, help_text="Empty: the cloud account's default, else the cloud's."
     )
-    field_order = ["name", "provider", "region", "size", "kind", "tenant", "max_sites"]
+    image = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="Empty: the cloud account's default image, else the cloud's Debian 12.",
+    )
+    field_order = ["name", "provider", "region", "size", "image", "kind", "tenant", "max_sites"]
 
     def __init__(self, *args, catalogues: dict[str, selectors.CloudCatalogue], **kwargs):
         super().__init__(*args, **kwargs)
@@ -97,16 +102,17 @@ class VpsCreateForm(_VpsFields):
         self.fields["provider"].choices = [(name, name) for name in providers]
         self.fields["region"].widget.attrs["list"] = "region-choices"
         self.fields["size"].widget.attrs["list"] = "size-choices"
+        self.fields["image"].widget.attrs["list"] = "image-choices"
 
     def body(self, data: dict) -> dict:
         self.provider_name = data["provider"]
-        chosen = {name: data[name] for name in ("region", "size") if data[name]}  # empty: the defaults
+        chosen = {name: data[name] for name in ("region", "size", "image") if data[name]}  # empty: defaults
         return super().body(data) | chosen
 
     def clean(self) -> dict:
         data = super().clean()
         catalogue = self.catalogues.get(data.get("provider", ""))
-        for kind, name in (("regions", "region"), ("sizes", "size")):
+        for kind, name in (("regions", "region"), ("sizes", "size"), ("images", "image")):
             slug = data.get(name)
             if catalogue and slug and not catalogue.offers(kind, slug):
                 self.add_error(name, f"{catalogue.provider} does not offer the {name} {slug!r}.")

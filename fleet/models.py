@@ -57,6 +57,8 @@ class Vps(models.Model):
     provider_id = models.CharField(max_length=100, blank=True)
     region = models.CharField(max_length=50, blank=True)
     size = models.CharField(max_length=50, blank=True)
+    # The cloud image asked for (empty: the cloud account's default, else the cloud's Debian 12).
+    image = models.CharField(max_length=100, blank=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     ssh_port = models.PositiveIntegerField(
         default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)]

@@ -103,6 +103,7 @@ def vps_create(
     max_sites: int = 50,
     region: str = "",
     size: str = "",
+    image: str = "",
     tenant=None,
     labels: dict | None = None,
     host_key: str = "",
@@ -127,6 +128,7 @@ def vps_create(
                 max_sites=max_sites,
                 region=region,
                 size=size,
+                image=image,
                 tenant=tenant,
                 labels=labels or {},
                 host_key=host_key,
@@ -393,8 +395,8 @@ def vps_destroy_run(ctx: OperationContext) -> dict:
 
 
 def vps_server_spec(*, vps: Vps, provider) -> ServerSpec:
-    """What to ask the cloud for: the VPS's own region/size, else the cloud account's defaults,
-    else the provider's; the account's default image, else the provider's Debian 12 image."""
+    """What to ask the cloud for: the VPS's own region, size and image, else the cloud account's
+    defaults, else the provider's (its Debian 12 image)."""
     credential = ProviderCredential.objects.filter(provider=vps.provider).first()
     account = {
         "region": credential.default_region if credential else "",
@@ -405,7 +407,7 @@ def vps_server_spec(*, vps: Vps, provider) -> ServerSpec:
         name=vps.name,
         region=vps.region or account["region"] or provider.default_region,
         size=vps.size or account["size"] or provider.default_size,
-        image=account["image"] or provider.default_image(),
+        image=vps.image or account["image"] or provider.default_image(),
         ssh_public_key=fleet_key_get_or_create().public_key,
         ip_address=vps.ip_address,
     )

@@ -21,6 +21,7 @@ class VpsSerializer(serializers.ModelSerializer):
             "provider_id",
             "region",
             "size",
+            "image",
             "ip_address",
             "ssh_port",
             "ssh_user",
@@ -69,6 +70,7 @@ class VpsCreateSerializer(serializers.Serializer):
     max_sites = serializers.IntegerField(min_value=1, max_value=10000, default=50)
     region = serializers.RegexField(r"^[a-z0-9-]{0,50}\Z", required=False, default="")
     size = serializers.RegexField(r"^[a-z0-9.-]{0,50}\Z", required=False, default="")
+    image = serializers.RegexField(r"^[A-Za-z0-9._/-]{0,100}\Z", required=False, default="")
     tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all(), required=False)
     labels = serializers.JSONField(required=False, default=dict, validators=[_validate_labels])
 

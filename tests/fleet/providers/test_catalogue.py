@@ -55,3 +55,5 @@ def test_it_asks_for_the_vps_then_the_account_then_the_provider_defaults(cloud: 
     vps.region, vps.size = "r-vps", "s-vps"
     spec = vps_server_spec(vps=vps, provider=provider)
     assert (spec.region, spec.size, spec.image) == ("r-vps", "s-vps", "i-acct")
+    vps.image = "i-vps"
+    assert vps_server_spec(vps=vps, provider=provider).image == "i-vps"
