@@ -205,3 +205,16 @@ def submit_code(page, device) -> None:
     with page.expect_navigation():
         page.get_by_role("button", name=re.compile("^(Verify|Confirm)$")).click()
     settle(page)
+
+
+def follow(page, locator) -> list[str]:
+    """Click LOCATOR (a link, or a form's button) and wait for the page it leads to, checked as
+    visit() checks a page: returns what went wrong while it loaded. A request of the page left
+    behind (an htmx poll cut short by the click) is not the new page's problem."""
+    w = watch(page)
+    w.visit += 1
+    w.problems = []
+    with page.expect_navigation():
+        locator.click()
+    settle(page)
+    return problems(page)
