@@ -1,0 +1,37 @@
+"""Alerts, their notifications and the VPSes' log-shipping credentials in Django's admin, to
+inspect only: acknowledge and silence from the dashboard (audited); secrets are never shown."""
+
+from django.contrib import admin
+
+from observability.models import Alert, LogShippingCredential, Notification
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = ["name", "severity", "status", "source", "tenant", "site", "started_at", "resolved_at"]
+    list_filter = ["status", "severity", "source"]
+    search_fields = ["name", "summary", "fingerprint"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    list_display = ["alert", "event", "channel", "recipient", "status", "attempts", "sent_at"]
+    list_filter = ["status", "channel", "event"]
+
+
+@admin.register(LogShippingCredential)
+class LogShippingCredentialAdmin(ReadOnlyAdmin):
+    list_display = ["vps", "created_at"]
+    fields = ["vps", "created_at"]  # never the secret
+    readonly_fields = fields

@@ -1,0 +1,53 @@
+"""Sites in Django's admin, to inspect only: changes are operations (dashboard, API). The
+database password and app secrets are never shown."""
+
+from django.contrib import admin
+
+from sites.models import Release, Site, SiteHostname
+
+SECRETS = {"db_password", "app_key"}
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ReleaseInline(admin.TabularInline):
+    model = Release
+    fields = ["name", "commit", "status", "created_at", "activated_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Site)
+class SiteAdmin(ReadOnlyAdmin):
+    list_display = ["domain", "tenant", "vps", "type", "status", "ssl_status", "current_release"]
+    list_filter = ["type", "status", "ssl_status"]
+    search_fields = ["domain", "unix_user", "tenant__slug"]
+    fields = [f.name for f in Site._meta.fields if f.name not in SECRETS]
+    readonly_fields = fields
+    inlines = [ReleaseInline]
+
+
+@admin.register(Release)
+class ReleaseAdmin(ReadOnlyAdmin):
+    list_display = ["site", "name", "status", "created_at", "activated_at"]
+    list_filter = ["status"]
+    search_fields = ["site__domain", "name", "commit"]
+
+
+@admin.register(SiteHostname)
+class SiteHostnameAdmin(ReadOnlyAdmin):
+    list_display = ["hostname", "site"]
+    search_fields = ["hostname"]
