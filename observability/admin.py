@@ -3,18 +3,8 @@ inspect only: acknowledge and silence from the dashboard (audited); secrets are 
 
 from django.contrib import admin
 
+from chom.admin import ReadOnlyAdmin
 from observability.models import Alert, LogShippingCredential, Notification
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Alert)

@@ -3,20 +3,10 @@ database password and app secrets are never shown."""
 
 from django.contrib import admin
 
+from chom.admin import ReadOnlyAdmin
 from sites.models import Release, Site, SiteHostname
 
 SECRETS = {"db_password", "app_key"}
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class ReleaseInline(admin.TabularInline):
