@@ -45,6 +45,7 @@ urlpatterns = [
     ),
     path("fleet/", include("fleet.urls")),
     path("sites/", include("sites.urls")),
+    path("webhooks/git/", include("sites.webhooks")),
     path("backups/", include("backups.urls")),
     path("", include("billing.urls")),
     path("", include("observability.urls")),

@@ -4,7 +4,13 @@ inspect only: acknowledge and silence from the dashboard (audited); secrets are 
 from django.contrib import admin
 
 from chom.admin import ReadOnlyAdmin
-from observability.models import Alert, LogShippingCredential, Notification
+from observability.models import (
+    Alert,
+    ChannelDelivery,
+    LogShippingCredential,
+    Notification,
+    NotificationChannel,
+)
 
 
 @admin.register(Alert)
@@ -25,3 +31,17 @@ class LogShippingCredentialAdmin(ReadOnlyAdmin):
     list_display = ["vps", "created_at"]
     fields = ["vps", "created_at"]  # never the secret
     readonly_fields = fields
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(ReadOnlyAdmin):
+    list_display = ["name", "tenant", "kind", "created_at"]
+    list_filter = ["kind"]
+    fields = ["tenant", "name", "kind", "events", "created_at"]  # never the address/URL or secret
+    readonly_fields = fields
+
+
+@admin.register(ChannelDelivery)
+class ChannelDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["channel", "status", "attempts", "created_at"]
+    list_filter = ["status"]

@@ -121,3 +121,77 @@ class LogShippingCredential(models.Model):
     def token(self) -> str:
         """The bearer token: the VPS id to look the row up by, then the secret to compare."""
         return f"{self.vps_id}.{self.secret}"
+
+
+class NotificationChannel(models.Model):
+    """Where a tenant wants to hear about events on their sites: an email address, a Slack-compatible
+    incoming webhook or a generic webhook signed with a per-channel secret. The address or URL and
+    the secret are encrypted at rest (a Slack URL is itself a credential)."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email"
+        SLACK = "slack"
+        WEBHOOK = "webhook"
+
+    tenant = models.ForeignKey("chom.Tenant", on_delete=models.CASCADE, related_name="notification_channels")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    target = EncryptedTextField(help_text="the email address or the URL")
+    secret = EncryptedTextField(blank=True, help_text="the generic webhook's signing secret")
+    events = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"
+
+    def wants(self, event: str) -> bool:
+        return event in self.events
+
+    @property
+    def target_display(self) -> str:
+        """What the API shows: the address, or a URL's scheme and host only (its path is the secret)."""
+        if self.kind == self.Kind.EMAIL:
+            return self.target
+        scheme, _, rest = self.target.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0].rsplit('@', 1)[-1]}/…"
+
+
+class ChannelDelivery(models.Model):
+    """One event sent to one channel: claimed before its I/O, retried, its last error kept."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=30)
+    site = models.CharField(max_length=253, blank=True, help_text="the site's domain")
+    message = models.TextField()
+    occurred_at = models.DateTimeField(default=timezone.now)
+    is_test = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.event} to channel {self.channel_id} [{self.status}]"
+
+    @property
+    def payload(self) -> dict:
+        return {
+            "event": self.event,
+            "site": self.site or None,
+            "message": self.message,
+            "occurred_at": self.occurred_at.isoformat().replace("+00:00", "Z"),
+        }

@@ -8,7 +8,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from observability.clients import ServiceError, alertmanager
-from observability.models import Alert
+from observability.models import Alert, ChannelDelivery, NotificationChannel
 
 
 def alerts_visible(*, tenant, staff: bool = False) -> QuerySet[Alert]:
@@ -16,6 +16,19 @@ def alerts_visible(*, tenant, staff: bool = False) -> QuerySet[Alert]:
     if staff:
         return qs
     return qs.filter(tenant=tenant) if tenant is not None else qs.none()
+
+
+def channels_visible(*, tenant) -> QuerySet[NotificationChannel]:
+    """A tenant's own notification channels (staff tokens have no tenant, so none)."""
+    return (
+        NotificationChannel.objects.filter(tenant=tenant)
+        if tenant is not None
+        else NotificationChannel.objects.none()
+    )
+
+
+def channel_deliveries_recent(*, channel: NotificationChannel, limit: int = 20) -> QuerySet[ChannelDelivery]:
+    return channel.deliveries.order_by("-created_at", "-id")[:limit]
 
 
 def _day_start(day: date) -> datetime:

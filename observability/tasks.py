@@ -5,14 +5,14 @@ from pathlib import Path
 from celery import shared_task
 from django.conf import settings
 
-from observability import dashboards, services, targets
+from observability import dashboards, notifications, services, targets
 
 
 @shared_task(
     name="observability.deliver_notifications", ignore_result=True, soft_time_limit=120, time_limit=150
 )
-def deliver_notifications() -> dict[str, int]:
-    return services.notifications_deliver()
+def deliver_notifications() -> dict[str, dict[str, int]]:
+    return {"alerts": services.notifications_deliver(), "channels": notifications.channel_deliveries_send()}
 
 
 @shared_task(name="observability.write_sd_file", ignore_result=True)

@@ -4,7 +4,7 @@ database password and app secrets are never shown."""
 from django.contrib import admin
 
 from chom.admin import ReadOnlyAdmin
-from sites.models import Release, Site, SiteHostname
+from sites.models import Release, Site, SiteHostname, SiteWebhook, WebhookDelivery
 
 SECRETS = {"db_password", "app_key"}
 
@@ -41,3 +41,17 @@ class ReleaseAdmin(ReadOnlyAdmin):
 class SiteHostnameAdmin(ReadOnlyAdmin):
     list_display = ["hostname", "site"]
     search_fields = ["hostname"]
+
+
+@admin.register(SiteWebhook)
+class SiteWebhookAdmin(ReadOnlyAdmin):
+    list_display = ["site", "created_at", "rotated_at"]
+    fields = [
+        f.name for f in SiteWebhook._meta.fields if f.name not in {"secret", "hook_id"}
+    ]  # never the secret
+    readonly_fields = fields
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["__str__"]

@@ -4,6 +4,7 @@ and switch back by itself when it does not; rollback to an earlier release still
 
 from django.conf import settings
 
+from chom.events import event_emit
 from chom.operations import OperationContext, OperationError, register
 from fleet.models import Vps
 from fleet.remote.agent_client import Agent
@@ -38,6 +39,7 @@ def _deploy_failed(ctx: OperationContext, reason: str) -> None:
     if site.current_release and vhost_spec(site).suspended:
         status = Site.Status.SUSPENDED
     _set(site, status=status, status_reason=reason[:2000])
+    event_emit(event="deploy.failed", tenant=site.tenant, site=site, message=f"Deploy failed: {reason}")
 
 
 @register(
@@ -124,6 +126,7 @@ def site_deploy_run(ctx: OperationContext) -> dict:
     site_release_switched(
         site=site, release=release, commit=result["commit"], pruned=result["pruned"], deployed=True
     )
+    event_emit(event="deploy.succeeded", tenant=site.tenant, site=site, message=f"Release {release} is live.")
     return {"release": release, "commit": result["commit"], "changes": changes}
 
 

@@ -103,3 +103,37 @@ class Release(models.Model):
 
     def __str__(self) -> str:
         return f"{self.site} {self.name}"
+
+
+class SiteWebhook(models.Model):
+    """A site's push-to-deploy endpoint: `/webhooks/git/<hook_id>`. The hook id is a random name,
+    not the site's pk, so the URL says nothing about which site it deploys. The secret is
+    encrypted, not hashed: verifying a GitHub or Gitea signature needs the secret itself."""
+
+    site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="webhook")
+    hook_id = models.CharField(max_length=64, unique=True)
+    secret = EncryptedTextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    rotated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.site} webhook"
+
+
+class WebhookDelivery(models.Model):
+    """A push already acted on, by the git host's delivery id: a redelivery answers with the same
+    operation instead of deploying again. Only the newest few per hook are kept."""
+
+    hook = models.ForeignKey(SiteWebhook, on_delete=models.CASCADE, related_name="deliveries")
+    delivery_id = models.CharField(max_length=100)
+    operation = models.ForeignKey(
+        "chom.Operation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["hook", "delivery_id"], name="one_delivery_per_hook")]
+
+    def __str__(self) -> str:
+        return f"{self.hook} {self.delivery_id}"

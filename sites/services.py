@@ -5,6 +5,7 @@ import json
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -25,7 +26,7 @@ from fleet.services import transport_for
 from sites import probe, selectors
 from sites.configs import SERVED_BY_HEADER, VhostSpec, render_vhost
 from sites.hooks import site_before_delete
-from sites.models import Release, Site, SiteHostname
+from sites.models import Release, Site, SiteHostname, SiteWebhook, WebhookDelivery
 from sites.types import generated_secrets, site_type
 
 logger = logging.getLogger(__name__)
@@ -246,6 +247,112 @@ def site_deploy_request(*, site: Site, actor=None, requested_by_tenant: bool = F
         params={"release": new_release_name()},
         requested_by_tenant=requested_by_tenant,
     )
+
+
+# --- push-to-deploy ------------------------------------------------------------------------------
+
+# Deliveries remembered per hook: git hosts redeliver recent events (retries, a person's
+# "redeliver" button), not ones hundreds of pushes old.
+WEBHOOK_DELIVERIES_KEPT = 200
+
+
+def site_webhook_set(*, site: Site, actor=None, source_ip=None) -> tuple[SiteWebhook, str]:
+    """Create SITE's push-to-deploy hook, or rotate its secret (the URL stays, the old secret stops
+    working at once). Returns (hook, secret): the secret is shown only now."""
+    site_require_live(site=site, allow_suspended=True)
+    if not site.repository_url:
+        raise ApplicationError(
+            409, "no_repository", "This site does not deploy from a repository; set one first."
+        )
+    secret = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        hook, created = SiteWebhook.objects.select_for_update().get_or_create(
+            site=site, defaults={"hook_id": secrets.token_urlsafe(24), "secret": secret}
+        )
+        if not created:
+            hook.secret, hook.rotated_at = secret, timezone.now()
+            hook.save(update_fields=["secret", "rotated_at"])
+        audit_record(
+            action="site.webhook_created" if created else "site.webhook_rotated",
+            actor=actor,
+            tenant=site.tenant,
+            target=f"site:{site.domain}",
+            source_ip=source_ip,
+        )
+    return hook, secret
+
+
+def site_webhook_delete(*, site: Site, actor=None, source_ip=None) -> None:
+    """Remove SITE's hook: its URL answers 401 from now on. Removing none is no error."""
+    with transaction.atomic():
+        deleted, _ = SiteWebhook.objects.filter(site=site).delete()
+        if deleted:
+            audit_record(
+                action="site.webhook_deleted",
+                actor=actor,
+                tenant=site.tenant,
+                target=f"site:{site.domain}",
+                source_ip=source_ip,
+            )
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    operation: Operation | None  # None: a duplicate whose operation has since been deleted
+    duplicate: bool = False  # this delivery was acted on before
+    collapsed: bool = False  # joined a deploy already queued
+
+
+def site_push_receive(
+    *, hook: SiteWebhook, delivery_id: str, provider: str, commit: str = "", source_ip=None
+) -> PushOutcome:
+    """A verified push to the site's branch: queue a deploy, unless this delivery was seen before
+    or a deploy is already queued. A queued deploy fetches the branch head when it starts, so it
+    ships this push too: a burst of pushes ends in one deploy of the newest commit. The tenant
+    asked for it (it configured the hook), so its cap of pending operations applies."""
+    with transaction.atomic():
+        site = Site.objects.select_for_update().get(pk=hook.site_id)  # one push of a site at a time
+        seen = hook.deliveries.filter(delivery_id=delivery_id).select_related("operation").first()
+        if seen is not None:
+            return PushOutcome(seen.operation, duplicate=True)
+        op = _queued_deploy(site)
+        collapsed = op is not None
+        if op is None:
+            op = site_deploy_request(site=site, requested_by_tenant=True)
+        WebhookDelivery.objects.create(hook=hook, delivery_id=delivery_id, operation=op)
+        _deliveries_prune(hook)
+        audit_record(
+            action="site.push_received",
+            tenant=site.tenant,
+            target=f"site:{site.domain}",
+            source_ip=source_ip,
+            data={
+                "provider": provider,
+                "delivery": delivery_id,
+                "commit": commit,
+                "operation": str(op.id),
+                "collapsed": collapsed,
+            },
+        )
+    return PushOutcome(op, collapsed=collapsed)
+
+
+def _queued_deploy(site: Site) -> Operation | None:
+    return (
+        Operation.objects.filter(
+            kind="site.deploy",
+            target_type=site._meta.label_lower,
+            target_id=str(site.pk),
+            status=Operation.Status.QUEUED,
+        )
+        .order_by("created_at")
+        .first()
+    )
+
+
+def _deliveries_prune(hook: SiteWebhook) -> None:
+    kept = hook.deliveries.values_list("pk", flat=True)[:WEBHOOK_DELIVERIES_KEPT]
+    hook.deliveries.exclude(pk__in=list(kept)).delete()
 
 
 def site_rollback_request(

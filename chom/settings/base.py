@@ -377,5 +377,6 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
         "BackupTriggerEnum": "backups.models.Backup.Trigger",
         # Backup.Kind made VPS "kind" ambiguous: name both.
         "VpsKindEnum": "fleet.models.Vps.Kind",
+        "NotificationChannelKindEnum": "observability.models.NotificationChannel.Kind",
     }
 )

@@ -2,9 +2,11 @@ from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from observability.models import Alert
+from chom.events import EVENTS
+from observability.models import Alert, ChannelDelivery, NotificationChannel
 from observability.queries import LOG_LIMIT_MAX, RANGES
 
 LOG_RETENTION = timedelta(days=30)
@@ -67,3 +69,48 @@ class AlertSerializer(serializers.ModelSerializer):
 
 class AlertFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["", *Alert.Status.values], required=False, default="")
+
+
+class ChannelDeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ChannelDelivery
+        fields = ["id", "event", "site", "message", "occurred_at", "status", "attempts", "error", "sent_at"]
+
+
+class NotificationChannelSerializer(serializers.ModelSerializer):
+    target = serializers.CharField(source="target_display", read_only=True)
+    events = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = NotificationChannel
+        fields = ["id", "name", "kind", "target", "events", "created_at"]
+
+
+class NotificationChannelDetailSerializer(NotificationChannelSerializer):
+    deliveries = serializers.SerializerMethodField()
+
+    class Meta(NotificationChannelSerializer.Meta):
+        fields = [*NotificationChannelSerializer.Meta.fields, "deliveries"]
+
+    @extend_schema_field(ChannelDeliverySerializer(many=True))
+    def get_deliveries(self, channel) -> list:
+        return ChannelDeliverySerializer(self.context["deliveries"], many=True).data
+
+
+class NotificationChannelCreatedSerializer(NotificationChannelSerializer):
+    secret = serializers.CharField(
+        allow_null=True, read_only=True, help_text="a generic webhook's signing secret, shown only now"
+    )
+
+    class Meta(NotificationChannelSerializer.Meta):
+        fields = [*NotificationChannelSerializer.Meta.fields, "secret"]
+
+
+class NotificationChannelCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
+    kind = serializers.ChoiceField(choices=NotificationChannel.Kind.values)
+    address = serializers.EmailField(required=False, default="", allow_blank=True)
+    url = serializers.URLField(required=False, default="", allow_blank=True, max_length=2000)
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(EVENTS)), allow_empty=False, max_length=len(EVENTS)
+    )

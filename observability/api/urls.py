@@ -7,4 +7,13 @@ urlpatterns = [
     path("sites/<int:pk>/logs", views.SiteLogsView.as_view(), name="api-site-logs"),
     path("vps/<int:pk>/metrics", views.VpsMetricsView.as_view(), name="api-vps-metrics"),
     path("alerts", views.AlertListView.as_view(), name="api-alerts"),
+    path("notification-channels", views.ChannelListView.as_view(), name="api-notification-channels"),
+    path(
+        "notification-channels/<int:pk>", views.ChannelDetailView.as_view(), name="api-notification-channel"
+    ),
+    path(
+        "notification-channels/<int:pk>/test",
+        views.ChannelTestView.as_view(),
+        name="api-notification-channel-test",
+    ),
 ]

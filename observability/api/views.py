@@ -1,16 +1,22 @@
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import generics, serializers
+from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chom.api.permissions import STAFF, is_staff_request
+from chom.api.permissions import STAFF, TENANT, is_staff_request
+from chom.http import client_ip
 from fleet import selectors as fleet_selectors
-from observability import queries, selectors
+from observability import notifications, queries, selectors
 from observability.api.serializers import (
     AlertFilterSerializer,
     AlertSerializer,
+    ChannelDeliverySerializer,
     LogQuerySerializer,
+    NotificationChannelCreatedSerializer,
+    NotificationChannelCreateSerializer,
+    NotificationChannelDetailSerializer,
+    NotificationChannelSerializer,
     RangeSerializer,
 )
 from sites import selectors as site_selectors
@@ -95,3 +101,69 @@ class AlertListView(generics.ListAPIView):
         params = _valid(AlertFilterSerializer, self.request)
         qs = selectors.alerts_visible(tenant=self.request.auth.tenant, staff=is_staff_request(self.request))
         return qs.filter(status=params["status"]) if params["status"] else qs
+
+
+def _channel(request, pk: int):
+    return get_object_or_404(selectors.channels_visible(tenant=request.auth.tenant), pk=pk)
+
+
+class ChannelListView(APIView):
+    """A tenant's notification channels: any member reads, owners and admins add them."""
+
+    audience = TENANT
+    manager_methods = ("POST",)
+
+    @extend_schema(
+        operation_id="notification_channels_list",
+        responses=inline_serializer(
+            "NotificationChannelList", fields={"results": NotificationChannelSerializer(many=True)}
+        ),
+    )
+    def get(self, request):
+        channels = selectors.channels_visible(tenant=request.auth.tenant)
+        return Response({"results": NotificationChannelSerializer(channels, many=True).data})
+
+    @extend_schema(
+        request=NotificationChannelCreateSerializer, responses={201: NotificationChannelCreatedSerializer}
+    )
+    def post(self, request):
+        data = NotificationChannelCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        channel, secret = notifications.channel_create(
+            tenant=request.auth.tenant,
+            actor=request.user,
+            source_ip=client_ip(request),
+            **data.validated_data,
+        )
+        channel.secret = secret or None
+        return Response(NotificationChannelCreatedSerializer(channel).data, status=status.HTTP_201_CREATED)
+
+
+class ChannelDetailView(APIView):
+    audience = TENANT
+    manager_methods = ("DELETE",)
+
+    @extend_schema(responses=NotificationChannelDetailSerializer)
+    def get(self, request, pk: int):
+        channel = _channel(request, pk)
+        deliveries = selectors.channel_deliveries_recent(channel=channel)
+        return Response(NotificationChannelDetailSerializer(channel, context={"deliveries": deliveries}).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, pk: int):
+        notifications.channel_delete(
+            channel=_channel(request, pk), actor=request.user, source_ip=client_ip(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ChannelTestView(APIView):
+    """Send a sample event to the channel now; the answer is that delivery (sent, or its error)."""
+
+    audience = TENANT
+    manager_methods = ("POST",)
+
+    @extend_schema(request=None, responses=ChannelDeliverySerializer)
+    def post(self, request, pk: int):
+        delivery = notifications.channel_test(channel=_channel(request, pk), actor=request.user)
+        return Response(ChannelDeliverySerializer(delivery).data)

@@ -137,3 +137,10 @@ class SiteDetailSerializer(SiteSerializer):
 
     class Meta(SiteSerializer.Meta):
         fields = [*SiteSerializer.Meta.fields, "releases"]
+
+
+class SiteWebhookSerializer(serializers.Serializer):
+    """The push-to-deploy hook as created or rotated: the secret is in this answer only."""
+
+    url = serializers.CharField()
+    secret = serializers.CharField()

@@ -7,6 +7,7 @@ urlpatterns = [
     path("sites/<int:pk>", views.SiteDetailView.as_view(), name="api-site"),
     path("sites/<int:pk>/deploy", views.SiteDeployView.as_view(), name="api-site-deploy"),
     path("sites/<int:pk>/rollback", views.SiteRollbackView.as_view(), name="api-site-rollback"),
+    path("sites/<int:pk>/webhook", views.SiteWebhookView.as_view(), name="api-site-webhook"),
     path("sites/<int:pk>/ssl", views.SiteSslView.as_view(), name="api-site-ssl"),
     path("sites/<int:pk>/suspend", views.SiteSuspendView.as_view(), name="api-site-suspend"),
     path("sites/<int:pk>/unsuspend", views.SiteUnsuspendView.as_view(), name="api-site-unsuspend"),

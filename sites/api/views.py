@@ -1,4 +1,6 @@
+from django.conf import settings
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
@@ -15,6 +17,7 @@ from sites.api.serializers import (
     SiteFilterSerializer,
     SiteSerializer,
     SiteUpdateSerializer,
+    SiteWebhookSerializer,
 )
 
 
@@ -87,6 +90,25 @@ class SiteDetailView(APIView):
             requested_by_tenant=not is_staff_request(request),
         )
         return _accepted(site, op)
+
+
+class SiteWebhookView(APIView):
+    """Push-to-deploy: POST creates the hook or rotates its secret, DELETE removes it."""
+
+    audience = TENANT  # as a deploy: the tenant's own request
+
+    @extend_schema(request=None, responses={200: SiteWebhookSerializer})
+    def post(self, request, pk: int):
+        site = get_object_or_404(_scoped(request), pk=pk)
+        hook, secret = services.site_webhook_set(site=site, actor=request.user, source_ip=client_ip(request))
+        url = settings.SITE_URL.rstrip("/") + reverse("site-git-webhook", kwargs={"token": hook.hook_id})
+        return Response(SiteWebhookSerializer({"url": url, "secret": secret}).data)
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, pk: int):
+        site = get_object_or_404(_scoped(request), pk=pk)
+        services.site_webhook_delete(site=site, actor=request.user, source_ip=client_ip(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def _action(service, *, audience=TENANT):

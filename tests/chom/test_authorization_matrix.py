@@ -33,7 +33,7 @@ from backups.models import Backup
 from chom.models import ApiToken, AuditEvent, Membership, Operation
 from chom.services import membership_add, staff_token_create, tenant_create, token_create, user_get_or_create
 from fleet.models import Vps
-from observability.models import Alert
+from observability.models import Alert, NotificationChannel
 from sites.models import Release, Site, SiteHostname
 
 MARKER = "globex-marker-7f3a"  # in every object of the other tenant: never shown to acme's personas
@@ -101,6 +101,7 @@ RULES = {
     "api-site-deploy": {"POST": "tenant-write"},
     "api-site-rollback": {"POST": "tenant-write"},
     "api-site-ssl": {"POST": "tenant-write"},
+    "api-site-webhook": {"POST": "tenant-write", "DELETE": "tenant-write"},
     "api-site-suspend": {"POST": "staff-write"},
     "api-site-unsuspend": {"POST": "staff-write"},
     "site-list": "dashboard-staff",
@@ -128,6 +129,9 @@ RULES = {
     "api-site-logs": {"GET": "tenant-read+staff"},
     "api-vps-metrics": {"GET": "staff-read"},
     "api-alerts": {"GET": "tenant-read+staff"},
+    "api-notification-channels": {"GET": "tenant-read", "POST": "owner-admin"},
+    "api-notification-channel": {"GET": "tenant-read", "DELETE": "owner-admin"},
+    "api-notification-channel-test": {"POST": "owner-admin"},  # sends a sample to the channel
     "observability-sd-targets": "webhook-signature",
     "observability-alertmanager-webhook": "webhook-signature",
     "observability-loki-push": "webhook-signature",  # a VPS's own log-shipping token only
@@ -147,6 +151,7 @@ RULES = {
     "api-billing-portal": {"POST": "owner-admin"},
     "api-billing-invoices": {"GET": "tenant-read"},
     "stripe-webhook": "webhook-signature",
+    "site-git-webhook": "webhook-signature",  # a git host holding the site hook's secret
     "billing-dashboard": "dashboard-staff",
 }
 # Function views (not DRF): the methods they serve. DRF views say theirs themselves.
@@ -230,6 +235,11 @@ BODIES = {
     ("api-site", "PATCH"): {"aliases": ["www.shop.example.com"]},
     ("api-site-backups", "POST"): {"kind": "full"},
     ("api-billing-checkout", "POST"): {"tier": "enterprise"},
+    ("api-notification-channels", "POST"): {
+        "kind": "email",
+        "address": "ops@acme.test",
+        "events": ["deploy.failed"],
+    },
 }
 PERSONAS = [
     "anonymous",
@@ -385,6 +395,8 @@ def _world() -> World:
     )
     Alert.objects.create(fingerprint="a:1", name="ssl_failed", summary="acme alert", tenant=acme)
     Alert.objects.create(fingerprint="g:1", name="ssl_failed", summary=MARKER, tenant=globex)
+    NotificationChannel.objects.create(tenant=acme, name="ops", kind="email", target="ops@acme.test")
+    NotificationChannel.objects.create(tenant=globex, name=MARKER, kind="email", target="x@globex.test")
     session_user = user_get_or_create(email="alice@acme.test")
     session_staff = user_get_or_create(email="root@chom.test", is_staff=True)
     colleague = user_get_or_create(email="colleague@chom.test", is_staff=True)
@@ -427,6 +439,8 @@ def _kwargs(route: Route, world: World) -> dict:
         by_route[route.name] = world.owner_token.pk  # alice's (the session-user's) "ci" token
     if route.name.startswith("tenant-member-"):
         by_route[route.name] = Membership.objects.get(tenant=world.acme, user__email="bob@acme.test").pk
+    if route.name.startswith("api-notification-channel"):
+        by_route[route.name] = NotificationChannel.objects.get(tenant=world.acme).pk
     if route.name.startswith("observability-alert-") or route.name == "observability-alert":
         by_route[route.name] = Alert.objects.get(fingerprint="a:1").pk  # acme's
     values = {"pk": by_route.get(route.name, world.site.pk), "site_pk": world.site.pk, "object_id": "1",

@@ -1,0 +1,188 @@
+"""Tenants' notification channels: created, listed and deleted by the right people, refused when
+the URL points inside our network, and site events (a failed deploy, as sites/deploy.py emits it)
+delivered to a Slack-compatible receiver and a generic webhook whose HMAC signature checks out —
+retried with the last error visible, and a test button that sends a sample."""
+
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+from django.core import mail
+from django.db import connection
+
+from chom.events import event_emit
+from observability.models import ChannelDelivery, NotificationChannel
+from observability.notifications import channel_deliveries_send
+from tests.observability.factories import make_site, make_vps
+from tests.observability.fakes import FakeChatWebhook, FakeServer
+
+CHANNELS = "/api/v1/notification-channels"
+
+
+class FakeReceiver(FakeServer):
+    """A generic webhook receiver: takes any JSON POST."""
+
+    def handle(self, request):
+        return (200, {"ok": True}) if request.method == "POST" else (405, {})
+
+
+@pytest.fixture
+def local_receivers(settings):
+    """Receivers on 127.0.0.1, which this installation allows (as tests allow a local git server)."""
+    settings.REPOSITORY_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    slack, generic = FakeChatWebhook(), FakeReceiver()
+    yield slack, generic
+    slack.close()
+    generic.close()
+
+
+def _create(persona, **body):
+    return persona.client().post(CHANNELS, body, format="json")
+
+
+def test_it_lets_owners_create_members_read_and_outsiders_see_nothing(alice, bob, victor, charlie, staff):
+    created = _create(alice, kind="email", address="ops@acme.test", events=["deploy.failed", "site.down"])
+    assert created.status_code == 201, created.content
+    channel = created.json()
+    assert channel["target"] == "ops@acme.test" and channel["secret"] is None
+    assert channel["events"] == ["deploy.failed", "site.down"]
+
+    for reader in (bob, victor):
+        listed = reader.client().get(CHANNELS)
+        assert [c["id"] for c in listed.json()["results"]] == [channel["id"]]
+        assert reader.client().get(f"{CHANNELS}/{channel['id']}").status_code == 200
+    assert _create(bob, kind="email", address="bob@acme.test", events=["deploy.failed"]).status_code == 403
+    assert bob.client().delete(f"{CHANNELS}/{channel['id']}").status_code == 403
+
+    assert charlie.client().get(CHANNELS).json()["results"] == []
+    assert charlie.client().get(f"{CHANNELS}/{channel['id']}").status_code == 404
+    assert charlie.client().delete(f"{CHANNELS}/{channel['id']}").status_code == 404
+    assert charlie.client().post(f"{CHANNELS}/{channel['id']}/test").status_code == 404
+    assert staff.client().get(CHANNELS).status_code == 403
+
+    assert alice.client().delete(f"{CHANNELS}/{channel['id']}").status_code == 204
+    assert not NotificationChannel.objects.exists()
+
+
+def test_it_refuses_a_private_or_plain_http_url(alice, settings):
+    settings.REPOSITORY_ALLOWED_NETWORKS = []
+    for url in (
+        "https://10.0.0.5/hooks/x",
+        "https://169.254.169.254/latest/meta-data",
+        "https://127.0.0.1:8443/hook",
+        "http://127.0.0.1:9/hook",
+        "http://hooks.example.com/x",
+    ):
+        refused = _create(alice, kind="webhook", url=url, events=["deploy.failed"])
+        assert refused.status_code == 400, url
+        assert refused.json()["error"]["fields"]["url"], url
+    assert not NotificationChannel.objects.exists()
+
+
+def test_it_keeps_urls_and_secrets_encrypted_at_rest(alice, local_receivers):
+    _, generic = local_receivers
+    url = f"{generic.url}/hooks/acme-private-path"
+    created = _create(alice, kind="webhook", url=url, events=["deploy.failed"])
+    assert created.status_code == 201, created.content
+    secret = created.json()["secret"]
+    assert secret and url not in json.dumps(created.json())
+    assert "acme-private-path" not in json.dumps(alice.client().get(CHANNELS).json())
+    assert "secret" not in alice.client().get(f"{CHANNELS}/{created.json()['id']}").json()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT target, secret FROM observability_notificationchannel")
+        stored_target, stored_secret = cursor.fetchone()
+    assert "acme-private-path" not in stored_target and secret not in stored_secret
+    channel = NotificationChannel.objects.get()
+    assert (channel.target, channel.secret) == (url, secret)
+
+
+def test_it_delivers_a_deploy_failure_to_slack_and_a_signed_webhook(
+    alice, local_receivers, django_capture_on_commit_callbacks
+):
+    slack, generic = local_receivers
+    assert (
+        _create(
+            alice, kind="slack", url=f"{slack.url}/services/T0/B0/x", events=["deploy.failed"]
+        ).status_code
+        == 201
+    )
+    signed = _create(
+        alice, kind="webhook", url=f"{generic.url}/chom", events=["deploy.failed", "deploy.succeeded"]
+    )
+    secret = signed.json()["secret"]
+    _create(alice, kind="email", address="ops@acme.test", events=["deploy.succeeded"])  # does not want it
+    site = make_site(alice.tenant, make_vps(), "shop.example.com")
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        event_emit(
+            event="deploy.failed", tenant=site.tenant, site=site, message="Deploy failed: nginx -t failed"
+        )
+    assert len(callbacks) == 1  # delivery is enqueued as soon as the event is committed
+    assert channel_deliveries_send() == {"sent": 2, "failed": 0, "retry": 0}
+    assert channel_deliveries_send() == {"sent": 0, "failed": 0, "retry": 0}
+    assert not mail.outbox
+
+    [chat] = slack.requests
+    assert "deploy.failed" in chat.body["text"] and "shop.example.com" in chat.body["text"]
+    [hook] = generic.requests
+    assert hook.body["event"] == "deploy.failed" and hook.body["site"] == "shop.example.com"
+    assert hook.body["message"] == "Deploy failed: nginx -t failed" and hook.body["occurred_at"]
+    timestamp = hook.headers["x-chom-timestamp"]
+    assert abs(int(timestamp) - time.time()) < 60
+    expected = hmac.new(secret.encode(), timestamp.encode() + b"." + hook.raw, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(hook.headers["x-chom-signature"], f"sha256={expected}")
+
+
+def test_it_retries_with_the_last_error_visible_until_the_receiver_takes_it(alice, local_receivers):
+    _, generic = local_receivers
+    channel = _create(alice, kind="webhook", url=f"{generic.url}/chom", events=["deploy.succeeded"]).json()
+    site = make_site(alice.tenant, make_vps(), "shop.example.com")
+    event_emit(event="deploy.succeeded", tenant=site.tenant, site=site, message="Release r2 is live.")
+
+    generic.fail(500)
+    assert channel_deliveries_send() == {"sent": 0, "failed": 0, "retry": 1}
+    [shown] = alice.client().get(f"{CHANNELS}/{channel['id']}").json()["deliveries"]
+    assert shown["status"] == "pending" and shown["attempts"] == 1
+    assert "500" in shown["error"]
+
+    generic.fail_status = None
+    assert channel_deliveries_send() == {"sent": 1, "failed": 0, "retry": 0}
+    [shown] = alice.client().get(f"{CHANNELS}/{channel['id']}").json()["deliveries"]
+    assert (shown["status"], shown["attempts"], shown["error"]) == ("sent", 2, "")
+    assert len(generic.requests) == 2
+
+
+def test_it_gives_up_after_the_last_attempt(alice, local_receivers):
+    _, generic = local_receivers
+    _create(alice, kind="webhook", url=f"{generic.url}/chom", events=["site.down"])
+    event_emit(event="site.down", tenant=alice.tenant, message="shop.example.com does not answer")
+    generic.fail(503)
+    for _ in range(4):
+        assert channel_deliveries_send()["retry"] == 1
+    assert channel_deliveries_send()["failed"] == 1
+    assert ChannelDelivery.objects.get().status == "failed"
+
+
+def test_it_sends_a_sample_with_the_test_button(alice, bob, local_receivers):
+    slack, _ = local_receivers
+    channel = _create(
+        alice, kind="slack", url=f"{slack.url}/services/T0/B0/x", events=["deploy.failed"]
+    ).json()
+    assert bob.client().post(f"{CHANNELS}/{channel['id']}/test").status_code == 403
+    sent = alice.client().post(f"{CHANNELS}/{channel['id']}/test")
+    assert sent.status_code == 200 and sent.json()["status"] == "sent"
+    assert "test notification" in slack.requests[0].body["text"]
+
+    slack.fail(500)
+    failed = alice.client().post(f"{CHANNELS}/{channel['id']}/test").json()
+    assert failed["status"] == "pending" and "500" in failed["error"]
+
+
+def test_it_emails_an_email_channel(alice):
+    _create(alice, kind="email", address="ops@acme.test", events=["backup.failed"])
+    event_emit(event="backup.failed", tenant=alice.tenant, message="The nightly backup failed.")
+    assert channel_deliveries_send()["sent"] == 1
+    [message] = mail.outbox
+    assert message.to == ["ops@acme.test"] and "backup.failed" in message.subject
