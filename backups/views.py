@@ -8,8 +8,8 @@ from django.views.decorators.http import require_POST
 
 from backups import selectors, services
 from backups.models import Backup
+from chom.forms import valid_or_refuse
 from chom.http import client_ip
-from sites.forms import cleaned_or_refuse
 from sites.selectors import sites_visible
 
 
@@ -50,7 +50,7 @@ def backup_detail(request, pk: int):
 @require_POST
 def backup_create(request, site_pk: int):
     site = get_object_or_404(sites_visible(tenant=None, staff=True), pk=site_pk)
-    data = cleaned_or_refuse(BackupCreateForm(request.POST))
+    data = valid_or_refuse(BackupCreateForm(request.POST))
     _, op = services.backup_request(site=site, kind=data["kind"] or Backup.Kind.FULL, actor=request.user)
     return redirect("operation-detail", op.id)
 
@@ -59,7 +59,7 @@ def backup_create(request, site_pk: int):
 @require_POST
 def backup_restore(request, pk: int):
     backup = _backup(pk)
-    data = cleaned_or_refuse(RestoreForm(request.POST))
+    data = valid_or_refuse(RestoreForm(request.POST))
     target = backup.site
     if data["target_site"]:
         # Only a live site of the backup's own tenant: any other is the same 404.
@@ -82,7 +82,7 @@ def backup_download(request, pk: int):
     a link: every hand-out takes a deliberate, CSRF-checked click, never a prefetch or another
     site's <img>. One artefact goes straight to its short-lived URL; none lists them all."""
     backup = _backup(pk)
-    artefact = cleaned_or_refuse(DownloadForm(request.POST))["artefact"]
+    artefact = valid_or_refuse(DownloadForm(request.POST))["artefact"]
     urls, expires = services.backup_download_urls(
         backup=backup, artefact=artefact, actor=request.user, source_ip=client_ip(request)
     )

@@ -16,12 +16,22 @@ PLATFORM = "platform"  # the tenant choice of a staff person's own platform toke
 
 def valid_or_refuse(form: forms.Form) -> dict:
     """The cleaned data of a bound form, or the refusal the dashboard shows on the page it came from
-    (for action buttons that have no page of their own)."""
+    (for action buttons that have no page of their own). Every app's dashboard uses this one."""
     if form.is_valid():
         return form.cleaned_data
     fields = {name: [str(e) for e in errors] for name, errors in form.errors.items()}
-    text = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in fields.items())
-    raise ApplicationError(400, "invalid_input", f"Not done, check the form ({text}).", fields)
+    first = next(iter(fields.values()))[0]
+    raise ApplicationError(400, "invalid_input", first, fields)
+
+
+def drf_messages(detail) -> list[str]:
+    """DRF's nested error detail (lists, dicts by field or list index) as flat messages, for forms
+    that check their input with the API's own serializers."""
+    if isinstance(detail, dict):
+        return [m for value in detail.values() for m in drf_messages(value)]
+    if isinstance(detail, list):
+        return [m for value in detail for m in drf_messages(value)]
+    return [str(detail)]
 
 
 class TenantCreateForm(forms.Form):
@@ -44,7 +54,11 @@ class TierForm(forms.Form):
 
 
 class SuspendForm(forms.Form):
-    reason = forms.CharField(max_length=200, help_text="Recorded in the audit log and shown on the tenant.")
+    reason = forms.CharField(
+        max_length=200,
+        help_text="Recorded in the audit log and shown on the tenant.",
+        error_messages={"required": "A suspension needs a reason."},
+    )
 
 
 class MemberAddForm(forms.Form):

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core import signing
 
 from chom.errors import ApplicationError
+from chom.forms import drf_messages
 from chom.models import Tenant
 from fleet import selectors, services
 from fleet.api.serializers import VpsCreateSerializer, VpsUpdateSerializer
@@ -16,25 +17,6 @@ from fleet.remote.transport import HostKeyScanError, host_key_fingerprint, host_
 
 ADOPT_SALT = "fleet.vps-adopt"
 ADOPT_MAX_AGE = 15 * 60  # seconds between reading the host key and confirming it
-
-
-def cleaned_or_refuse(form: forms.Form) -> dict:
-    """The form's data, or the refusal the dashboard shows on the page the action came from (for a
-    button with no page of its own to show the error on)."""
-    if not form.is_valid():
-        fields = {name: [str(e) for e in errors] for name, errors in form.errors.items()}
-        first = next(iter(fields.values()))[0]
-        raise ApplicationError(400, "invalid_input", first, fields)
-    return form.cleaned_data
-
-
-def _messages(detail) -> list[str]:
-    """DRF's error detail (lists, or dicts by field) as flat messages."""
-    if isinstance(detail, dict):
-        return [m for value in detail.values() for m in _messages(value)]
-    if isinstance(detail, list):
-        return [m for value in detail for m in _messages(value)]
-    return [str(detail)]
 
 
 class _VpsFields(forms.Form):
@@ -71,7 +53,7 @@ class _VpsFields(forms.Form):
         serializer = VpsCreateSerializer(data=self.body(data))
         if not serializer.is_valid():
             for name, detail in serializer.errors.items():
-                self.add_error(name if name in self.fields else None, _messages(detail))
+                self.add_error(name if name in self.fields else None, drf_messages(detail))
             return data
         self.body_checked = self.body(data)
         self.vps_fields = dict(serializer.validated_data)
@@ -158,7 +140,7 @@ class VpsAdoptConfirmForm(forms.Form):
         host_key = body.pop("host_key")
         serializer = VpsCreateSerializer(data=body)
         if not serializer.is_valid():
-            raise forms.ValidationError(" ".join(_messages(serializer.errors)))
+            raise forms.ValidationError(" ".join(drf_messages(serializer.errors)))
         return dict(serializer.validated_data) | {"host_key": host_key}
 
 
@@ -183,7 +165,7 @@ class CapacityForm(forms.Form):
         if not self.errors:
             serializer = VpsUpdateSerializer(data={"max_sites": data["max_sites"]})
             if not serializer.is_valid():
-                self.add_error("max_sites", _messages(serializer.errors))
+                self.add_error("max_sites", drf_messages(serializer.errors))
         return data
 
 

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from chom import selectors as core_selectors
 from chom.errors import ApplicationError
+from chom.forms import valid_or_refuse
 from chom.http import client_ip
 from fleet import selectors, services
 from fleet.forms import (
@@ -24,7 +25,6 @@ from fleet.forms import (
     VpsCreateForm,
     VpsDeleteForm,
     adopt_confirmation_context,
-    cleaned_or_refuse,
 )
 from fleet.models import Vps
 
@@ -108,7 +108,7 @@ def vps_adopt(request):
 @staff_member_required
 @require_POST
 def vps_adopt_confirm(request):
-    fields = cleaned_or_refuse(VpsAdoptConfirmForm(request.POST))["confirmation"]
+    fields = valid_or_refuse(VpsAdoptConfirmForm(request.POST))["confirmation"]
     _, op = services.vps_create(**fields, actor=request.user, source_ip=client_ip(request))
     return redirect("operation-detail", op.id)
 
@@ -124,7 +124,7 @@ def vps_bootstrap(request, pk: int):
 @require_POST
 def vps_capacity(request, pk: int):
     vps = _vps(pk)
-    data = cleaned_or_refuse(CapacityForm(request.POST))
+    data = valid_or_refuse(CapacityForm(request.POST))
     services.vps_update(vps=vps, actor=request.user, max_sites=data["max_sites"])
     messages.success(request, f"{vps.name} now takes up to {vps.max_sites} sites.")
     return redirect("vps-detail", vps.pk)
@@ -134,7 +134,7 @@ def vps_capacity(request, pk: int):
 @require_POST
 def vps_cordon(request, pk: int):
     vps = _vps(pk)
-    data = cleaned_or_refuse(CordonForm(request.POST))
+    data = valid_or_refuse(CordonForm(request.POST))
     services.vps_cordon(vps=vps, cordoned=data["cordoned"], actor=request.user)
     state = "cordoned: it takes no new sites" if vps.cordoned else "open for new sites again"
     messages.success(request, f"{vps.name} is {state}.")
@@ -202,7 +202,7 @@ def cloud_account_edit(request, provider: str):
 @require_POST
 def cloud_account_default(request, provider: str):
     credential = _account_or_refuse(provider)
-    is_default = cleaned_or_refuse(DefaultAccountForm(request.POST))["is_default"]
+    is_default = valid_or_refuse(DefaultAccountForm(request.POST))["is_default"]
     services.provider_credential_save(
         provider=credential.provider,
         base_url=credential.base_url,

@@ -3,29 +3,10 @@ serializers (the same rules for both doors) and by the services."""
 
 from django import forms
 
-from chom.errors import ApplicationError
+from chom.forms import drf_messages
 from chom.models import Tenant
 from sites.api.serializers import SiteCreateSerializer
 from sites.models import Site
-
-
-def cleaned_or_refuse(form: forms.Form) -> dict:
-    """The form's data, or the refusal the dashboard shows on the page the action came from (for
-    a one-button form with no page of its own to show the error on)."""
-    if not form.is_valid():
-        fields = {name: list(errors) for name, errors in form.errors.items()}
-        first = next(iter(fields.values()))[0]
-        raise ApplicationError(400, "invalid_input", first, fields)
-    return form.cleaned_data
-
-
-def _messages(detail) -> list[str]:
-    """DRF's nested error detail (lists, dicts by field or list index) as flat messages."""
-    if isinstance(detail, dict):
-        return [m for value in detail.values() for m in _messages(value)]
-    if isinstance(detail, list):
-        return [m for value in detail for m in _messages(value)]
-    return [str(detail)]
 
 
 class SiteCreateForm(forms.Form):
@@ -64,9 +45,9 @@ class SiteCreateForm(forms.Form):
             for field, detail in serializer.errors.items():
                 if field == "repository" and isinstance(detail, dict):  # {"url": [...], "branch": [...]}
                     for part, messages in detail.items():
-                        self.add_error(f"repository_{part}", _messages(messages))
+                        self.add_error(f"repository_{part}", drf_messages(messages))
                 else:
-                    self.add_error(self.FIELD_OF.get(field, field), _messages(detail))
+                    self.add_error(self.FIELD_OF.get(field, field), drf_messages(detail))
             return data
         self.site_fields = dict(serializer.validated_data)
         return data

@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from chom import selectors as core_selectors
+from chom.forms import valid_or_refuse
 from chom.http import client_ip
 from sites import selectors, services
 from sites.forms import (
@@ -16,7 +17,6 @@ from sites.forms import (
     SuspendForm,
     UnsuspendForm,
     admin_reason,
-    cleaned_or_refuse,
 )
 
 
@@ -83,7 +83,7 @@ def site_deploy(request, pk: int):
 @staff_member_required
 @require_POST
 def site_rollback(request, pk: int):
-    data = cleaned_or_refuse(RollbackForm(request.POST))
+    data = valid_or_refuse(RollbackForm(request.POST))
     op = services.site_rollback_request(site=_site(pk), release=data["release"], actor=request.user)
     return redirect("operation-detail", op.id)
 
@@ -98,7 +98,7 @@ def site_ssl(request, pk: int):
 @staff_member_required
 @require_POST
 def site_suspend(request, pk: int):
-    data = cleaned_or_refuse(SuspendForm(request.POST))
+    data = valid_or_refuse(SuspendForm(request.POST))
     op = services.site_suspend(site=_site(pk), reason=admin_reason(data["reason"]), actor=request.user)
     return redirect("operation-detail", op.id)
 
@@ -106,7 +106,7 @@ def site_suspend(request, pk: int):
 @staff_member_required
 @require_POST
 def site_unsuspend(request, pk: int):
-    data = cleaned_or_refuse(UnsuspendForm(request.POST))
+    data = valid_or_refuse(UnsuspendForm(request.POST))
     op = services.site_unsuspend(site=_site(pk), reason=admin_reason(data["reason"]), actor=request.user)
     return redirect("operation-detail", op.id)
 
