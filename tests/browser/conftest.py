@@ -9,9 +9,7 @@ as this package's tests so the rest of the suite keeps Django's check.
 """
 
 import ipaddress
-import os
 import socket
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -23,43 +21,24 @@ from chom.models import Membership, Operation, OperationLogEntry
 from chom.services import tenant_create
 from fleet.models import ProviderCredential, Vps
 from sites.models import Site
-from tests.browser.helpers import SCREENSHOTS, log_in, screenshots_taken
+from tests.browser.helpers import (
+    SCREENSHOTS,
+    chromium_session,
+    log_in,
+    screenshots_taken,
+)
 from tests.browser.routes import dashboard_pages
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 STAFF_EMAIL = "ops@chom.test"
 STAFF_PASSWORD = "browser-tests-only-password"
 
 
 @pytest.fixture(scope="package")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"Debian's Chromium is not installed ({CHROMIUM}): apt-get install chromium")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: make venv")
-    for stale in SCREENSHOTS.glob("*.png"):
-        stale.unlink()
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_api.sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    with chromium_session() as chromium:
+        for stale in SCREENSHOTS.glob("*.png"):
+            stale.unlink()
+        yield chromium
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,8 @@
 """What a browser test does with a page: sign in, visit (collecting what went wrong), check
 accessibility, take a screenshot. Shared by the page checks and the end-to-end journeys."""
 
+import contextlib
+import os
 import re
 import time
 import weakref
@@ -11,6 +13,45 @@ from urllib.parse import urlsplit
 from django_otp.oath import TOTP
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@contextlib.contextmanager
+def chromium_session():
+    """Debian's Chromium through Playwright (no browser download), or a skip saying what is missing.
+    Playwright keeps an asyncio loop in this thread and Django refuses ORM calls from such a thread,
+    so the ORM is allowed while the browser lives (and only then)."""
+    import pytest
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Debian's Chromium is not installed ({CHROMIUM}): apt-get install chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: make venv")
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_api.sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                yield chromium
+            finally:
+                chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
 SETTLE_SECONDS = 3.0  # the longest a page may keep requests in flight after its load event
 _taken: list[Path] = []
 

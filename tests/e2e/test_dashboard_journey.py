@@ -13,7 +13,6 @@ must load without console errors or failed requests, and leaves a screenshot
 """
 
 import json
-import os
 import re
 import threading
 import time
@@ -37,14 +36,12 @@ from sites.configs import SERVED_BY_HEADER
 from sites.models import Site
 from tests.backups.fixtures import moto_s3, s3  # noqa: F401 - shared fixtures
 from tests.browser.conftest import (  # the browser tests' staff user and page fixtures
-    CHROMIUM,
-    CHROMIUM_FLAGS,
     STAFF_EMAIL,
     STAFF_PASSWORD,
     page,  # noqa: F401
     staff_user,  # noqa: F401
 )
-from tests.browser.helpers import follow, log_in, problems, screenshot, settle
+from tests.browser.helpers import chromium_session, follow, log_in, problems, screenshot, settle
 from tests.support.fleet import RUN, vps_name
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: make venv")
@@ -63,21 +60,8 @@ SUSPENSION_PAGE = "This site is temporarily suspended."
 def browser():
     """Debian's Chromium, as tests/browser launches it. Not that package's fixture: its start
     clears var/screenshots, which would throw away the page crawl's screenshots of the same run."""
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"Debian's Chromium is not installed ({CHROMIUM}): apt-get install chromium")
-    # Playwright keeps an asyncio loop in this thread; Django refuses ORM calls from such a thread.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_api.sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    with chromium_session() as chromium:
+        yield chromium
 
 
 class _RunMachines(LocalMachines):
