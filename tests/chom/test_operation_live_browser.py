@@ -1,9 +1,7 @@
 """The operation page in Debian's Chromium: while the operation runs, new log lines and its status
 appear without a reload (htmx polls every second); once it is over, the polling stops."""
 
-import os
 import time
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -12,26 +10,15 @@ from django.test import Client
 from chom.models import Operation, OperationLogEntry
 from chom.operations import operation_claim
 from chom.services import user_get_or_create
+from tests.browser.helpers import chromium_session
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
-
-pytestmark = [
-    pytest.mark.real,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="apt-get install chromium"),
-]
+pytestmark = pytest.mark.real
 
 
 @pytest.fixture
-def chromium(monkeypatch):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: make venv")
-    # Playwright's sync API runs an asyncio loop in this thread; the test's ORM calls are still sync.
-    monkeypatch.setitem(os.environ, "DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+def chromium():
+    with chromium_session() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
