@@ -149,8 +149,54 @@ def test_it_lets_a_co_tenants_vhost_change_through_while_a_build_holds_its_site_
         # Another site's change needs only the VPS lock: it does not wait for site1's build.
         result = agent("file-write", {"path": "/etc/nginx/conf.d/other.conf", "content": "# other\n"})
         assert result.rc == 0 and time.monotonic() - started < 10
-        # site1's own builds do wait (timeout shortened through a held lock + releases-list is lock-free).
+        # Reads take no lock at all.
         assert agent.ok("releases-list", {"name": SITE})["data"]["releases"] == []
+        # site1's own build-scoped work does wait for that site's lock (here: gives up busy).
+        vpsmanager = _agent_module()
+        config = _config(vpsmanager, agent)
+        with pytest.raises(vpsmanager.AgentError, match="vpsmanager-site-site1.lock"):
+            vpsmanager.acquire_lock(config, timeout=0.3, filename="vpsmanager-site-site1.lock")
     finally:
         os.close(fd)
     agent.ok("release-create", placeholder(R[0]))
+
+
+def test_it_takes_locks_site_first_and_never_the_vps_lock_for_a_build(agent: Agent, monkeypatch) -> None:
+    vpsmanager = _agent_module()
+    config = _config(vpsmanager, agent)
+    held_vps = vpsmanager.acquire_lock(config)  # a vhost change is running
+    monkeypatch.setattr(vpsmanager, "acquire_lock", _quick(vpsmanager.acquire_lock))
+    try:
+        build = vpsmanager.take_locks(config, "site", {"name": "site1"})  # does not wait for it
+        assert len(build) == 1
+        with pytest.raises(vpsmanager.AgentError, match="busy|holds"):
+            vpsmanager.take_locks(
+                config, "site+global", {"name": "site2"}
+            )  # site-ensure waits for the VPS lock
+        for fd in build:
+            os.close(fd)
+    finally:
+        os.close(held_vps)
+
+
+def _quick(acquire):
+    return lambda config, timeout=120.0, **kwargs: acquire(config, timeout=0.3, **kwargs)
+
+
+def _agent_module():
+    import importlib.util
+
+    from tests.fleet.agent_fixtures import AGENT
+
+    spec = importlib.util.spec_from_file_location("vpsmanager_locks_under_test", AGENT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _config(vpsmanager, agent: Agent):
+    os.environ["VPSMANAGER_ROOT"] = str(agent.root)
+    try:
+        return vpsmanager.Config.from_env()
+    finally:
+        del os.environ["VPSMANAGER_ROOT"]
