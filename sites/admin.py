@@ -4,9 +4,9 @@ database password and app secrets are never shown."""
 from django.contrib import admin
 
 from chom.admin import ReadOnlyAdmin
-from sites.models import Release, Site, SiteHostname, SiteWebhook, WebhookDelivery
+from sites.models import Release, Site, SiteHostname, SiteVariable, SiteWebhook, WebhookDelivery
 
-SECRETS = {"db_password", "app_key"}
+SECRETS = {"db_password", "app_key", "deploy_key_private"}
 
 
 class ReleaseInline(admin.TabularInline):
@@ -55,3 +55,11 @@ class SiteWebhookAdmin(ReadOnlyAdmin):
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_display = ["__str__"]
+
+
+@admin.register(SiteVariable)
+class SiteVariableAdmin(ReadOnlyAdmin):
+    list_display = ["site", "name", "updated_at"]
+    search_fields = ["site__domain", "name"]
+    fields = ["site", "name", "updated_at"]  # never the value
+    readonly_fields = fields

@@ -27,6 +27,17 @@ class Site(models.Model):
         ACTIVE = "active"
         FAILED = "failed"
 
+    class TlsMode(models.TextChoices):
+        AUTO = "auto"  # issued by itself once the domains resolve to the VPS
+        MANUAL = "manual"  # issued when someone asks (POST /ssl)
+
+    class TlsState(models.TextChoices):
+        NONE = ""  # manual mode, nothing asked yet
+        WAITING_DNS = "waiting_dns"
+        ISSUING = "issuing"
+        ACTIVE = "active"
+        FAILED = "failed"
+
     tenant = models.ForeignKey("chom.Tenant", on_delete=models.PROTECT, related_name="sites")
     vps = models.ForeignKey("fleet.Vps", on_delete=models.PROTECT, related_name="sites")
     domain = models.CharField(max_length=253)
@@ -48,6 +59,24 @@ class Site(models.Model):
     ssl_expires_at = models.DateTimeField(null=True, blank=True)
     last_deployed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Automatic TLS: the state machine the site detail shows as `tls`.
+    tls_mode = models.CharField(max_length=8, choices=TlsMode.choices, default=TlsMode.AUTO)
+    tls_state = models.CharField(max_length=12, choices=TlsState.choices, default=TlsState.NONE, blank=True)
+    tls_reason = models.TextField(blank=True)
+    tls_waiting_since = models.DateTimeField(null=True, blank=True)
+    tls_next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    tls_checks = models.PositiveIntegerField(default=0)
+    # Private repositories: the site's deploy key (ed25519, OpenSSH formats) and the git host's
+    # key, pinned on the first clone (a known_hosts line) and shown by its fingerprint.
+    deploy_key_private = EncryptedTextField(blank=True)
+    deploy_key_public = models.CharField(max_length=200, blank=True)
+    deploy_key_created_at = models.DateTimeField(null=True, blank=True)
+    git_host_key = models.TextField(blank=True)
+    git_host_key_fingerprint = models.CharField(max_length=100, blank=True)
+    # Deploy hooks: argv lists run as the site user in the new release, before (build) and
+    # after (release) the switch.
+    build_command = models.JSONField(default=list, blank=True)
+    release_command = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["domain"]
@@ -81,6 +110,24 @@ class SiteHostname(models.Model):
         return self.hostname
 
 
+class SiteVariable(models.Model):
+    """One environment variable of a site: the site's, not a release's (a rollback keeps the
+    current set). The value is encrypted and never returned after it was written, except by the
+    audited reveal."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="variables")
+    name = models.CharField(max_length=64)
+    value = EncryptedTextField(blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["site", "name"], name="one_variable_name_per_site")]
+
+    def __str__(self) -> str:
+        return f"{self.site} {self.name}"
+
+
 class Release(models.Model):
     class Status(models.TextChoices):
         BUILDING = "building"
@@ -92,6 +139,7 @@ class Release(models.Model):
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="releases")
     name = models.CharField(max_length=40)
     commit = models.CharField(max_length=80, blank=True)  # a git sha, or sha256:<hex> of an archive
+    source = models.CharField(max_length=16, blank=True)  # git, upload, placeholder, distro-package...
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.BUILDING)
     error = models.TextField(blank=True)  # why a failed release failed, with the step
     created_at = models.DateTimeField(default=timezone.now)
