@@ -38,6 +38,9 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "wordpress",
     "wordpress-theme-twentytwentythree",
     "composer",
+    # The real Laravel framework (8.83 and its php-illuminate-* parts) that the e2e Laravel app
+    # autoloads from /usr/share/php: Packagist is unreachable here, as a mirror is for the VPSes.
+    "php-laravel-framework",
     "unzip",
     "mariadb-server",
     "mariadb-client",
@@ -48,6 +51,7 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "prometheus-nginx-exporter",
     "prometheus-mysqld-exporter",
     "git",
+    "openssh-client",  # git over SSH with a site's deploy key
     "curl",
     "cron",
     "logrotate",

@@ -27,7 +27,8 @@ from fleet.remote.agent_client import Agent
 from fleet.services import fleet_health_check, transport_for
 from sites.models import Site
 from tests.backups.fixtures import moto_s3, s3  # noqa: F401 - shared fixtures
-from tests.e2e.test_sites import GitServer, _create, _get, _sh
+from tests.e2e.test_sites import _create, _get, _sh
+from tests.support.git import GitServer
 
 pytestmark = pytest.mark.e2e
 

@@ -14,11 +14,11 @@ from django.test import override_settings
 
 from chom.models import Operation
 from chom.operations import operation_execute
-from devstack.processes import free_port, stop_processes
 from fleet.remote.agent_client import Agent
 from fleet.remote.commands import Command
 from fleet.services import transport_for
 from sites.models import Site
+from tests.support.git import GitServer, git_repo
 from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -114,61 +114,6 @@ def test_it_serves_a_static_placeholder_and_isolates_php_sites(alice, make_vps):
     assert "Permission denied" in theirs
 
 
-def _git_repo(path: Path, files: dict[str, str], message: str) -> str:
-    path.mkdir(parents=True, exist_ok=True)
-    if not (path / ".git").exists():
-        subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
-    for name, content in files.items():
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        (path / name).write_text(content)
-    env = {
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
-    subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)
-    subprocess.run(
-        ["git", "-C", str(path), "commit", "-q", "-m", message],
-        check=True,
-        env={**env, "PATH": "/usr/bin:/bin"},
-    )
-    return subprocess.run(
-        ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-
-
-class GitServer:
-    """A real git daemon on the fleet bridge (git://), as a forge would be for the VPS."""
-
-    def __init__(self, base: Path, host: str):
-        self.base, self.host = base, host
-        self.port = free_port(host)
-        self.proc = subprocess.Popen(
-            ["git", "daemon", f"--base-path={base}", "--export-all", "--reuseaddr", f"--listen={host}",
-             f"--port={self.port}", str(base)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        wait_for(lambda: _port_open(host, self.port), timeout=10, what="git daemon")
-
-    def publish(self, repo: Path, name: str) -> str:
-        bare = self.base / name
-        subprocess.run(["rm", "-rf", str(bare)], check=True)
-        subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
-        return f"git://{self.host}:{self.port}/{name}"
-
-    def stop(self) -> None:
-        stop_processes([self.proc])
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 ENV_READER = """function env_file($path) {
     $env = [];
     foreach (file($path, FILE_IGNORE_NEW_LINES | FILE_SKIP_EMPTY_LINES) as $line) {
@@ -219,7 +164,7 @@ def test_it_deploys_laravel_from_git_twice_without_errors_and_rolls_back(
     network, _, _ = fleet_network
     vps = make_vps("e2e-laravel")
     repo = tmp_path / "app"
-    first_commit = _git_repo(repo, _laravel_files("1"), "v1")
+    first_commit = git_repo(repo, _laravel_files("1"), "v1")
     (tmp_path / "srv").mkdir()
     server = GitServer(tmp_path / "srv", network.gateway)
     url = server.publish(repo, "app.git")
@@ -232,7 +177,7 @@ def test_it_deploys_laravel_from_git_twice_without_errors_and_rolls_back(
         site = Site.objects.get(pk=body["id"])
         first_release = site.current_release
 
-        second_commit = _git_repo(repo, _laravel_files("2"), "v2")
+        second_commit = git_repo(repo, _laravel_files("2"), "v2")
         server.publish(repo, "app.git")
 
         errors, seen, stop = [], set(), threading.Event()
@@ -271,7 +216,7 @@ def test_it_deploys_laravel_from_git_twice_without_errors_and_rolls_back(
         assert site.current_release == first_release
 
         # A broken release (its build fails) leaves the current one serving.
-        _git_repo(repo, {"public/index.php": "<?php echo 'broken' "}, "broken")  # syntax error: php -l fails
+        git_repo(repo, {"public/index.php": "<?php echo 'broken' "}, "broken")  # syntax error: php -l fails
         server.publish(repo, "app.git")
         op = _post(alice, f"/api/v1/sites/{site.pk}/deploy")
         assert op.status == "failed"
@@ -285,7 +230,7 @@ def test_it_deploys_laravel_from_git_twice_without_errors_and_rolls_back(
         assert "php-lint" in broken.error
 
         # A release that builds but does not answer is switched back automatically.
-        _git_repo(repo, {"public/index.php": "<?php http_response_code(500); echo 'down';"}, "500s")
+        git_repo(repo, {"public/index.php": "<?php http_response_code(500); echo 'down';"}, "500s")
         server.publish(repo, "app.git")
         op = _post(alice, f"/api/v1/sites/{site.pk}/deploy")
         assert op.status == "failed"
@@ -294,7 +239,7 @@ def test_it_deploys_laravel_from_git_twice_without_errors_and_rolls_back(
         assert site.releases.get(name=op.params["release"]).status == "failed"
 
         # The next success clears the reason the failures left on the site.
-        _git_repo(repo, {"public/index.php": "<?php echo 'version 3';"}, "v3")
+        git_repo(repo, {"public/index.php": "<?php echo 'version 3';"}, "v3")
         server.publish(repo, "app.git")
         assert _post(alice, f"/api/v1/sites/{site.pk}/deploy").status == "succeeded"
         site.refresh_from_db()
