@@ -41,6 +41,7 @@ from chom.models import Operation
 from chom.operations import OperationContext, OperationError, register
 from fleet.remote.agent_client import Agent
 from fleet.remote.transport import Transport, TransportError
+from sites.environment import env_apply_payload
 from sites.models import Site
 from sites.services import new_release_name, site_failure_cleared, site_release_switched, site_verify
 from sites.types import site_type
@@ -278,6 +279,11 @@ def restore_perform(*, backup: Backup, target: Site, transport: Transport, log: 
             agent = Agent(transport)
             payload = {"name": target.unix_user, "release": release, "keep": settings.SITE_RELEASES_KEPT}
             activated = agent.call("release-activate", payload)
+            env = env_apply_payload(target)
+            if env is not None:
+                # TARGET's own environment (shared/.env came with the archive: maybe another
+                # site's database credentials), linked from the restored release.
+                agent.call("env-apply", env)
             if previous:
                 back = {**payload, "release": previous}
                 undo.push(f"current -> {previous}", lambda: agent.call("release-activate", back))

@@ -22,6 +22,7 @@ from backups import inspect, remote, storage
 from backups.models import Backup
 from backups.policy import policy_for
 from chom.errors import ApplicationError
+from chom.events import event_emit
 from chom.models import Operation
 from chom.operations import OperationContext, OperationError, operation_create, register
 from chom.selectors import register_usage
@@ -333,6 +334,10 @@ def _backup_op_failed(ctx: OperationContext, reason: str) -> None:
     if backup and backup.status in (Backup.Status.QUEUED, Backup.Status.RUNNING):
         _discard_objects(backup)
         _mark(backup, status=Backup.Status.FAILED, error=reason[:4000], finished_at=timezone.now())
+        if ctx.operation.status != Operation.Status.CANCELLED:  # a person's cancel is no news to them
+            site = backup.site
+            message = f"The {backup.kind} backup of {site.domain} failed: {reason}"
+            event_emit(event="backup.failed", tenant=site.tenant, site=site, message=message)
 
 
 def _ssh(site: Site, work):

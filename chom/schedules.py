@@ -19,6 +19,12 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": crontab(hour=3, minute=17),
         "options": {"queue": "default"},
     },
+    # Automatic TLS: due sites' DNS checked, certificates queued once their names point at the VPS.
+    "sites-tls-check-dns": {
+        "task": "sites.tls_check_dns",
+        "schedule": 60.0,
+        "options": {"queue": "default", "expires": 55},
+    },
     "fleet-capacity": {
         "task": "fleet.capacity_check",
         "schedule": 300.0,

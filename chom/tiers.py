@@ -19,6 +19,8 @@ class TierLimits:
     site_cpu_quota_percent: int
     site_tasks_max: int
     site_disk_quota_mb: int
+    # The largest release archive a tenant may upload (POST /api/v1/sites/{id}/releases).
+    upload_max_mb: int
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -42,6 +44,7 @@ TIERS: dict[str, TierLimits] = {
         site_cpu_quota_percent=50,
         site_tasks_max=256,
         site_disk_quota_mb=2048,
+        upload_max_mb=100,
     ),
     PRO: TierLimits(
         max_sites=25,
@@ -54,6 +57,7 @@ TIERS: dict[str, TierLimits] = {
         site_cpu_quota_percent=100,
         site_tasks_max=512,
         site_disk_quota_mb=10240,
+        upload_max_mb=500,
     ),
     ENTERPRISE: TierLimits(
         max_sites=250,
@@ -66,6 +70,7 @@ TIERS: dict[str, TierLimits] = {
         site_cpu_quota_percent=200,
         site_tasks_max=1024,
         site_disk_quota_mb=51200,
+        upload_max_mb=2048,
     ),
 }
 TIER_CHOICES = [(STARTER, "Starter"), (PRO, "Pro"), (ENTERPRISE, "Enterprise")]

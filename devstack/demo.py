@@ -50,6 +50,8 @@ def start_demo(
             ACME_DIRECTORY_URL=pebble.directory_url,
             ACME_CA_BUNDLE_FILE=str(pebble.ca_bundle),
             LOCAL_DNS_MANAGEMENT_URL=pebble.dns_management_url,
+            # Automatic TLS asks the demo's DNS (where CHOM puts the demo's sites) too.
+            TLS_DNS_RESOLVERS=pebble.dns.dns_server,
         )
         demo.description.append(f"ACME CA (pebble): {pebble.directory_url}")
         # Under var/, never the repository root: new on every start, like pebble's root itself.

@@ -42,12 +42,51 @@ def make_listener_cert(folder: Path, ips: list[str]) -> tuple[Path, Path, Path]:
 
 
 @dataclass
+class DnsTestServer:
+    """pebble-challtestsrv as a DNS server: names it was told nothing about resolve to 127.0.0.1
+    (A only); `point` makes a name resolve to the given addresses, as a customer's DNS would."""
+
+    dns_server: str  # "127.0.0.1:port" (UDP and TCP), e.g. for TLS_DNS_RESOLVERS
+    management_url: str
+    processes: list[subprocess.Popen]
+
+    def point(self, name: str, *addresses: str) -> None:
+        for path, body in (
+            ("clear-a", {"host": f"{name}."}),
+            ("add-a", {"host": f"{name}.", "addresses": list(addresses)}),
+        ):
+            requests.post(f"{self.management_url}/{path}", json=body, timeout=5).raise_for_status()
+
+    def stop(self) -> None:
+        stop_processes(self.processes)
+
+
+def start_dns_test_server(folder: Path) -> DnsTestServer:
+    require("pebble-challtestsrv", package="pebble")
+    folder.mkdir(parents=True, exist_ok=True)
+    dns_port, mgmt_port = free_port(kind=socket.SOCK_DGRAM), free_port()
+    process = spawn(
+        ["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dns01",
+         f"127.0.0.1:{dns_port}", "-http01", "", "-https01", "", "-tlsalpn01", "",
+         "-management", f"127.0.0.1:{mgmt_port}"],
+        folder / "challtestsrv.log",
+    )  # fmt: skip
+    try:
+        wait_tcp("127.0.0.1", mgmt_port)
+    except BaseException:
+        stop_processes([process])
+        raise
+    return DnsTestServer(f"127.0.0.1:{dns_port}", f"http://127.0.0.1:{mgmt_port}", [process])
+
+
+@dataclass
 class Pebble:
     directory_url: str
     ca_bundle: Path  # trust this to talk to the ACME API
     dns_management_url: str  # challtestsrv: where sites.services points test domains at VPSes
     management_url: str
     processes: list[subprocess.Popen]
+    dns: DnsTestServer  # the DNS pebble validates through (TLS_DNS_RESOLVERS: dns.dns_server)
 
     def issuing_root(self) -> str:
         """The root that signs issued certificates (new on every pebble start)."""
@@ -62,11 +101,9 @@ class Pebble:
 def start_pebble(folder: Path, *, listen_ip: str, validation_port: int = 80) -> Pebble:
     """pebble validates HTTP-01 on VALIDATION_PORT of whatever challtestsrv resolves a domain to."""
     require("pebble", package="pebble")
-    require("pebble-challtestsrv", package="pebble")
     folder.mkdir(parents=True, exist_ok=True)
     ca, cert, key = make_listener_cert(folder, sorted({"127.0.0.1", listen_ip}))
     api_port, mgmt_port = free_port(listen_ip), free_port()
-    dns_port, dns_mgmt_port = free_port(kind=socket.SOCK_DGRAM), free_port()
     config = {
         "pebble": {
             "listenAddress": f"{listen_ip}:{api_port}",
@@ -80,21 +117,13 @@ def start_pebble(folder: Path, *, listen_ip: str, validation_port: int = 80) -> 
         }
     }
     (folder / "pebble.json").write_text(json.dumps(config))
-    processes = []
+    dns = start_dns_test_server(folder)
+    processes = list(dns.processes)
     try:
-        processes.append(
-            spawn(
-                ["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dns01",
-                 f"127.0.0.1:{dns_port}", "-http01", "", "-https01", "", "-tlsalpn01", "",
-                 "-management", f"127.0.0.1:{dns_mgmt_port}"],
-                folder / "challtestsrv.log",
-            )
-        )  # fmt: skip
-        wait_tcp("127.0.0.1", dns_mgmt_port)
         env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
         processes.append(
             spawn(
-                ["pebble", "-config", str(folder / "pebble.json"), "-dnsserver", f"127.0.0.1:{dns_port}"],
+                ["pebble", "-config", str(folder / "pebble.json"), "-dnsserver", dns.dns_server],
                 folder / "pebble.log",
                 env=env,
             )
@@ -106,7 +135,8 @@ def start_pebble(folder: Path, *, listen_ip: str, validation_port: int = 80) -> 
     return Pebble(
         directory_url=f"https://{listen_ip}:{api_port}/dir",
         ca_bundle=ca,
-        dns_management_url=f"http://127.0.0.1:{dns_mgmt_port}",
+        dns_management_url=dns.management_url,
         management_url=f"https://127.0.0.1:{mgmt_port}",
         processes=processes,
+        dns=dns,
     )

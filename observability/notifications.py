@@ -1,7 +1,8 @@
 """Tenants' notification channels (email, Slack-compatible webhook, generic signed webhook) and the
 delivery of site events to them: one ChannelDelivery row per (event, channel), claimed before its
-I/O, retried by the beat job `observability.deliver_notifications` (and enqueued at once when the
-event is recorded), its last error kept for the channel's detail.
+I/O, sent at once when the event is recorded (`observability.send_channel_deliveries`, just that
+event's rows), retried by the beat job `observability.deliver_notifications`, its last error kept
+for the channel's detail.
 
 A generic webhook's body is JSON `{"event", "site", "message", "occurred_at"}`; the receiver checks
 `X-Chom-Signature: sha256=<hex>`, an HMAC-SHA256 with the channel's secret over
@@ -155,14 +156,17 @@ def event_notify(*, event: str, tenant, message: str, site=None) -> list[Channel
     if not rows:
         return []
     created = ChannelDelivery.objects.bulk_create(rows)
-    _enqueue()
+    _enqueue([d.pk for d in created])
     return created
 
 
-def _enqueue() -> None:
+def _enqueue(delivery_ids: list[int]) -> None:
+    """Send these deliveries, and only these, once committed: a task sending every pending row
+    would first wait out other tenants' unreachable receivers (each up to the client's timeout).
+    Their retries are the beat job's."""
     from observability import tasks
 
-    transaction.on_commit(lambda: tasks.deliver_notifications.delay())
+    transaction.on_commit(lambda: tasks.send_channel_deliveries.delay(delivery_ids))
 
 
 def channel_test(*, channel: NotificationChannel, actor=None) -> ChannelDelivery:
@@ -240,14 +244,17 @@ def _deliver(delivery: ChannelDelivery) -> str:
     return "sent"
 
 
-def channel_deliveries_send() -> dict[str, int]:
-    """Send every pending delivery; a row stuck in `sending` (its worker died) is retried later."""
+def channel_deliveries_send(*, ids: list[int] | None = None) -> dict[str, int]:
+    """Send every pending delivery (only those of IDS when given); a row stuck in `sending` (its
+    worker died) is retried later."""
     stuck_since = timezone.now() - timedelta(seconds=SENDING_RECLAIM_SECONDS)
     ChannelDelivery.objects.filter(status=ChannelDelivery.Status.SENDING, claimed_at__lt=stuck_since).update(
         status=ChannelDelivery.Status.PENDING
     )
     counts = {"sent": 0, "failed": 0, "retry": 0}
     pending = ChannelDelivery.objects.filter(status=ChannelDelivery.Status.PENDING).order_by("id")
+    if ids is not None:
+        pending = pending.filter(pk__in=ids)
     for delivery in pending.select_related("channel"):
         outcome = _deliver(delivery)
         if outcome in counts:

@@ -15,6 +15,13 @@ def deliver_notifications() -> dict[str, dict[str, int]]:
     return {"alerts": services.notifications_deliver(), "channels": notifications.channel_deliveries_send()}
 
 
+@shared_task(
+    name="observability.send_channel_deliveries", ignore_result=True, soft_time_limit=120, time_limit=150
+)
+def send_channel_deliveries(delivery_ids: list[int]) -> dict[str, int]:
+    return notifications.channel_deliveries_send(ids=delivery_ids)
+
+
 @shared_task(name="observability.write_sd_file", ignore_result=True)
 def write_sd_file() -> bool:
     if not settings.PROMETHEUS_FILE_SD_PATH:

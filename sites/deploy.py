@@ -7,9 +7,11 @@ from django.conf import settings
 from chom.events import event_emit
 from chom.operations import OperationContext, OperationError, register
 from fleet.models import Vps
-from fleet.remote.agent_client import Agent
+from fleet.remote.agent_client import Agent, AgentError
 from fleet.services import vps_ensure_ready
 from sites.configs import render_pool, render_vhost
+from sites.deploy_keys import site_git_host_key_pin
+from sites.environment import env_apply, site_variable_values
 from sites.models import Release, Site
 from sites.services import (
     _call,
@@ -24,9 +26,11 @@ from sites.services import (
     vhost_spec,
 )
 from sites.types import site_type
+from sites.uploads import upload_discard, upload_source
 
 
 def _deploy_failed(ctx: OperationContext, reason: str) -> None:
+    upload_discard(ctx.params)  # failed for good (or cancelled): a retry needs a new upload
     site = Site.objects.filter(pk=int(ctx.operation.target_id)).first()
     if site is None:
         return
@@ -42,13 +46,18 @@ def _deploy_failed(ctx: OperationContext, reason: str) -> None:
     event_emit(event="deploy.failed", tenant=site.tenant, site=site, message=f"Deploy failed: {reason}")
 
 
+def _deploy_succeeded(ctx: OperationContext) -> None:
+    upload_discard(ctx.params)
+    _record_succeeded(ctx)
+
+
 @register(
     "site.deploy",
     queue="remote",
     soft_time_limit=1200,
     time_limit=1260,
     on_failure=_deploy_failed,
-    on_success=_record_succeeded,
+    on_success=_deploy_succeeded,
 )
 def site_deploy_run(ctx: OperationContext) -> dict:
     site = _site_of(ctx)
@@ -84,7 +93,11 @@ def site_deploy_run(ctx: OperationContext) -> dict:
                 {"name": site.unix_user, "php_version": site.php_version, "content": pool},
             )
         ctx.step(f"release {release}", progress=45)
-        payload = {"name": site.unix_user, "release": release, "source": kind.source(site)}
+        if ctx.params.get("upload"):  # a release from an archive the tenant uploaded
+            source = upload_source(agent=agent, upload=ctx.params["upload"], release=release, log=ctx.log)
+        else:
+            source = kind.source(site)
+        payload = {"name": site.unix_user, "release": release, "source": source}
         if kind.build_steps:
             payload["build"] = list(kind.build_steps)
         if kind.shared_paths:
@@ -92,6 +105,11 @@ def site_deploy_run(ctx: OperationContext) -> dict:
         env = kind.env_file(site)
         if env:
             payload["env"] = env
+        site_env = kind.site_env(site, site_variable_values(site=site))
+        if site_env is not None:
+            payload["site_env"] = site_env  # shared/.env, the site's: see sites/environment.py
+        if site.build_command:
+            payload["build_hook"] = list(site.build_command)
         built = _call(ctx, agent, "release-create", payload)
         vhost = {"name": site.unix_user, "content": render_vhost(vhost_spec(site))}
         if not first_deploy:
@@ -107,14 +125,24 @@ def site_deploy_run(ctx: OperationContext) -> dict:
         for subcommand, extra in kind.post_activate(site, first_deploy=first_deploy):
             ctx.step(subcommand, progress=90)
             _call(ctx, agent, subcommand, extra)
+        hook_failure = _release_hook(ctx, agent, site, release)
+        if hook_failure:
+            return {"hook_failure": hook_failure}
         if first_deploy:
             # Only now does nginx serve the site's domains: until the installer ran (WordPress's
             # wp-install), the first visitor could otherwise claim /wp-admin/install.php.
             ctx.step("nginx vhost", progress=92)
             _call(ctx, agent, "vhost-apply", vhost)
-        return {"commit": built.data.get("commit", ""), "pruned": activated.data.get("pruned", [])}
+        return {
+            "commit": built.data.get("commit", ""),
+            "pruned": activated.data.get("pruned", []),
+            "git_host_keys": built.data.get("git_host_keys", []),
+        }
 
     result = _remote(ctx, site, work)
+    if "hook_failure" in result:
+        _switch_back(ctx, site, release, reason=result["hook_failure"], what="its release hook failed")
+        raise OperationError(result["hook_failure"])  # the first release: nothing to switch back to
     changes = ctx.changes
     ctx.log(f"{changes} change(s) on {site.vps.name}" if changes else f"no changes on {site.vps.name}")
     ctx.step("verify the site answers", progress=95)
@@ -126,30 +154,57 @@ def site_deploy_run(ctx: OperationContext) -> dict:
     site_release_switched(
         site=site, release=release, commit=result["commit"], pruned=result["pruned"], deployed=True
     )
+    if site_git_host_key_pin(site=site, lines=result["git_host_keys"]):
+        ctx.log(f"git host key pinned: {site.git_host_key_fingerprint}")
     event_emit(event="deploy.succeeded", tenant=site.tenant, site=site, message=f"Release {release} is live.")
     return {"release": release, "commit": result["commit"], "changes": changes}
 
 
-def _switch_back(ctx: OperationContext, site: Site, failed_release: str, *, reason: str) -> None:
-    """The new release went live but does not answer: put the previous one back at once."""
+def _release_hook(ctx: OperationContext, agent: Agent, site: Site, release: str) -> str:
+    """Run the site's release hook in the new current release; its failure, or ""."""
+    if not site.release_command:
+        return ""
+    ctx.step("release hook", progress=91)
+    payload = {"name": site.unix_user, "release": release, "argv": list(site.release_command)}
+    try:
+        _call(ctx, agent, "hook-run", payload)
+    except AgentError as exc:
+        if exc.code != "command_failed":
+            raise  # SSH or the agent itself: the deploy's ordinary failure handling
+        return str(exc)
+    return ""
+
+
+def _switch_back(
+    ctx: OperationContext, site: Site, failed_release: str, *, reason: str, what: str = "does not answer"
+) -> None:
+    """The new release went live but does not answer (or its release hook failed): put the
+    previous one back at once."""
     previous = site.current_release
     if not previous or previous == failed_release:
         return
-    ctx.log(
-        f"release {failed_release} does not answer ({reason}); switching back to {previous}", level="warning"
-    )
-    _remote(
-        ctx,
-        site,
-        lambda agent: _call(
+    ctx.log(f"release {failed_release} {what} ({reason}); switching back to {previous}", level="warning")
+
+    def switch(agent: Agent) -> None:
+        _call(
             ctx,
             agent,
             "release-activate",
             {"name": site.unix_user, "release": previous, "keep": settings.SITE_RELEASES_KEPT},
-        ),
-    )
+        )
+        _follow_switch(ctx, agent, site)
+
+    _remote(ctx, site, switch)
     site.releases.filter(name=failed_release).update(status=Release.Status.FAILED)
     raise OperationError(f"{reason}; switched back to release {previous}, which is serving again")
+
+
+def _follow_switch(ctx: OperationContext, agent: Agent, site: Site) -> None:
+    """After switching back to an older release, what runs beside the web server follows it: a
+    Laravel queue worker keeps the code it started with until it is restarted."""
+    for subcommand, extra in site_type(site.type).post_activate(site, first_deploy=False):
+        ctx.step(subcommand, progress=80)
+        _call(ctx, agent, subcommand, extra)
 
 
 @register(
@@ -172,6 +227,11 @@ def site_rollback_run(ctx: OperationContext) -> dict:
             "release-activate",
             {"name": site.unix_user, "release": release, "keep": settings.SITE_RELEASES_KEPT},
         )
+        # The variables are the site's: the older release gets the current ones (and for
+        # Laravel a config cache rebuilt from them, its own being stale).
+        ctx.step("environment", progress=70)
+        env_apply(ctx, agent, site)
+        _follow_switch(ctx, agent, site)
 
     _remote(ctx, site, work)
     site_verify(site=site, log=ctx.log)

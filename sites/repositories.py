@@ -9,9 +9,12 @@ a request the tenant makes from inside our network: it may not reach loopback, l
   uses (database, Redis, its web address, S3, Prometheus, Alertmanager, Loki, Grafana).
 - Passwords and tokens do not belong in URLs (they would be stored and logged): refused with a
   message; a user name alone (`git@`) is fine.
+- SSH repositories (`ssh://[user@]host[:port]/path` and scp-like `user@host:path`, cloned with the
+  site's deploy key) are judged by the same host:port rules, port 22 unless given.
 """
 
 import ipaddress
+import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -22,6 +25,14 @@ from django.conf import settings
 DEFAULT_PORTS = {"http": 80, "https": 443, "git": 9418, "ssh": 22}
 RESOLVE_TIMEOUT = 3.0
 _resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="repo-dns")
+
+
+# git's scp-like syntax (`git@github.com:owner/repo.git`): always with a user, so git never takes it
+# for a local path; host and user never start with "-" (ssh would read an option).
+SCP_LIKE_RE = re.compile(
+    r"(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]{0,63})@(?P<host>[A-Za-z0-9][A-Za-z0-9.-]{0,252})"
+    r":(?P<path>[A-Za-z0-9._~+/][A-Za-z0-9._~+/-]{0,400})"
+)
 
 
 class RepositoryRefused(ValueError):
@@ -68,9 +79,32 @@ def _allowed_networks() -> list:
     return [ipaddress.ip_network(cidr, strict=False) for cidr in settings.REPOSITORY_ALLOWED_NETWORKS]
 
 
+def repository_url_normalized(url: str) -> str:
+    """URL with the scp-like form spelled as the ssh:// URL git takes it for."""
+    scp = SCP_LIKE_RE.fullmatch(url)
+    if scp is None:
+        return url
+    path = scp["path"] if scp["path"].startswith("/") else "/~/" + scp["path"]
+    return f"ssh://{scp['user']}@{scp['host']}{path}"
+
+
+def repository_is_ssh(url: str) -> bool:
+    """Cloned over SSH, so with the site's deploy key and a pinned host key."""
+    return urlsplit(repository_url_normalized(url)).scheme == "ssh"
+
+
+def repository_endpoint(url: str) -> tuple[str, int]:
+    """(host, port) the VPS connects to for URL, lower-cased host; ("", 0) when it has none."""
+    parts = urlsplit(repository_url_normalized(url))
+    try:
+        return (parts.hostname or "", parts.port or DEFAULT_PORTS.get(parts.scheme, 0))
+    except ValueError:
+        return (parts.hostname or "", 0)
+
+
 def repository_url_check(url: str) -> None:
     """Raise RepositoryRefused when URL may not be cloned by a site."""
-    parts = urlsplit(url)
+    parts = urlsplit(repository_url_normalized(url))
     if "@" in parts.netloc and ":" in parts.netloc.rsplit("@", 1)[0]:
         raise RepositoryRefused(
             "Do not put a password or token in the repository URL; use a deploy key (or a public URL)."

@@ -59,3 +59,11 @@ def tenant_over_limits(tenant) -> list[str]:
 def domain_taken(domain: str) -> bool:
     """Hosted by anyone, as a primary domain or an alias (the hostname table holds live sites)."""
     return SiteHostname.objects.filter(hostname=domain).exists()
+
+
+def sites_serving_on_vps(*, vps_name: str) -> QuerySet[Site]:
+    """Every tenant's sites that visitors should reach on the VPS named VPS_NAME (platform-wide:
+    for alerts about the server itself). Suspended and going-away sites are not expected to serve."""
+    return Site.objects.filter(
+        vps__name=vps_name, status__in=[Site.Status.ACTIVE, Site.Status.DEPLOYING], suspended_reason=""
+    ).select_related("tenant")

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from chom.alerts import alert_raise, alert_resolve
 from chom.errors import ApplicationError
+from chom.events import event_emit
 from chom.models import Operation, Tenant
 from chom.operations import OperationContext, OperationError, operation_create, register
 from chom.selectors import register_usage
@@ -25,6 +26,7 @@ from fleet.remote.transport import TransportError
 from fleet.services import transport_for
 from sites import probe, selectors
 from sites.configs import SERVED_BY_HEADER, VhostSpec, render_vhost
+from sites.git_ssh import git_host_key_reset_fields
 from sites.hooks import site_before_delete
 from sites.models import Release, Site, SiteHostname, SiteWebhook, WebhookDelivery
 from sites.types import generated_secrets, site_type
@@ -104,6 +106,7 @@ def site_create(
     php_version: str = "",
     repository: dict | None = None,
     aliases: list[str] | tuple[str, ...] = (),
+    tls: str = Site.TlsMode.AUTO,
     actor=None,
     source_ip=None,
     requested_by_tenant: bool = False,
@@ -137,6 +140,7 @@ def site_create(
                 domain=domain,
                 aliases=list(aliases),
                 type=type,
+                tls_mode=tls,
                 php_version=php_version if kind.uses_php else "",
                 repository_url=(repository or {}).get("url", ""),
                 repository_branch=(repository or {}).get("branch", "") or ("main" if repository else ""),
@@ -191,11 +195,16 @@ def _queue(site: Site, kind: str, *, actor=None, params=None, requested_by_tenan
         )
 
 
+# Saved for the next deploy, which they change; on their own they need no redeploy.
+NEXT_DEPLOY_FIELDS = frozenset({"build_command", "release_command"})
+
+
 def site_update(*, site: Site, actor=None, requested_by_tenant: bool = False, **changes) -> Operation | None:
     """PHP version, aliases or branch: saved, then a redeploy brings the server in line (a refused
-    redeploy saves nothing)."""
+    redeploy saves nothing). Deploy hooks alone are only saved."""
     if "aliases" in changes:
         _check_domains_free(changes["aliases"], field="aliases", exclude=site)
+    new_names = set(changes.get("aliases", site.aliases)) - set(site.aliases)
     if "php_version" in changes and changes["php_version"] not in site.vps.php_versions:
         raise ApplicationError(
             400,
@@ -203,6 +212,8 @@ def site_update(*, site: Site, actor=None, requested_by_tenant: bool = False, **
             "That PHP version is not installed on the server.",
             {"php_version": ["unavailable"]},
         )
+    if "repository_url" in changes:
+        changes |= git_host_key_reset_fields(site, changes["repository_url"])
     for field, value in changes.items():
         setattr(site, field, value)
     with transaction.atomic():
@@ -211,13 +222,15 @@ def site_update(*, site: Site, actor=None, requested_by_tenant: bool = False, **
                 site.save(update_fields=list(changes))
                 if "aliases" in changes:
                     site_hostnames_sync(site=site)
+                if new_names and site.tls_mode == Site.TlsMode.AUTO and site.tls_state:
+                    site_tls_wait(site=site)  # the certificate must cover the new names too
         except IntegrityError:  # a concurrent create or update took one of the aliases first
             message = "One of these aliases was just taken by another site."
             raise ApplicationError(409, "domain_taken", message, {"aliases": [message]})
         audit_record(
             action="site.updated", actor=actor, tenant=site.tenant, target=f"site:{site.domain}", data=changes
         )
-        if not changes:
+        if not set(changes) - NEXT_DEPLOY_FIELDS:
             return None
         return site_deploy_request(site=site, actor=actor, requested_by_tenant=requested_by_tenant)
 
@@ -228,6 +241,20 @@ def site_hostnames_sync(*, site: Site) -> None:
     site.hostnames.exclude(hostname__in=wanted).delete()
     have = set(site.hostnames.values_list("hostname", flat=True))
     SiteHostname.objects.bulk_create([SiteHostname(site=site, hostname=n) for n in sorted(wanted - have)])
+
+
+def site_tls_wait(*, site: Site, now=None) -> None:
+    """Automatic TLS: from now on check that SITE's names point at its VPS, for up to 48 h, and
+    then issue its certificate (sites/tls.py)."""
+    now = now or timezone.now()
+    _set(
+        site,
+        tls_state=Site.TlsState.WAITING_DNS,
+        tls_reason="",
+        tls_waiting_since=now,
+        tls_next_check_at=now,
+        tls_checks=0,
+    )
 
 
 def site_require_live(*, site: Site, allow_suspended: bool = False) -> None:
@@ -561,6 +588,8 @@ def site_release_switched(
         current_release=release,
         **({"last_deployed_at": now} if deployed else {}),
     )
+    if site.tls_mode == Site.TlsMode.AUTO and not site.tls_state:
+        site_tls_wait(site=site, now=now)  # it serves: its certificate can be asked for
 
 
 def site_verify(*, site: Site, log=None, accept=None, expected: str = "") -> int:
@@ -621,10 +650,15 @@ def _apply_vhost(ctx: OperationContext, site: Site, *, suspended: bool) -> None:
 )
 def site_suspend_run(ctx: OperationContext) -> dict:
     site = _site_of(ctx)
+    was_suspended = site.status == Site.Status.SUSPENDED
     _apply_vhost(ctx, site, suspended=True)
     # The VPS serves the suspension page from here on (vhost-apply waits for nginx to serve it).
     _set(site, status=Site.Status.SUSPENDED)
     site_verify(site=site, log=ctx.log)
+    if not was_suspended:
+        why = f" ({site.suspended_reason})" if site.suspended_reason else ""
+        message = f"{site.domain} is suspended{why}: visitors see the suspension page."
+        event_emit(event="site.suspended", tenant=site.tenant, site=site, message=message)
     return {}
 
 

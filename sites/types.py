@@ -13,6 +13,7 @@ from typing import ClassVar
 from django.conf import settings
 from django.core.checks import Error, register
 
+from sites.git_ssh import git_ssh_source
 from sites.models import Site
 
 
@@ -24,10 +25,17 @@ class SiteType:
     php_fallback: ClassVar[bool] = False
     shared_paths: ClassVar[tuple[str, ...]] = ()
     build_steps: ClassVar[tuple[str, ...]] = ()
+    # The environment API: why a type takes no variables ("" = it takes them), the names CHOM
+    # writes into the env file, and which of those the site may set itself.
+    environment_refusal: ClassVar[str] = "This site type has no environment variables."
+    overridable_env: ClassVar[frozenset[str]] = frozenset()
+    caches_config: ClassVar[bool] = False  # Laravel's config:cache bakes the env in
 
     def source(self, site: Site) -> dict:
         if site.repository_url:
-            return {"type": "git", "url": site.repository_url, "branch": site.repository_branch or "main"}
+            source = {"type": "git", "url": site.repository_url, "branch": site.repository_branch or "main"}
+            ssh = git_ssh_source(site)  # a private repository: the deploy key and pinned host key
+            return source | ({"ssh": ssh} if ssh else {})
         return self.placeholder(site)
 
     def placeholder(self, site: Site) -> dict:
@@ -40,7 +48,24 @@ class SiteType:
         return {"type": "placeholder", "html": page}
 
     def env_file(self, site: Site) -> dict | None:
+        """A configuration file written into each release (WordPress's wp-config.php)."""
         return None
+
+    def managed_env(self, site: Site) -> dict[str, str]:
+        """CHOM's own values in the site's shared/.env, before the site's variables."""
+        return {}
+
+    def managed_env_names(self) -> frozenset[str]:
+        """Names a site may not set: CHOM's own, unless the type lets them be overridden."""
+        return frozenset(self.managed_env(Site())) - self.overridable_env
+
+    def site_env(self, site: Site, variables: dict[str, str]) -> dict | None:
+        """The agent's `site_env` (shared/.env): CHOM's values, those the site overrides left
+        out, then the site's own. None for a type without an environment."""
+        if self.environment_refusal:
+            return None
+        managed = {k: v for k, v in self.managed_env(site).items() if k not in variables}
+        return {"managed": managed, "variables": dict(variables)}
 
     def post_activate(self, site: Site, *, first_deploy: bool) -> list[tuple[str, dict]]:
         """Agent calls to make once a release is live: (subcommand, payload)."""
@@ -52,6 +77,9 @@ class SiteType:
 
 class StaticSite(SiteType):
     name = "static"
+    environment_refusal = (
+        "A static site has no runtime, so no environment variables: nothing would read them."
+    )
 
 
 class PhpSite(SiteType):
@@ -59,13 +87,15 @@ class PhpSite(SiteType):
     uses_php = True
     uses_database = True
     build_steps = ("composer-install", "php-lint")
+    environment_refusal = ""
 
-    def env_file(self, site: Site) -> dict:
-        lines = [
-            f"DB_HOST=localhost\nDB_DATABASE={site.db_name}\nDB_USERNAME={site.db_user}",
-            f"DB_PASSWORD={site.db_password}",
-        ]
-        return {"path": ".env", "content": "\n".join(lines) + "\n"}
+    def managed_env(self, site: Site) -> dict[str, str]:
+        return {
+            "DB_HOST": "localhost",
+            "DB_DATABASE": site.db_name,
+            "DB_USERNAME": site.db_user,
+            "DB_PASSWORD": site.db_password,
+        }
 
 
 class LaravelSite(PhpSite):
@@ -80,9 +110,13 @@ class LaravelSite(PhpSite):
         "artisan-migrate",
         "artisan-optimize",
     )
+    overridable_env = frozenset(
+        {"APP_NAME", "APP_ENV", "APP_DEBUG", "APP_URL", "LOG_CHANNEL", "QUEUE_CONNECTION"}
+    )
+    caches_config = True
 
-    def env_file(self, site: Site) -> dict:
-        values = {
+    def managed_env(self, site: Site) -> dict[str, str]:
+        return {
             "APP_NAME": site.domain,
             "APP_ENV": "production",
             "APP_DEBUG": "false",
@@ -97,7 +131,6 @@ class LaravelSite(PhpSite):
             "DB_PASSWORD": site.db_password,
             "QUEUE_CONNECTION": "database",
         }
-        return {"path": ".env", "content": "".join(f"{k}={v}\n" for k, v in values.items())}
 
     def post_activate(self, site: Site, *, first_deploy: bool) -> list[tuple[str, dict]]:
         artisan = f"/var/www/{site.unix_user}/current/artisan"
@@ -109,10 +142,15 @@ class LaravelSite(PhpSite):
             f"stdout_logfile=/var/log/chom/{site.unix_user}/queue.log\nredirect_stderr=true\n"
         )
         cron = f"* * * * * {site.unix_user} /usr/bin/php {artisan} schedule:run >/dev/null 2>&1\n"
-        return [
+        calls = [
             ("supervisor-apply", {"name": site.unix_user, "content": worker}),
             ("file-write", {"path": f"/etc/cron.d/chom-{site.unix_user}", "content": cron, "mode": "0644"}),
         ]
+        if first_deploy:
+            return calls
+        # A running worker keeps the code of the release it started in: queue:restart lets it
+        # finish its job and exit, and supervisor starts it again in the new current/.
+        return [*calls, ("site-exec", {"name": site.unix_user, "step": "artisan-queue-restart"})]
 
     def post_remove(self, site: Site) -> list[tuple[str, dict]]:
         return [("file-remove", {"path": f"/etc/cron.d/chom-{site.unix_user}"})]
@@ -124,6 +162,10 @@ class WordPressSite(SiteType):
     uses_database = True
     php_fallback = True
     shared_paths = ("wp-content/uploads",)
+    environment_refusal = (
+        "WordPress sites take no environment variables: WordPress reads its settings from "
+        "wp-config.php, which CHOM manages."
+    )
 
     def source(self, site: Site) -> dict:
         """The VPS's own signed `wordpress` package (apt verifies it; the agent copies it into

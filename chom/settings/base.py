@@ -297,6 +297,10 @@ ACME_CA_BUNDLE_FILE = env.str("ACME_CA_BUNDLE_FILE", default="")
 # make demo / e2e only: pebble-challtestsrv's management API, told where each site's domains live.
 LOCAL_DNS_MANAGEMENT_URL = env.str("LOCAL_DNS_MANAGEMENT_URL", default="")
 SSL_RENEW_BEFORE_DAYS = env.int("SSL_RENEW_BEFORE_DAYS", default=30)
+# Automatic TLS: the DNS servers ("host:port") CHOM asks whether a site's names point at its VPS
+# before it requests the certificate; empty = this machine's resolver. make demo: challtestsrv.
+TLS_DNS_RESOLVERS = env.list("TLS_DNS_RESOLVERS", default=[])
+TLS_DNS_TIMEOUT_SECONDS = env.float("TLS_DNS_TIMEOUT_SECONDS", default=3.0)
 # WordPress comes from each VPS's own `wordpress` distribution package (apt verifies its
 # signature; the agent copies it into the release) unless these two are set: an archive (a
 # mirror, or a pinned upstream release) and its SHA-256, checked before anything is extracted.
@@ -308,6 +312,13 @@ SITE_RELEASES_KEPT = 5
 # metrics reader; never a site user. Each must exist on the VPS.
 SITE_LOG_READERS = env.list("SITE_LOG_READERS", default=[])
 SITE_VERIFY_TIMEOUT = env.float("SITE_VERIFY_TIMEOUT", default=10.0)
+# Release archives tenants upload (POST /api/v1/sites/{id}/releases): streamed into this root-only
+# directory, inspected, kept until the deploy that ships them is over. Size: the tier's
+# upload_max_mb. An archive with more entries, or expanding to more than this many times the tier's
+# upload limit, is refused before anything reaches a server (zip and gzip bombs).
+UPLOADS_DIR = env.str("UPLOADS_DIR", default=str(VAR_DIR / "uploads"))
+UPLOAD_MAX_ENTRIES = 20000
+UPLOAD_MAX_EXPANSION = 4
 
 # --- Observability: Prometheus, Loki, Grafana, Alertmanager --------------------------------------
 # Each integration is on when its URL is set; CHOM's API answers 503 "not configured" otherwise.
@@ -378,5 +389,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
         # Backup.Kind made VPS "kind" ambiguous: name both.
         "VpsKindEnum": "fleet.models.Vps.Kind",
         "NotificationChannelKindEnum": "observability.models.NotificationChannel.Kind",
+        "TlsModeEnum": "sites.models.Site.TlsMode",
+        "TlsStateEnum": "sites.models.Site.TlsState",
     }
 )

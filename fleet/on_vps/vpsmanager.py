@@ -17,8 +17,8 @@ Sections, in file order (each starts with a `# ----- NAME` line):
   configuration · errors and context · input validation · files · accounts · locking · version /
   facts · packages / services · users · file-write · validated configs · MariaDB · sshd / ufw ·
   host hardening · sites: layout · sites: logs and limits · sites: as the site user ·
-  sites: sources · sites: releases · sites: exec · sites: certificates · sites: supervisor ·
-  sites: removal · dispatch
+  sites: sources · sites: releases · sites: exec · sites: environment and hooks ·
+  sites: certificates · sites: supervisor · sites: removal · dispatch
 
 Subcommands (lock scope: none = reads only, global = VPS-wide, site = that site only,
 site+global = the site's lock then the VPS lock; see take_locks), and the section that
@@ -46,6 +46,8 @@ implements each:
   release-activate   site    sites: releases
   releases-list      none    sites: releases
   site-exec          site    sites: exec
+  env-apply          site    sites: environment and hooks (then the VPS lock to reload)
+  hook-run           site    sites: environment and hooks
   cert-issue         global  sites: certificates
   supervisor-apply   global  sites: supervisor
   supervisor-remove  global  sites: supervisor
@@ -64,9 +66,11 @@ Protocol
 * Error codes: invalid_input, unknown_command, missing_binary, timeout, command_failed,
   nginx_invalid, php_fpm_invalid, sshd_invalid, sshd_overridden, reload_failed,
   ufw_unavailable, user_conflict, conflict, db_error, busy, internal_error, and for sites:
-  not_found, source_failed, checksum_mismatch, unsafe_archive, build_failed, acme_failed.
-* Secrets (env file contents, WordPress admin password) arrive only on stdin and are replaced
-  by *** in every log line and error message.
+  not_found, source_failed, host_key_changed, checksum_mismatch, unsafe_archive, build_failed,
+  acme_failed.
+* Secrets (env file contents, every site variable, WordPress admin password, a git source's
+  deploy key) arrive only on
+  stdin and are replaced by *** in every log line and error message.
 
 Configuration (environment variables; production defaults in brackets)
 ----------------------------------------------------------------------
@@ -1604,6 +1608,8 @@ def ensure_hidepid(ctx: Context) -> str:
 #     current -> releases/RELEASE                   swapped atomically by release-activate
 #     shared/                 NAME:www-data 2750  persistent paths symlinked into each release
 #     tmp/                    NAME:NAME     0700  PHP sessions and uploads (pool settings)
+#     .chom-ssh/              NAME:NAME     0700  a private repository's deploy key and pinned
+#                                                  known_hosts (both 0600), written as NAME
 #   /var/log/chom/NAME/       root:NAME     0750  nginx and php-fpm per-site logs (other sites
 #                                                  cannot read them: request URLs carry tokens)
 #   /var/lib/chom/acme/NAME/  root:www-data 0750  certbot's HTTP-01 webroot: outside the home,
@@ -1625,7 +1631,9 @@ SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OUTPUT_TAIL_LINES = 20
 MAX_EXTRACT_BYTES = 4 * 1024 * 1024 * 1024
 BUILD_STEPS = ("composer-install", "artisan-migrate", "artisan-storage-link", "artisan-optimize", "php-lint")
-EXEC_STEPS = (*BUILD_STEPS, "wp-install")
+# artisan-queue-restart: after a switch, Laravel queue workers finish their job and exit
+# (supervisor starts them again in the new current/): a worker keeps the code it started with.
+EXEC_STEPS = (*BUILD_STEPS, "artisan-queue-restart", "wp-install")
 
 
 class Site:
@@ -2146,16 +2154,20 @@ DISTRO_SOURCES: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
 }
 SOURCE_FIELDS = {
     "placeholder": {"type", "html"},
-    "git": {"type", "url", "branch"},
+    "git": {"type", "url", "branch", "ssh"},
     "archive": {"type", "url", "sha256", "strip_components"},
     "distro-package": {"type", "package"},
+    "upload": {"type", "path", "sha256", "format"},
 }
+# An archive a tenant uploaded, copied here (root-only) by CHOM; already inspected by CHOM.
+UPLOAD_PATH_RE = LazyRe(r"^/var/lib/chom/uploads/[0-9]{8}T?[0-9]{6}[a-z0-9-]{0,20}\.(tar\.gz|zip)$")
+UPLOAD_MAGIC = {"tar.gz": b"\x1f\x8b", "zip": b"PK\x03\x04"}
 
 
 def parse_source(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict) or raw.get("type") not in SOURCE_FIELDS:
         raise invalid(
-            'source must be an object with type "placeholder", "git", "archive" or "distro-package"'
+            'source must be an object with type "placeholder", "git", "archive", "distro-package" or "upload"'
         )
     extra = sorted(set(raw) - SOURCE_FIELDS[raw["type"]])
     if extra:
@@ -2176,6 +2188,12 @@ def parse_source(raw: Any) -> dict[str, Any]:
         branch = raw.get("branch")
         if not isinstance(branch, str) or not BRANCH_RE.fullmatch(branch) or ".." in branch:
             raise invalid(f"git branch {branch!r} is invalid (must match {BRANCH_RE.pattern}, no '..')")
+        if is_ssh_git_url(raw["url"]) != ("ssh" in raw):
+            raise invalid("a git source has an ssh part (deploy key, known hosts) iff its url is ssh")
+        if "ssh" in raw:
+            parse_git_ssh(raw["ssh"])
+    elif raw["type"] == "upload":
+        parse_upload_source(raw)
     else:
         url = raw.get("url")
         if not isinstance(url, str) or url_scheme(url) not in ("https", "http"):
@@ -2187,6 +2205,16 @@ def parse_source(raw: Any) -> dict[str, Any]:
         if not isinstance(strip, int) or isinstance(strip, bool) or not 0 <= strip <= 5:
             raise invalid("strip_components must be an integer 0-5")
     return raw
+
+
+def parse_upload_source(raw: dict[str, Any]) -> None:
+    path, fmt = raw.get("path"), raw.get("format")
+    if fmt not in UPLOAD_MAGIC:
+        raise invalid('upload format must be "tar.gz" or "zip"')
+    if not isinstance(path, str) or not UPLOAD_PATH_RE.fullmatch(path) or not path.endswith("." + fmt):
+        raise invalid(f"upload path {path!r} must be /var/lib/chom/uploads/RELEASE.{fmt}")
+    if not isinstance(raw.get("sha256"), str) or not SHA256_RE.fullmatch(raw["sha256"]):
+        raise invalid("upload sha256 must be 64 lowercase hex digits")
 
 
 def url_scheme(url: str) -> str:
@@ -2205,12 +2233,165 @@ def validate_git_url(url: Any) -> None:
         raise invalid("git url must be a string")
     validate_url_chars(url)
     scheme = url_scheme(url)
-    # No ssh:// (needs known_hosts pinning first) and never git's ext:: or fd:: transports.
+    # Never git's ext:: or fd:: transports; ssh only in the shapes is_ssh_git_url accepts.
     if url.startswith("/"):
         if any(part in ("", ".", "..") for part in url.split("/")[1:]):
             raise invalid(f"git url {url!r} must be a normalised absolute path")
+    elif is_ssh_git_url(url):
+        if ".." in re.split("[/:]", url):
+            raise invalid(f"git url {url!r} may not contain '..'")
     elif scheme not in ("https", "http", "git", "file") or "::" in url:
-        raise invalid(f"git url {url!r} must be https://, http://, git://, file:// or an absolute path")
+        raise invalid(
+            f"git url {url!r} must be https://, http://, git://, ssh://, user@host:path, file:// or an "
+            "absolute path"
+        )
+
+
+# SSH git URLs: ssh://[user@]host[:port]/path or scp-like user@host:path (always with a user, so
+# git never takes it for a local path). Neither host nor user starts with "-": ssh would read an
+# option (-oProxyCommand=...). No "%" escapes, no "..".
+GIT_SSH_URL_RE = LazyRe(
+    r"ssh://([A-Za-z0-9_][A-Za-z0-9._-]{0,63}@)?[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?"
+    r"/[A-Za-z0-9._~+/-]{1,1000}"
+)
+GIT_SCP_URL_RE = LazyRe(
+    r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}@[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[A-Za-z0-9._~+/][A-Za-z0-9._~+/-]{0,1000}"
+)
+OPENSSH_KEY_RE = LazyRe(
+    r"-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+/=\n]{1,8000}-----END OPENSSH PRIVATE KEY-----\n?"
+)
+# As ssh writes it with HashKnownHosts=no: "host[,host] type base64" ("[host]:port" off port 22).
+KNOWN_HOSTS_LINE_RE = LazyRe(r"[A-Za-z0-9.:\[\],-]{1,300} [a-z0-9@.-]{1,60} [A-Za-z0-9+/]{16,8000}={0,2}")
+GIT_SSH_DIR = ".chom-ssh"
+
+
+def is_ssh_git_url(url: str) -> bool:
+    return bool(GIT_SSH_URL_RE.fullmatch(url) or GIT_SCP_URL_RE.fullmatch(url))
+
+
+def parse_git_ssh(raw: Any) -> None:
+    """{"private_key": OpenSSH ed25519/any key, "known_hosts": pinned lines, "" before the first
+    clone pins them}."""
+    if not isinstance(raw, dict) or set(raw) != {"private_key", "known_hosts"}:
+        raise invalid('git ssh must be {"private_key": "...", "known_hosts": "..."}')
+    if not isinstance(raw["private_key"], str) or not OPENSSH_KEY_RE.fullmatch(raw["private_key"]):
+        raise invalid("git ssh private_key must be an unencrypted key in OpenSSH format")
+    hosts = raw["known_hosts"]
+    if not isinstance(hosts, str) or len(hosts) > 65536:
+        raise invalid("git ssh known_hosts must be text")
+    if not all(KNOWN_HOSTS_LINE_RE.fullmatch(line) for line in hosts.splitlines()):
+        raise invalid("git ssh known_hosts must be lines of 'host type base64-key'")
+
+
+def key_fingerprint(blob_b64: str) -> str:
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(base64.b64decode(blob_b64)).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def git_ssh_prepare(ctx: Context, site: Site, ssh: dict[str, str]) -> dict[str, str]:
+    """Write the deploy key and the pinned known_hosts into the site's home AS the site user
+    (root never opens a path there), and return the environment that makes git use only them:
+    `-F /dev/null` so no ~/.ssh/config (the tenant's) or system ssh_config is read, the key alone
+    (IdentitiesOnly), no prompt (BatchMode), and the pinned host key or, with none pinned yet,
+    whatever the server shows now (accept-new into an empty file: trust on first use)."""
+    import shlex
+
+    key, hosts = ssh["private_key"], ssh["known_hosts"]
+    ctx.secret(key)
+    for line in key.splitlines():
+        if len(line) >= 16 and "OPENSSH" not in line:
+            ctx.secret(line)
+    directory = site.sub(GIT_SSH_DIR)
+    key_path, hosts_path = os.path.join(directory, "deploy_key"), os.path.join(directory, "known_hosts")
+
+    def write() -> None:
+        if os.path.islink(directory) or (os.path.lexists(directory) and not os.path.isdir(directory)):
+            os.unlink(directory)
+        if not os.path.isdir(directory):
+            os.mkdir(directory, 0o700)
+        os.chown(directory, -1, site.gid)
+        os.chmod(directory, 0o700)
+        write_file_as_user(key_path, key.encode(), 0o600, gid=site.gid)
+        write_file_as_user(hosts_path, hosts.encode(), 0o600, gid=site.gid)
+
+    in_site_process(site, "git-ssh-key", write, timeout=60)
+    pinned = bool(hosts.strip())
+    command = [
+        "ssh", "-F", "/dev/null", "-i", key_path, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+        "-o", "BatchMode=yes", "-o", f"StrictHostKeyChecking={'yes' if pinned else 'accept-new'}",
+        "-o", f"UserKnownHostsFile={hosts_path}", "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "HashKnownHosts=no", "-o", "UpdateHostKeys=no", "-o", "ConnectTimeout=30",
+    ]  # fmt: skip
+    ctx.log(f"git over ssh with the site's deploy key, host key {'pinned' if pinned else 'not pinned yet'}")
+    # GIT_SSH_COMMAND beats a core.sshCommand in the tenant's ~/.gitconfig; no global config at all.
+    return {
+        "GIT_SSH_COMMAND": shlex.join(command),
+        "GIT_SSH_VARIANT": "ssh",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+
+
+def git_clone_error(source: dict[str, Any], proc: subprocess.CompletedProcess) -> AgentError:
+    """git's failure in words a customer can act on (the pinned fingerprint, the deploy key)."""
+    output = (proc.stderr or "") + (proc.stdout or "")
+    message = f"git clone of branch {source['branch']!r} exited {proc.returncode}: {_tail(proc, 6)}"
+    ssh = source.get("ssh")
+    changed = "REMOTE HOST IDENTIFICATION HAS CHANGED" in output or "Host key verification failed" in output
+    if ssh and changed:
+        lines = ssh["known_hosts"].splitlines()
+        pinned = [key_fingerprint(line.split()[2]) for line in lines if line.strip()]
+        return AgentError(
+            "host_key_changed",
+            "the git server's host key is not the one pinned for this site ({}): it changed, or "
+            "someone is in between; nothing was cloned. ({})".format(", ".join(pinned) or "none", message),
+            "git-clone",
+        )
+    if ssh and "Permission denied (publickey" in output:
+        return AgentError(
+            "source_failed",
+            "the git server refused the site's deploy key: add its public key to the repository's "
+            f"deploy keys (read access) and deploy again. ({message})",
+            "git-clone",
+        )
+    if "terminal prompts disabled" in output or "could not read Username" in output:
+        return AgentError(
+            "source_failed",
+            "the repository asks for credentials: for a private repository use its SSH URL "
+            f"(git@host:owner/repo.git) with the site's deploy key. ({message})",
+            "git-clone",
+        )
+    return AgentError("source_failed", message, "git-clone")
+
+
+def git_ssh_facts(site: Site, source: dict[str, Any]) -> dict[str, Any]:
+    """The host key lines ssh accepted for an ssh source (what CHOM pins after a first clone),
+    read as the site user: the file is the site's, may be a FIFO or a link, and is checked."""
+    if source.get("type") != "git" or "ssh" not in source:
+        return {}
+    path = site.sub(GIT_SSH_DIR, "known_hosts")
+
+    def read() -> str:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+        except OSError:
+            return ""
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return ""
+            return os.read(fd, 65536).decode("utf-8", "replace")
+        finally:
+            os.close(fd)
+
+    try:
+        text = in_site_process(site, "git-known-hosts", read, timeout=30)
+    except AgentError:  # the release is built; without the lines CHOM just pins nothing yet
+        text = ""
+    lines = [line.strip() for line in text.splitlines() if KNOWN_HOSTS_LINE_RE.fullmatch(line.strip())]
+    return {"git_host_keys": lines[:10]}
 
 
 def validate_rel_path(path: Any, what: str) -> str:
@@ -2222,6 +2403,7 @@ def validate_rel_path(path: Any, what: str) -> str:
 
 
 def fetch_git(ctx: Context, site: Site, source: dict[str, Any], dest: str) -> str:
+    ssh_env = git_ssh_prepare(ctx, site, source["ssh"]) if "ssh" in source else None
     argv = [
         *ctx.config.git,
         "-c",
@@ -2236,13 +2418,9 @@ def fetch_git(ctx: Context, site: Site, source: dict[str, Any], dest: str) -> st
         source["url"],
         dest,
     ]
-    proc = run_as_site(ctx, site, argv, step="git-clone", cwd=site.sub("releases"))
+    proc = run_as_site(ctx, site, argv, step="git-clone", cwd=site.sub("releases"), extra_env=ssh_env)
     if proc.returncode != 0:
-        raise AgentError(
-            "source_failed",
-            f"git clone of branch {source['branch']!r} exited {proc.returncode}: {_tail(proc, 6)}",
-            "git-clone",
-        )
+        raise git_clone_error(source, proc)
     rev = run_as_site(ctx, site, [*ctx.config.git, "rev-parse", "HEAD"], step="git-rev-parse", cwd=dest)
     if rev.returncode != 0:
         raise AgentError(
@@ -2427,25 +2605,102 @@ def preload_archive_modules() -> None:
 
 
 def fetch_archive(ctx: Context, site: Site, source: dict[str, Any], dest: str) -> str:
-    import tarfile
-    import zipfile
-
     with download(ctx, source["url"], source["sha256"]) as handle:
         strip = source.get("strip_components", 0)
         is_zip = handle.read(4) == b"PK\x03\x04"
         handle.seek(0)
-        preload_archive_modules()
-
-        def extract() -> int:
-            os.mkdir(dest)
-            try:
-                return (extract_zip if is_zip else extract_tar)(handle, dest, strip)
-            except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
-                raise unsafe(f"archive cannot be read: {exc}")
-
-        count = in_site_process(site, "extract", extract, timeout=ctx.config.build_timeout)
+        count = extract_archive(ctx, site, handle, dest, strip, is_zip)
     ctx.log(f"extracted {count} entries (strip_components={strip})")
     return "sha256:" + source["sha256"]
+
+
+def extract_archive(ctx: Context, site: Site, handle: Any, dest: str, strip: int, is_zip: bool) -> int:
+    """Extract the open archive HANDLE into the new directory DEST as the site user."""
+    import tarfile
+    import zipfile
+
+    preload_archive_modules()
+
+    def extract() -> int:
+        os.mkdir(dest)
+        try:
+            return (extract_zip if is_zip else extract_tar)(handle, dest, strip)
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
+            raise unsafe(f"archive cannot be read: {exc}")
+
+    return in_site_process(site, "extract", extract, timeout=ctx.config.build_timeout)
+
+
+def fetch_upload(ctx: Context, site: Site, source: dict[str, Any], dest: str) -> str:
+    """An archive a tenant uploaded, which CHOM copied to the VPS: checked against its SHA-256,
+    extracted as the site user by the same extractors as a downloaded archive, then removed
+    whatever happened (CHOM copies it again for another attempt)."""
+    try:
+        with open_upload(ctx, source) as handle:
+            count = extract_archive(ctx, site, handle, dest, 0, source["format"] == "zip")
+    finally:
+        discard_upload(ctx, source)
+    ctx.log(f"extracted {count} entries of the uploaded {source['format']} archive")
+    return "sha256:" + source["sha256"]
+
+
+def open_upload(ctx: Context, source: dict[str, Any]) -> Any:
+    """The uploaded archive, opened by descriptor: a root-only regular file with one link (never
+    a symlink or a FIFO), its SHA-256 verified, its first bytes those of its format."""
+    import hashlib
+
+    try:
+        fd = os.open(
+            ctx.config.path(source["path"]), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+        )
+    except OSError as exc:
+        raise AgentError("source_failed", f"uploaded archive {source['path']}: {exc.strerror}", "upload")
+    # Unbuffered, as download's: the extracting child shares the descriptor's offset.
+    handle = os.fdopen(fd, "rb", buffering=0)
+    try:
+        info = os.fstat(fd)
+        if (
+            not stat.S_ISREG(info.st_mode)
+            or info.st_uid != os.geteuid()
+            or info.st_mode & 0o077
+            or info.st_nlink != 1
+        ):
+            raise AgentError(
+                "source_failed",
+                f"uploaded archive {source['path']} is not a root-only regular file",
+                "upload",
+            )
+        digest = hashlib.sha256()
+        while True:
+            chunk = handle.read(1024 * 1024)
+            if not chunk:
+                break
+            digest.update(chunk)
+        if digest.hexdigest() != source["sha256"]:
+            raise AgentError(
+                "checksum_mismatch",
+                f"uploaded archive sha256 is {digest.hexdigest()}, expected {source['sha256']}; "
+                "nothing was extracted",
+                "verify",
+            )
+        handle.seek(0)
+        magic = UPLOAD_MAGIC[source["format"]]
+        if handle.read(len(magic)) != magic:
+            raise unsafe(f"uploaded archive is not a {source['format']} archive")
+        handle.seek(0)
+    except BaseException:
+        handle.close()
+        raise
+    ctx.log(f"uploaded archive {source['path']} sha256 verified ({info.st_size} bytes)")
+    return handle
+
+
+def discard_upload(ctx: Context, source: dict[str, Any]) -> None:
+    try:
+        os.unlink(ctx.config.path(source["path"]))
+    except FileNotFoundError:
+        return
+    ctx.log(f"removed {source['path']}")
 
 
 def fetch_distro_package(ctx: Context, site: Site, name: str, dest: str) -> str:
@@ -2624,18 +2879,25 @@ def register_env_secrets(ctx: Context, content: str) -> None:
 
 
 def cmd_release_create(ctx: Context, args: Input) -> dict[str, Any]:
-    """Build releases/RELEASE as the site user. The env file is written INTO the release (0640,
-    group = the site's own group, so not even nginx can read it) rather than into shared/: a
-    failed build then leaves the running release's configuration untouched, and activating an
-    older release restores the env it was built with (Laravel's config:cache bakes it in anyway)."""
+    """Build releases/RELEASE as the site user. `site_env` (PHP, Laravel) is the site's
+    environment: shared/.env, linked from the release (see "sites: environment and hooks"), so
+    it is the site's, not a release's. `env` is a configuration file written INTO the release
+    (0640, group = the site's own group, so not even nginx can read it): WordPress's
+    wp-config.php, which must sit in the release (it loads wp-settings.php from __DIR__).
+    `build_hook`: the tenant's build command, run after the fixed build steps."""
     name = args.match("name", SITE_NAME_RE, "site name")
     release = args.match("release", RELEASE_RE, "release id")
     source = parse_source(args.get("source", dict))
     build = args.get("build", list, default=[])
     shared = [validate_rel_path(p, "shared path") for p in args.get("shared", list, default=[])]
     env = parse_env(args.get("env", dict, default=None))
+    site_env = parse_site_env(ctx, args.get("site_env", dict, default=None))
+    raw_hook = args.get("build_hook", list, default=None)
+    hook = parse_hook(raw_hook, "build_hook") if raw_hook is not None else None
     docroot = validate_rel_path(args.get("docroot", str, default="public"), "docroot")
     args.finish()
+    if site_env is not None and (ENV_FILE in shared or (env is not None and env[0] == ENV_FILE)):
+        raise invalid(f"{ENV_FILE} is the site's environment: not also a shared path or env file")
     if env is not None:
         register_env_secrets(ctx, env[1])
         if env[0] in shared:
@@ -2648,6 +2910,8 @@ def cmd_release_create(ctx: Context, args: Input) -> dict[str, Any]:
     info = read_marker(dest)
     if info is not None:
         ctx.log(f"release {release} already built")
+        if source["type"] == "upload":
+            discard_upload(ctx, source)
         return {
             "release": release,
             "commit": info.get("commit", ""),
@@ -2657,7 +2921,8 @@ def cmd_release_create(ctx: Context, args: Input) -> dict[str, Any]:
         in_site_process(site, "cleanup", lambda: rmtree_writable(dest))
         ctx.change(f"removed incomplete release {release} left by an interrupted run")
     try:
-        commit = build_release(ctx, site, release, dest, source, build, shared, env, docroot)
+        extras = {"site_env": site_env, "hook": hook}
+        commit = build_release(ctx, site, release, dest, source, build, shared, env, docroot, **extras)
     except BaseException:
         try:
             in_site_process(site, "cleanup", lambda: rmtree_writable(dest))
@@ -2666,7 +2931,8 @@ def cmd_release_create(ctx: Context, args: Input) -> dict[str, Any]:
             ctx.log(f"could not remove failed release {release}: {cleanup.message}")
         raise
     ctx.change(f"release {release} built")
-    return {"release": release, "commit": commit, "path": public_release_path(site, release)}
+    built = {"release": release, "commit": commit, "path": public_release_path(site, release)}
+    return built | git_ssh_facts(site, source)
 
 
 def public_release_path(site: Site, release: str) -> str:
@@ -2683,12 +2949,16 @@ def build_release(
     shared: list[str],
     env: tuple[str, str] | None,
     docroot: str,
+    site_env: dict[str, str] | None = None,
+    hook: list[str] | None = None,
 ) -> str:
     kind = source["type"]
     if kind == "git":
         commit = fetch_git(ctx, site, source, dest)
     elif kind == "archive":
         commit = fetch_archive(ctx, site, source, dest)
+    elif kind == "upload":
+        commit = fetch_upload(ctx, site, source, dest)
     elif kind == "distro-package":
         commit = fetch_distro_package(ctx, site, source["package"], dest)
     else:
@@ -2704,12 +2974,18 @@ def build_release(
                 raise AgentError("build_failed", f"env path {env[0]!r} is a directory in the release", "env")
             write_file_as_user(path, env[1].encode("utf-8"), 0o640, gid=site.gid)
             lines.append(f"wrote {env[0]} ({len(env[1])} bytes, mode 0640)")
+        if site_env is not None:
+            if write_shared_env(site, render_dotenv(site_env)):
+                lines.append(f"wrote shared/{ENV_FILE} ({len(site_env)} variables, mode 0640)")
+            lines.append(link_env(dest) or f"{ENV_FILE} already linked")
         return lines
 
     for line in in_site_process(site, "arrange", arrange):
         ctx.log(line)
     for step in build:
         run_step(ctx, site, step, dest, "build_failed")
+    if hook is not None:
+        run_hook(ctx, site, hook, dest, "build-hook", "build_failed")
     marker = {"release": release, "commit": commit, "created": utc_now(), "source": kind}
     data = (json.dumps(marker, sort_keys=True) + "\n").encode()
     in_site_process(
@@ -2780,6 +3056,8 @@ def step_argv(ctx: Context, step: str, cwd: str) -> list[str] | None:
         "artisan-migrate": ["migrate", "--force", "--no-interaction"],
         "artisan-storage-link": ["storage:link", "--no-interaction"],
         "artisan-optimize": ["optimize", "--no-interaction"],
+        "artisan-config-cache": ["config:cache", "--no-interaction"],
+        "artisan-queue-restart": ["queue:restart", "--no-interaction"],
     }[step]
     return [*php, "artisan", *artisan]
 
@@ -2980,6 +3258,257 @@ def wp_install(ctx: Context, site: Site, cwd: str, params: dict[str, str]) -> di
     else:
         ctx.log("WordPress is already installed")
     return {"installed": bool(outcome.get("installed"))}
+
+
+# --------------------------------------------------------------------------- sites: environment and hooks
+#
+# The site's environment lives once per site, outside the releases: /var/www/NAME/shared/.env
+# (0640, the site user : the site's own group, so nginx and other sites cannot read it), written
+# by the site user (in_site_process: a symlink the site planted there is replaced, never
+# followed). Each release has `.env -> ../../shared/.env`, so a rollback keeps the current
+# variables. CHOM sends the values, never a file: this agent renders it, each value in phpdotenv's
+# double-quoted syntax with `\ " $` and line breaks escaped (bare when it has no character the
+# parser treats specially), so no value can end its line, start another variable or expand one.
+# env-apply rewrites the file without a new release; for Laravel it rebuilds the cached config
+# in current/ (config:cache, as the site user with the site's limits) whenever the file changed
+# or the cache is older than it, then reloads PHP-FPM and restarts the site's supervisor
+# programs (its queue worker) so the change is visible at once.
+#
+# Deploy hooks are tenant argv lists (never a shell string): the build hook runs in the new
+# release after the fixed build steps (release-create's `build_hook`), the release hook in
+# current/ after the switch (hook-run); both as the site user with the site's limits and the
+# build timeout, their output tail in the log.
+
+ENV_FILE = ".env"
+ENV_NAME_RE = LazyRe(r"^[A-Z_][A-Z0-9_]{0,63}$")
+ENV_VALUE_MAX_BYTES = 8192
+ENV_MAX_NAMES = 250  # the tenant's 200 plus CHOM's own
+HOOK_MAX_ARGS = 50
+HOOK_MAX_ARG_CHARS = 1000
+_DOTENV_ESCAPES = {"\\": "\\\\", '"': '\\"', "$": "\\$", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_DOTENV_ESCAPES.update({"\f": "\\f", "\v": "\\v"})
+_DOTENV_BARE = LazyRe(r"^[A-Za-z0-9_.,:/@+=-]*$")
+
+
+def parse_env_values(raw: Any, what: str) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        raise invalid(f"{what} must be an object of NAME: value")
+    for name, value in raw.items():
+        if not ENV_NAME_RE.fullmatch(name):
+            raise invalid(f"{what}: variable name {name!r} is invalid (must match {ENV_NAME_RE.pattern})")
+        if not isinstance(value, str) or "\x00" in value:
+            raise invalid(f"{what}: {name} must be text without NUL")
+        if len(value.encode("utf-8", "surrogatepass")) > ENV_VALUE_MAX_BYTES:
+            raise invalid(f"{what}: {name} is longer than {ENV_VALUE_MAX_BYTES} bytes")
+    return raw
+
+
+def parse_site_env(ctx: Context, raw: Any) -> dict[str, str] | None:
+    """{"managed": {...}, "variables": {...}} -> the values in file order (CHOM's, then the
+    tenant's). Every tenant value is a secret; CHOM's only when its name looks like one."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"managed", "variables"}:
+        raise invalid('site_env must be {"managed": {...}, "variables": {...}}')
+    managed = parse_env_values(raw.get("managed", {}), "managed")
+    variables = parse_env_values(raw.get("variables", {}), "variables")
+    both = sorted(set(managed) & set(variables))
+    if both:
+        raise invalid("names both managed and set by the site: {}".format(", ".join(both)))
+    if len(managed) + len(variables) > ENV_MAX_NAMES:
+        raise invalid(f"at most {ENV_MAX_NAMES} variables")
+    for name, value in managed.items():
+        if _SECRETISH.search(name):
+            ctx.secret(value)
+    for value in variables.values():
+        ctx.secret(value)
+    return {**managed, **variables}
+
+
+def dotenv_quote(value: str) -> str:
+    """A value as phpdotenv reads it back: bare when it holds nothing the parser treats specially
+    (readable, and what simple readers expect), else double-quoted with escapes."""
+    if _DOTENV_BARE.fullmatch(value):
+        return value
+    return '"' + "".join(_DOTENV_ESCAPES.get(char, char) for char in value) + '"'
+
+
+def render_dotenv(values: dict[str, str]) -> bytes:
+    # No comment line: simple KEY=value readers (a plain PHP site's own) would trip over it.
+    lines = [f"{name}={dotenv_quote(value)}" for name, value in values.items()]
+    return "".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass")
+
+
+def read_own_file(path: str) -> bytes | None:
+    """The regular file at PATH (not followed if it is a symlink), or None. Site user only."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
+def write_shared_env(site: Site, data: bytes) -> bool:
+    """shared/.env = DATA, 0640 site user : site group. Runs as the site user. True if changed."""
+    path = site.sub("shared", ENV_FILE)
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise AgentError("conflict", f"{site.public_home}/shared/{ENV_FILE} is a directory", "env")
+    if read_own_file(path) == data:
+        st = os.lstat(path)
+        if (stat.S_IMODE(st.st_mode), st.st_gid) == (0o640, site.gid):
+            return False
+    write_file_as_user(path, data, 0o640, gid=site.gid)
+    return True
+
+
+def link_env(dest: str) -> str | None:
+    """DEST/.env -> ../../shared/.env (a release dir). Runs as the site user. What it did, or None."""
+    path = os.path.join(dest, ENV_FILE)
+    target = os.path.join("..", "..", "shared", ENV_FILE)
+    if os.path.islink(path) and os.readlink(path) == target:
+        return None
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise AgentError("build_failed", f"{ENV_FILE} is a directory in the release", "env")
+    tmp = os.path.join(dest, f".chom-env-{os.getpid()}")
+    _unlink_quietly(tmp)
+    os.symlink(target, tmp)
+    os.rename(tmp, path)  # replaces a file the repository or an older CHOM put there
+    return f"linked {ENV_FILE} -> shared/{ENV_FILE}"
+
+
+def config_cache_stale(release_dir: str) -> bool:
+    """Laravel's cached config is missing or older than the env file. Runs as the site user."""
+    try:
+        cached = os.lstat(os.path.join(release_dir, "bootstrap", "cache", "config.php")).st_mtime_ns
+        env = os.stat(os.path.join(release_dir, ENV_FILE)).st_mtime_ns
+    except OSError:
+        return True
+    return cached < env
+
+
+def parse_hook(raw: Any, what: str) -> list[str]:
+    """A deploy hook: an argv list of tenant text, never run through a shell."""
+    if not isinstance(raw, list) or not 1 <= len(raw) <= HOOK_MAX_ARGS:
+        raise invalid(f"{what} must be a list of 1 to {HOOK_MAX_ARGS} arguments")
+    for arg in raw:
+        if not isinstance(arg, str) or "\x00" in arg or len(arg) > HOOK_MAX_ARG_CHARS:
+            raise invalid(
+                f"{what}: each argument must be text without NUL, at most {HOOK_MAX_ARG_CHARS} chars"
+            )
+    if not raw[0]:
+        raise invalid(f"{what}: the command (first argument) is empty")
+    return raw
+
+
+def run_hook(ctx: Context, site: Site, argv: list[str], cwd: str, step: str, error_code: str) -> None:
+    started = time.monotonic()
+    try:
+        proc = run_as_site(ctx, site, argv, step=step, cwd=cwd, timeout=ctx.config.build_timeout)
+    except AgentError as exc:
+        raise AgentError(error_code, f"{step} failed: {exc.message}", step)
+    tail = output_tail(proc)
+    ctx.log(f"{step} {argv[0]}: exit {proc.returncode} in {time.monotonic() - started:.1f}s")
+    ctx.log_lines.extend(f"  {line}" for line in tail)
+    if proc.returncode != 0:
+        detail = " | ".join(tail[-8:]) or "no output"
+        raise AgentError(error_code, f"{step} exited {proc.returncode}: {detail}", step)
+
+
+def cmd_env_apply(ctx: Context, args: Input) -> dict[str, Any]:
+    """Write the site's shared/.env, link it from current/, and make running code see it."""
+    name = args.match("name", SITE_NAME_RE, "site name")
+    values = parse_site_env(ctx, args.get("site_env", dict))
+    php_version = args.get("php_version", str, default="")
+    config_cache = args.get("config_cache", bool, default=False)
+    args.finish()
+    if php_version and not PHP_VERSION_RE.fullmatch(php_version):
+        raise invalid(f"php_version {php_version!r} is invalid (must match {PHP_VERSION_RE.pattern})")
+    assert values is not None
+    site = load_site(ctx, name)
+    release = current_release(site)
+    data = render_dotenv(values)
+
+    def apply() -> dict[str, Any]:
+        lines = []
+        if write_shared_env(site, data):
+            lines.append(f"wrote shared/{ENV_FILE} ({len(values)} variables, mode 0640)")
+        if release is not None:
+            linked = link_env(site.sub("releases", release))
+            lines += [f"{linked} in {release}"] if linked else []
+        stale = release is not None and config_cache and config_cache_stale(site.sub("releases", release))
+        return {"lines": lines, "stale": stale}
+
+    done = in_site_process(site, "env", apply)
+    for line in done["lines"]:
+        ctx.change(line)
+    if not done["lines"]:
+        ctx.log(f"shared/{ENV_FILE} unchanged")
+    cached = False
+    if release is not None and (done["lines"] or done["stale"]) and config_cache:
+        run_step(ctx, site, "artisan-config-cache", site.sub("releases", release), "command_failed")
+        ctx.change(f"config:cache ran in {release}")
+        cached = True
+    reloaded: list[str] = []
+    if ctx.changed:
+        reloaded = reload_site_processes(ctx, site, php_version)
+    return {
+        "path": f"{site.public_home}/shared/{ENV_FILE}",
+        "release": release,
+        "config_cached": cached,
+        "reloaded": reloaded,
+    }
+
+
+def reload_site_processes(ctx: Context, site: Site, php_version: str) -> list[str]:
+    """PHP-FPM (a graceful reload) and the site's supervisor programs, under the VPS lock: a
+    pool-apply of another site must not be reloaded half-validated."""
+    import configparser
+
+    done = []
+    lock = acquire_lock(ctx.config)  # site lock first, then the VPS lock (take_locks' order)
+    try:
+        if php_version:
+            reload(ctx, php_argv(ctx.config.php_fpm_reload, php_version), f"php{php_version}-fpm")
+            done.append(f"php{php_version}-fpm")
+        content = read_bytes(supervisor_path(ctx.config, site.name))
+        if content is not None:
+            parser = configparser.ConfigParser(interpolation=None, strict=False)
+            parser.read_string(content.decode("utf-8", "replace"))
+            for section in parser.sections():
+                kind, _, program = section.partition(":")
+                if kind != "program" or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", program):
+                    continue
+                argv = [*ctx.config.supervisorctl, "restart", f"{program}:*"]
+                proc = ctx.run(argv, step="supervisorctl-restart", check=False)
+                if proc.returncode != 0:
+                    # The worker is the site's own code: one that will not start (supervisor
+                    # keeps retrying it) is the app's failure to show, not the environment's.
+                    ctx.log(f"warning: {program} did not restart cleanly: {_tail(proc)}")
+                    continue
+                ctx.log(f"restarted {program}")
+                done.append(program)
+    finally:
+        os.close(lock)
+    return done
+
+
+def cmd_hook_run(ctx: Context, args: Input) -> dict[str, Any]:
+    """The release hook: ARGV as the site user in RELEASE, which must be current."""
+    name = args.match("name", SITE_NAME_RE, "site name")
+    release = args.match("release", RELEASE_RE, "release id")
+    argv = parse_hook(args.get("argv", list), "argv")
+    args.finish()
+    site = load_site(ctx, name)
+    if current_release(site) != release:
+        raise AgentError("conflict", f"release {release} of {name} is not current", "validate")
+    run_hook(ctx, site, argv, site.sub("releases", release), "release-hook", "command_failed")
+    return {"release": release}
 
 
 # --------------------------------------------------------------------------- sites: certificates
@@ -3310,6 +3839,9 @@ COMMANDS: dict[str, tuple[Callable[[Context, Input], dict[str, Any]], str]] = {
     "release-activate": (cmd_release_activate, "site"),
     "releases-list": (cmd_releases_list, "none"),
     "site-exec": (cmd_site_exec, "site"),
+    # Takes the VPS lock itself, after the site lock, only to reload PHP-FPM and supervisor.
+    "env-apply": (cmd_env_apply, "site"),
+    "hook-run": (cmd_hook_run, "site"),
     # certbot refuses to run twice at once on one config dir.
     "cert-issue": (cmd_cert_issue, "global"),
     "supervisor-apply": (cmd_supervisor_apply, "global"),

@@ -68,7 +68,15 @@ class AgentResult:
 
 
 def _secret_values(payload: dict) -> list[str]:
-    return [str(v) for k, v in payload.items() if any(s in k for s in ("password", "secret", "token", "key"))]
+    """Values of secret-looking keys, nested ones too (a git source's `ssh.private_key`); a
+    multi-line secret also line by line, as a tool may print one line of it."""
+    found = []
+    for k, v in payload.items():
+        if isinstance(v, dict):
+            found += _secret_values(v)
+        elif any(s in k for s in ("password", "secret", "token", "key")):
+            found += [str(v), *(line for line in str(v).splitlines() if len(line) >= 16)]
+    return found
 
 
 class Agent:

@@ -1,17 +1,24 @@
 import re
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from chom.api.serializers import OperationRefSerializer
 from chom.models import Operation
+from sites.api.hooks import HooksSerializer, hooks_data
 from sites.domains import InvalidDomain, normalize_domain
+from sites.git_ssh import key_fingerprint
 from sites.models import Release, Site
 from sites.repositories import RepositoryRefused, repository_url_check
 from sites.types import SITE_TYPES
 
-# Remote URLs only: a file:// or ssh:// URL would make the server read its own disk or keys.
+# Remote URLs only (a file:// URL would make the server read its own disk). SSH ones clone with
+# the site's deploy key: no "%" escapes in their paths, and neither a host nor a user may start
+# with "-" (ssh would read it as an option, e.g. -oProxyCommand=...).
 REPOSITORY_URL_RE = re.compile(
-    r"(https?|git)://([A-Za-z0-9._~-]{1,64}@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+/-]*)?"
+    r"(https?|git)://([A-Za-z0-9._~-]{1,64}@)?[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?(/[A-Za-z0-9._~%+/-]*)?"
+    r"|ssh://([A-Za-z0-9_][A-Za-z0-9._-]{0,63}@)?[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?/[A-Za-z0-9._~+/-]+"
+    r"|[A-Za-z0-9_][A-Za-z0-9._-]{0,63}@[A-Za-z0-9][A-Za-z0-9.-]*:[A-Za-z0-9._~+/][A-Za-z0-9._~+/-]*"
 )
 BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,100}$")
 
@@ -35,7 +42,11 @@ class RepositorySerializer(serializers.Serializer):
         except RepositoryRefused as exc:
             raise serializers.ValidationError(str(exc))
         if not REPOSITORY_URL_RE.fullmatch(value):
-            raise serializers.ValidationError("Use an http(s):// or git:// repository URL.")
+            raise serializers.ValidationError(
+                "Use an https://, git://, ssh:// or git@host:owner/repo.git repository URL."
+            )
+        if ".." in re.split("[/:]", value):
+            raise serializers.ValidationError("The repository path may not contain '..'.")
         return value
 
     def validate_branch(self, value: str) -> str:
@@ -51,6 +62,13 @@ class SiteCreateSerializer(serializers.Serializer):
     repository = RepositorySerializer(required=False)
     aliases = serializers.ListField(
         child=DomainField(max_length=300), required=False, default=list, max_length=20
+    )
+    tls = serializers.ChoiceField(
+        choices=Site.TlsMode.choices,
+        required=False,
+        default=Site.TlsMode.AUTO,
+        help_text="auto: the certificate is issued by itself once every name resolves to the server; "
+        "manual: only when asked (POST /sites/{id}/ssl).",
     )
 
     def validate(self, data):
@@ -68,6 +86,7 @@ class SiteUpdateSerializer(serializers.Serializer):
     php_version = serializers.RegexField(r"^[0-9]\.[0-9]\Z", required=False)
     aliases = serializers.ListField(child=DomainField(max_length=300), required=False, max_length=20)
     repository = RepositorySerializer(required=False)
+    hooks = HooksSerializer(required=False)
 
 
 class SiteFilterSerializer(serializers.Serializer):
@@ -82,10 +101,21 @@ class ReleaseSerializer(serializers.ModelSerializer):
         fields = ["name", "commit", "status", "error", "created_at", "activated_at"]
 
 
+class TlsSerializer(serializers.Serializer):
+    """Automatic TLS: where the site is on its way to a certificate (`ssl` is the certificate)."""
+
+    mode = serializers.ChoiceField(source="tls_mode", choices=Site.TlsMode.choices)
+    state = serializers.ChoiceField(source="tls_state", choices=Site.TlsState.choices)
+    reason = serializers.CharField(source="tls_reason")
+    waiting_since = serializers.DateTimeField(source="tls_waiting_since", allow_null=True)
+    next_check_at = serializers.DateTimeField(source="tls_next_check_at", allow_null=True)
+
+
 class SiteSerializer(serializers.ModelSerializer):
     vps = serializers.SerializerMethodField()
     repository = serializers.SerializerMethodField()
     ssl = serializers.SerializerMethodField()
+    tls = TlsSerializer(source="*", read_only=True)
     last_deploy = serializers.SerializerMethodField()
 
     class Meta:
@@ -102,6 +132,7 @@ class SiteSerializer(serializers.ModelSerializer):
             "repository",
             "current_release",
             "ssl",
+            "tls",
             "last_deployed_at",
             "last_deploy",
             "created_at",
@@ -132,11 +163,51 @@ class SiteSerializer(serializers.ModelSerializer):
         }
 
 
+class DeployKeySerializer(serializers.Serializer):
+    """The public half of a site's deploy key, to add to the repository (read-only access)."""
+
+    public_key = serializers.CharField()
+    fingerprint = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class GitHostKeySerializer(serializers.Serializer):
+    """The git server's host key pinned on the first SSH clone."""
+
+    fingerprint = serializers.CharField()
+
+
+def deploy_key_data(site: Site) -> dict | None:
+    if not site.deploy_key_public:
+        return None
+    return {
+        "public_key": site.deploy_key_public,
+        "fingerprint": key_fingerprint(site.deploy_key_public),
+        "created_at": site.deploy_key_created_at,
+    }
+
+
 class SiteDetailSerializer(SiteSerializer):
     releases = ReleaseSerializer(many=True, read_only=True)
+    deploy_key = serializers.SerializerMethodField()
+    git_host_key = serializers.SerializerMethodField()
+    hooks = serializers.SerializerMethodField()
 
     class Meta(SiteSerializer.Meta):
-        fields = [*SiteSerializer.Meta.fields, "releases"]
+        fields = [*SiteSerializer.Meta.fields, "releases", "deploy_key", "git_host_key", "hooks"]
+
+    @extend_schema_field(HooksSerializer)
+    def get_hooks(self, site) -> dict:
+        return hooks_data(site)
+
+    @extend_schema_field(DeployKeySerializer(allow_null=True))
+    def get_deploy_key(self, site) -> dict | None:
+        data = deploy_key_data(site)
+        return DeployKeySerializer(data).data if data else None
+
+    @extend_schema_field(GitHostKeySerializer(allow_null=True))
+    def get_git_host_key(self, site) -> dict | None:
+        return {"fingerprint": site.git_host_key_fingerprint} if site.git_host_key_fingerprint else None
 
 
 class SiteWebhookSerializer(serializers.Serializer):

@@ -11,6 +11,7 @@ from chom.api.serializers import OperationRefSerializer
 from chom.errors import ApplicationError
 from chom.http import client_ip
 from sites import selectors, services
+from sites.api.hooks import hooks_changes
 from sites.api.serializers import (
     SiteCreateSerializer,
     SiteDetailSerializer,
@@ -64,7 +65,12 @@ class SiteDetailView(APIView):
     def get(self, request, pk: int):
         return Response(SiteDetailSerializer(self._get(request, pk)).data)
 
-    @extend_schema(request=SiteUpdateSerializer, responses={202: SiteSerializer})
+    @extend_schema(
+        request=SiteUpdateSerializer,
+        responses={200: SiteSerializer, 202: SiteSerializer},
+        description="202 with the redeploy operation, or 200 when nothing needs one (no change, or "
+        "deploy hooks only: they apply from the next deploy).",
+    )
     def patch(self, request, pk: int):
         site = self._get(request, pk)
         data = SiteUpdateSerializer(data=request.data)
@@ -73,6 +79,7 @@ class SiteDetailView(APIView):
         repository = changes.pop("repository", None)
         if repository:
             changes["repository_url"], changes["repository_branch"] = repository["url"], repository["branch"]
+        changes |= hooks_changes(changes.pop("hooks", {}))
         op = services.site_update(
             site=site, actor=request.user, requested_by_tenant=not is_staff_request(request), **changes
         )

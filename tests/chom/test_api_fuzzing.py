@@ -5,7 +5,10 @@ CHOM talks to is there, as in production: S3 (moto server), Prometheus (real), S
 (local fakes of their APIs), so a 5xx can only be a fault. Bounded: FUZZ_EXAMPLES per operation
 (CHOM_FUZZ_EXAMPLES); the test prints how many requests it sent."""
 
+import io
 import os
+import tarfile
+import zipfile
 
 import pytest
 import schemathesis
@@ -13,7 +16,7 @@ from django.core import signals
 from django.core.cache import cache
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
-from hypothesis import HealthCheck, Phase, given
+from hypothesis import HealthCheck, Phase, given, strategies
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import (
     negative_data_rejection,
@@ -34,6 +37,29 @@ from tests.billing.conftest import fake_stripe  # noqa: F401 - the Stripe API, f
 from tests.observability.conftest import loki  # noqa: F401 - Loki's API, faked locally
 
 MARKER = "globex-fuzz-marker-51c2"
+
+
+def _archive(kind: str) -> bytes:
+    buffer = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("index.html", "<h1>fuzz</h1>")
+    else:
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            data = b"<h1>fuzz</h1>"
+            info = tarfile.TarInfo("index.html")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+# Release uploads are raw archives: schemathesis sends a valid one, or bytes that are not one.
+for _media in ("application/gzip", "application/x-gzip", "application/x-tar", "application/zip"):
+    schemathesis.openapi.media_type(
+        _media,
+        strategies.sampled_from([_archive("zip" if _media.endswith("zip") else "tar.gz")])
+        | strategies.binary(max_size=512),
+    )
 FUZZ_EXAMPLES = int(os.environ.get("CHOM_FUZZ_EXAMPLES", "40"))
 
 
@@ -64,7 +90,7 @@ def prometheus(tmp_path_factory):
 
 
 @pytest.fixture
-def fuzz_world(db, settings, fake_stripe, s3, loki, prometheus):  # noqa: F811 - fixtures imported above
+def fuzz_world(db, settings, tmp_path, fake_stripe, s3, loki, prometheus):  # noqa: F811 - fixtures imported above
     # Rate limits count in the cache: a private one, so fuzzing is never throttled by earlier tests.
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "fuzz"}
@@ -76,6 +102,7 @@ def fuzz_world(db, settings, fake_stripe, s3, loki, prometheus):  # noqa: F811 -
     settings.WORDPRESS_ARCHIVE_URL = "https://downloads.example.com/wordpress.tar.gz"
     settings.WORDPRESS_ARCHIVE_SHA256 = "0" * 64
     settings.PROMETHEUS_URL = prometheus
+    settings.UPLOADS_DIR = str(tmp_path / "uploads")
     acme, issued = tenant_create(slug="acme", tier="pro", owner_email="alice@acme.test")
     globex, _ = tenant_create(slug="globex", tier="enterprise", owner_email=f"{MARKER}@globex.test")
     vps = Vps.objects.create(

@@ -100,8 +100,12 @@ RULES = {
     "api-site": {"GET": "tenant-read+staff", "PATCH": "tenant-write+staff", "DELETE": "tenant-write+staff"},
     "api-site-deploy": {"POST": "tenant-write"},
     "api-site-rollback": {"POST": "tenant-write"},
+    "api-site-releases": {"POST": "tenant-write"},  # an uploaded archive: as a deploy
     "api-site-ssl": {"POST": "tenant-write"},
     "api-site-webhook": {"POST": "tenant-write", "DELETE": "tenant-write"},
+    "api-site-deploy-key": {"POST": "tenant-write"},
+    "api-site-environment": {"GET": "tenant-read", "PUT": "tenant-write", "PATCH": "tenant-write"},
+    "api-site-environment-reveal": {"POST": "sensitive"},  # hands out the values; audited
     "api-site-suspend": {"POST": "staff-write"},
     "api-site-unsuspend": {"POST": "staff-write"},
     "site-list": "dashboard-staff",
@@ -233,6 +237,8 @@ BODIES = {
     ("api-vps", "PATCH"): {"max_sites": 40},
     ("api-sites", "POST"): {"domain": "matrix.example.com", "type": "static"},
     ("api-site", "PATCH"): {"aliases": ["www.shop.example.com"]},
+    ("api-site-environment", "PUT"): {"variables": {"GREETING": "hello"}},
+    ("api-site-environment", "PATCH"): {"variables": {"GREETING": None}},
     ("api-site-backups", "POST"): {"kind": "full"},
     ("api-billing-checkout", "POST"): {"tier": "enterprise"},
     ("api-notification-channels", "POST"): {

@@ -19,6 +19,7 @@ from fleet.remote.commands import Command
 from fleet.services import transport_for
 from sites.models import Site
 from tests.support.git import GitServer, git_repo
+from tests.support.laravel import laravel_repo, migration, queue_job
 from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -114,57 +115,13 @@ def test_it_serves_a_static_placeholder_and_isolates_php_sites(alice, make_vps):
     assert "Permission denied" in theirs
 
 
-ENV_READER = """function env_file($path) {
-    $env = [];
-    foreach (file($path, FILE_IGNORE_NEW_LINES | FILE_SKIP_EMPTY_LINES) as $line) {
-        [$k, $v] = explode('=', $line, 2);
-        $env[$k] = $v;
-    }
-    return $env;
-}
-"""
-
-LARAVEL_ARTISAN = (
-    """<?php
-// A Laravel-shaped app: artisan commands CHOM runs, using the DB credentials from .env.
-"""
-    + ENV_READER
-    + """
-$env = env_file(__DIR__ . '/.env');
-$cmd = $argv[1] ?? '';
-if ($cmd === 'migrate') {
-    $dsn = 'mysql:host=localhost;dbname=' . $env['DB_DATABASE'];
-    $pdo = new PDO($dsn, $env['DB_USERNAME'], $env['DB_PASSWORD']);
-    $pdo->exec('CREATE TABLE IF NOT EXISTS deploys (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME)');
-    $pdo->exec('INSERT INTO deploys (at) VALUES (NOW())');
-    echo "Migrated\\n";
-} elseif ($cmd === 'storage:link') {
-    @symlink(__DIR__ . '/storage/app/public', __DIR__ . '/public/storage');
-    echo "Linked\\n";
-} else {
-    echo "ok $cmd\\n";
-}
-"""
-)
-
-
-def _laravel_files(version: str) -> dict[str, str]:
-    return {
-        "artisan": LARAVEL_ARTISAN,
-        "composer.json": '{"name": "chom/e2e-app", "require": {}}\n',
-        "storage/app/public/.gitkeep": "",
-        "public/index.php": "<?php " + ENV_READER + "$e = env_file(__DIR__ . '/../.env');"
-        f" echo 'version {version} key=' . (strlen($e['APP_KEY']) > 40 ? 'set' : 'missing');\n",
-    }
-
-
 def test_it_deploys_laravel_from_git_twice_without_errors_and_rolls_back(
     alice, make_vps, fleet_network, tmp_path
 ):
     network, _, _ = fleet_network
     vps = make_vps("e2e-laravel")
     repo = tmp_path / "app"
-    first_commit = git_repo(repo, _laravel_files("1"), "v1")
+    first_commit = laravel_repo(repo, "1", "v1")  # a real Laravel 8 app (tests/support/laravel.py)
     (tmp_path / "srv").mkdir()
     server = GitServer(tmp_path / "srv", network.gateway)
     url = server.publish(repo, "app.git")
@@ -172,12 +129,12 @@ def test_it_deploys_laravel_from_git_twice_without_errors_and_rolls_back(
         body, op = _create(
             alice, domain="app.test", type="laravel", repository={"url": url, "branch": "main"}
         )
-        assert _get(vps, "app.test").text == "version 1 key=set"
+        assert _get(vps, "app.test").text == "version 1 greeting=hello key=ok"
         assert op.result["commit"] == first_commit
         site = Site.objects.get(pk=body["id"])
         first_release = site.current_release
 
-        second_commit = git_repo(repo, _laravel_files("2"), "v2")
+        second_commit = laravel_repo(repo, "2", "v2", migration("notes"))
         server.publish(repo, "app.git")
 
         errors, seen, stop = [], set(), threading.Event()
@@ -202,16 +159,17 @@ def test_it_deploys_laravel_from_git_twice_without_errors_and_rolls_back(
             loop.join(timeout=10)
         assert op.status == "succeeded", op.error
         assert op.result["commit"] == second_commit
-        assert errors == [] and seen >= {"version 2 key=set"}
-        assert _get(vps, "app.test").text == "version 2 key=set"
-        migrations = _sh(vps, "mariadb", "-N", "-e", f"SELECT COUNT(*) FROM {site.db_name}.deploys")
-        assert migrations.strip() == "2"
+        assert errors == [] and seen >= {"version 2 greeting=hello key=ok"}
+        assert _get(vps, "app.test").text == "version 2 greeting=hello key=ok"
+        # migrate ran in both releases: the first batch once, the second only the new migration.
+        query = f"SELECT batch, COUNT(*) FROM {site.db_name}.migrations GROUP BY batch ORDER BY batch"
+        assert _sh(vps, "mariadb", "-N", "-e", query).split() == ["1", "4", "2", "1"]
         assert "chom-" in _sh(vps, "ls", "/etc/supervisor/conf.d/")
         assert "schedule:run" in _sh(vps, "cat", f"/etc/cron.d/chom-{site.unix_user}")
 
         op = _post(alice, f"/api/v1/sites/{site.pk}/rollback")
         assert op.status == "succeeded", op.error
-        assert _get(vps, "app.test").text == "version 1 key=set"
+        assert _get(vps, "app.test").text == "version 1 greeting=hello key=ok"
         site.refresh_from_db()
         assert site.current_release == first_release
 
@@ -221,7 +179,7 @@ def test_it_deploys_laravel_from_git_twice_without_errors_and_rolls_back(
         op = _post(alice, f"/api/v1/sites/{site.pk}/deploy")
         assert op.status == "failed"
         assert "release-create failed at php-lint" in op.error
-        assert _get(vps, "app.test").text == "version 1 key=set"
+        assert _get(vps, "app.test").text == "version 1 greeting=hello key=ok"
         site.refresh_from_db()
         assert (site.status, site.current_release) == ("active", first_release)
         assert "php-lint" in site.status_reason
@@ -229,22 +187,26 @@ def test_it_deploys_laravel_from_git_twice_without_errors_and_rolls_back(
         assert broken.status == "failed" and broken.error.startswith("failed during step 'release ")
         assert "php-lint" in broken.error
 
-        # A release that builds but does not answer is switched back automatically.
-        git_repo(repo, {"public/index.php": "<?php http_response_code(500); echo 'down';"}, "500s")
+        # A release that builds but does not answer is switched back automatically: its page
+        # calls an undefined function, which Laravel's exception handler turns into a 500.
+        page = {"resources/views/page.blade.php": "{{ undefined_function() }}"}
+        laravel_repo(repo, "500s", "500s", page)
         server.publish(repo, "app.git")
         op = _post(alice, f"/api/v1/sites/{site.pk}/deploy")
         assert op.status == "failed"
         assert f"switched back to release {first_release}" in op.error
-        assert _get(vps, "app.test").text == "version 1 key=set"
+        assert _get(vps, "app.test").text == "version 1 greeting=hello key=ok"
         assert site.releases.get(name=op.params["release"]).status == "failed"
+        # The queue worker, restarted into the failed release, followed the switch back.
+        assert queue_job(vps, site)[0] == ["1", "1"]
 
         # The next success clears the reason the failures left on the site.
-        git_repo(repo, {"public/index.php": "<?php echo 'version 3';"}, "v3")
+        laravel_repo(repo, "3", "v3")
         server.publish(repo, "app.git")
         assert _post(alice, f"/api/v1/sites/{site.pk}/deploy").status == "succeeded"
         site.refresh_from_db()
         assert (site.status, site.status_reason) == ("active", "")
-        assert _get(vps, "app.test").text == "version 3"
+        assert _get(vps, "app.test").text == "version 3 greeting=hello key=ok"
     finally:
         server.stop()
 

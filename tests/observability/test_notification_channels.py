@@ -186,3 +186,29 @@ def test_it_emails_an_email_channel(alice):
     assert channel_deliveries_send()["sent"] == 1
     [message] = mail.outbox
     assert message.to == ["ops@acme.test"] and "backup.failed" in message.subject
+
+
+def test_it_sends_an_event_at_once_without_waiting_for_other_tenants_pending_deliveries(
+    alice, charlie, local_receivers, django_capture_on_commit_callbacks
+):
+    """The task queued with an event sends that event's rows only: a co-tenant's backlog (a
+    receiver that hangs until the client's timeout) is the beat job's, not in front of ours."""
+    from chom.celery import app
+
+    slack, generic = local_receivers
+    _create(charlie, kind="webhook", url=f"{generic.url}/theirs", events=["site.down"])
+    event_emit(event="site.down", tenant=charlie.tenant, message="theirs, pending")  # not sent yet
+    _create(alice, kind="slack", url=f"{slack.url}/services/T0/B0/x", events=["deploy.failed"])
+    site = make_site(alice.tenant, make_vps(), "shop.example.com")
+
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True  # the queued task runs here, as the worker would run it
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            event_emit(event="deploy.failed", tenant=site.tenant, site=site, message="Deploy failed: x")
+    finally:
+        app.conf.task_always_eager = eager
+    assert len(slack.requests) == 1 and generic.requests == []
+    theirs = ChannelDelivery.objects.get(channel__tenant=charlie.tenant)
+    assert (theirs.status, theirs.attempts) == ("pending", 0)
+    assert channel_deliveries_send() == {"sent": 1, "failed": 0, "retry": 0}  # the beat job's run

@@ -100,7 +100,13 @@ def test_it_counts_an_alias_as_a_taken_domain(alice, charlie, vps):
 
 
 def test_it_validates_repositories_and_php_versions(alice, vps):
-    for url in ("file:///etc", "ssh://git@host/repo", "-oProxyCommand=x", "https://host/repo;rm", "ext::sh"):
+    for url in (
+        "file:///etc",
+        "ssh://-oProxyCommand=x/r",
+        "-oProxyCommand=x",
+        "https://host/repo;rm",
+        "ext::sh",
+    ):
         response = _create(alice, domain="l.example.com", type="laravel", repository={"url": url})
         assert response.status_code == 400, url
         assert "repository" in response.json()["error"]["fields"]

@@ -1,0 +1,1 @@
+version {{ $version }} greeting={{ $greeting }} key={{ $key }}

@@ -1,0 +1,7 @@
+<?php
+
+use Illuminate\Support\Facades\Artisan;
+
+Artisan::command('app:version', function () {
+    $this->line(config('app.version'));
+})->purpose('Print the release version');
