@@ -21,6 +21,16 @@ class TierLimits:
     site_disk_quota_mb: int
     # The largest release archive a tenant may upload (POST /api/v1/sites/{id}/releases).
     upload_max_mb: int
+    # Runtime controls (issue 17): cron jobs per site, worker processes per site (all workers
+    # together), whether a site may claim a wildcard name (*.example.com, DNS-01), and the
+    # ceilings of the PHP settings a site may set.
+    cron_jobs_max: int
+    worker_processes_max: int
+    wildcard_domains: bool
+    php_memory_limit_max_mb: int
+    php_upload_max_mb: int
+    php_max_execution_time_max: int
+    php_max_input_vars_max: int
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -45,6 +55,13 @@ TIERS: dict[str, TierLimits] = {
         site_tasks_max=256,
         site_disk_quota_mb=2048,
         upload_max_mb=100,
+        cron_jobs_max=5,
+        worker_processes_max=1,
+        wildcard_domains=False,
+        php_memory_limit_max_mb=256,
+        php_upload_max_mb=64,
+        php_max_execution_time_max=120,
+        php_max_input_vars_max=5000,
     ),
     PRO: TierLimits(
         max_sites=25,
@@ -58,6 +75,13 @@ TIERS: dict[str, TierLimits] = {
         site_tasks_max=512,
         site_disk_quota_mb=10240,
         upload_max_mb=500,
+        cron_jobs_max=20,
+        worker_processes_max=4,
+        wildcard_domains=True,
+        php_memory_limit_max_mb=512,
+        php_upload_max_mb=256,
+        php_max_execution_time_max=300,
+        php_max_input_vars_max=10000,
     ),
     ENTERPRISE: TierLimits(
         max_sites=250,
@@ -71,6 +95,13 @@ TIERS: dict[str, TierLimits] = {
         site_tasks_max=1024,
         site_disk_quota_mb=51200,
         upload_max_mb=2048,
+        cron_jobs_max=100,
+        worker_processes_max=16,
+        wildcard_domains=True,
+        php_memory_limit_max_mb=1024,
+        php_upload_max_mb=1024,
+        php_max_execution_time_max=600,
+        php_max_input_vars_max=20000,
     ),
 }
 TIER_CHOICES = [(STARTER, "Starter"), (PRO, "Pro"), (ENTERPRISE, "Enterprise")]

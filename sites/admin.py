@@ -4,7 +4,20 @@ database password and app secrets are never shown."""
 from django.contrib import admin
 
 from chom.admin import ReadOnlyAdmin
-from sites.models import Release, Site, SiteHostname, SiteVariable, SiteWebhook, WebhookDelivery
+from sites.models import (
+    BasicAuthUser,
+    CronJob,
+    DnsAccount,
+    Redirect,
+    Release,
+    ResponseHeader,
+    Site,
+    SiteHostname,
+    SiteVariable,
+    SiteWebhook,
+    WebhookDelivery,
+    Worker,
+)
 
 SECRETS = {"db_password", "app_key", "deploy_key_private"}
 
@@ -62,4 +75,38 @@ class SiteVariableAdmin(ReadOnlyAdmin):
     list_display = ["site", "name", "updated_at"]
     search_fields = ["site__domain", "name"]
     fields = ["site", "name", "updated_at"]  # never the value
+    readonly_fields = fields
+
+
+@admin.register(DnsAccount)
+class DnsAccountAdmin(ReadOnlyAdmin):
+    list_display = ["name", "tenant", "provider", "created_at"]
+    fields = ["tenant", "name", "provider", "created_at"]  # never the token
+    readonly_fields = fields
+
+
+@admin.register(CronJob)
+class CronJobAdmin(ReadOnlyAdmin):
+    list_display = ["site", "schedule", "enabled", "last_run_at", "last_exit_code"]
+
+
+@admin.register(Worker)
+class WorkerAdmin(ReadOnlyAdmin):
+    list_display = ["site", "name", "processes", "restart", "enabled"]
+
+
+@admin.register(Redirect)
+class RedirectAdmin(ReadOnlyAdmin):
+    list_display = ["site", "source", "match", "destination", "status_code"]
+
+
+@admin.register(ResponseHeader)
+class ResponseHeaderAdmin(ReadOnlyAdmin):
+    list_display = ["site", "name"]
+
+
+@admin.register(BasicAuthUser)
+class BasicAuthUserAdmin(ReadOnlyAdmin):
+    list_display = ["site", "path_prefix", "username"]
+    fields = ["site", "path_prefix", "username", "created_at"]  # never the hash
     readonly_fields = fields

@@ -77,6 +77,12 @@ class Site(models.Model):
     # after (release) the switch.
     build_command = models.JSONField(default=list, blank=True)
     release_command = models.JSONField(default=list, blank=True)
+    # Runtime controls: PHP settings from an allow-list (rendered as php_admin_value), and the
+    # DNS account that answers DNS-01 challenges (wildcard names need it).
+    php_settings = models.JSONField(default=dict, blank=True)
+    dns_account = models.ForeignKey(
+        "sites.DnsAccount", null=True, blank=True, on_delete=models.PROTECT, related_name="sites"
+    )
 
     class Meta:
         ordering = ["domain"]
@@ -185,3 +191,130 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hook} {self.delivery_id}"
+
+
+class DnsAccount(models.Model):
+    """A tenant's DNS provider credentials (DigitalOcean DNS, Cloudflare): CHOM writes the ACME
+    DNS-01 TXT records through it. The token is encrypted and never returned."""
+
+    class Provider(models.TextChoices):
+        DIGITALOCEAN = "digitalocean"
+        CLOUDFLARE = "cloudflare"
+
+    tenant = models.ForeignKey("chom.Tenant", on_delete=models.CASCADE, related_name="dns_accounts")
+    name = models.CharField(max_length=100)
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    token = EncryptedTextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="one_dns_account_name_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.name}"
+
+
+class CronJob(models.Model):
+    """A site's scheduled command: a systemd timer in the site's slice on the VPS, run as the
+    site user in current/ with the site's environment. The last run is reported back."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="cron_jobs")
+    schedule = models.CharField(max_length=100)  # five fields, or @hourly / @daily ...
+    command = models.JSONField(default=list)  # argv
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_exit_code = models.IntegerField(null=True, blank=True)
+    last_output = models.TextField(blank=True)  # the tail
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.site} cron {self.pk}"
+
+
+class Worker(models.Model):
+    """A site's long-running command (queue worker, node process): a systemd service in the
+    site's slice, restarted on deploy. Its status is read back from the VPS."""
+
+    class Restart(models.TextChoices):
+        ALWAYS = "always"
+        ON_FAILURE = "on-failure"
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="workers")
+    name = models.CharField(max_length=40)
+    command = models.JSONField(default=list)  # argv
+    processes = models.PositiveSmallIntegerField(default=1)
+    restart = models.CharField(max_length=12, choices=Restart.choices, default=Restart.ALWAYS)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    status = models.JSONField(default=dict, blank=True)  # running/restarts/last exit, as last read
+    status_checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["site", "name"], name="one_worker_name_per_site")]
+
+    def __str__(self) -> str:
+        return f"{self.site} worker {self.name}"
+
+
+class Redirect(models.Model):
+    class Match(models.TextChoices):
+        EXACT = "exact"
+        PREFIX = "prefix"
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="redirects")
+    source = models.CharField(max_length=500)  # a path
+    match = models.CharField(max_length=8, choices=Match.choices, default=Match.EXACT)
+    destination = models.CharField(max_length=2000)  # a URL
+    status_code = models.PositiveSmallIntegerField(default=301)
+    preserve_query = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.site} {self.source} -> {self.destination}"
+
+
+class ResponseHeader(models.Model):
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="response_headers")
+    name = models.CharField(max_length=100)
+    value = models.CharField(max_length=2000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.site} {self.name}"
+
+
+class BasicAuthUser(models.Model):
+    """HTTP basic auth for the whole site (path_prefix "/") or a path prefix. CHOM stores only the
+    bcrypt hash, which it writes into an htpasswd file readable by root and nginx only."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="basic_auth_users")
+    path_prefix = models.CharField(max_length=500, default="/")
+    username = models.CharField(max_length=64)
+    password_hash = models.CharField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["path_prefix", "username"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "path_prefix", "username"], name="one_basic_auth_user_per_prefix"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site} {self.path_prefix} {self.username}"
