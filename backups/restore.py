@@ -45,6 +45,7 @@ from sites.environment import env_apply_payload
 from sites.models import Site
 from sites.services import new_release_name, site_failure_cleared, site_release_switched, site_verify
 from sites.types import site_type
+from sites.workers import workers_sync
 
 # --- reading back from S3 ------------------------------------------------------------------------
 
@@ -284,6 +285,8 @@ def restore_perform(*, backup: Backup, target: Site, transport: Transport, log: 
                 # TARGET's own environment (shared/.env came with the archive: maybe another
                 # site's database credentials), linked from the restored release.
                 agent.call("env-apply", env)
+            # The site's workers run the restored release's code from now on.
+            workers_sync(agent.call, target, restart=True)
             if previous:
                 back = {**payload, "release": previous}
                 undo.push(f"current -> {previous}", lambda: agent.call("release-activate", back))

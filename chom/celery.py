@@ -10,7 +10,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chom.settings.local")
 
 app = Celery("chom")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = (Queue("default"), Queue("remote"))
+# default: short work; remote: SSH to VPSes; notify: tenants' notification receivers (their own
+# worker, so a hung receiver never holds a deploy's worker slot).
+app.conf.task_queues = (Queue("default"), Queue("remote"), Queue("notify"))
 app.autodiscover_tasks()
 
 

@@ -38,7 +38,7 @@ def queue_depths() -> dict[str, int]:
 
     client = redis.Redis.from_url(url, socket_timeout=settings.HEALTH_CHECK_TIMEOUT)
     try:
-        return {q: int(client.llen(q)) for q in ("default", "remote")}
+        return {q: int(client.llen(q)) for q in ("default", "remote", "notify")}
     finally:
         client.close()
 

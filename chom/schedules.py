@@ -42,11 +42,12 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 86400.0,
         "options": {"queue": "default", "expires": 3600},
     },
-    # Retries alert notifications that failed (new ones are sent right away).
+    # Retries alert and channel notifications that failed (new ones are sent right away); on the
+    # notify queue, with the sends of the events themselves.
     "observability-deliver-notifications": {
         "task": "observability.deliver_notifications",
         "schedule": 60.0,
-        "options": {"queue": "default", "expires": 55},
+        "options": {"queue": "notify", "expires": 55},
     },
     # file_sd for Prometheus setups that prefer files (no-op unless PROMETHEUS_FILE_SD_PATH is set).
     "observability-write-sd-file": {

@@ -26,7 +26,9 @@
 #   share one, built once and never modified), CHOM_HEALTH_TIMEOUT (60), CHOM_CANARY_TIMEOUT (30),
 #   CHOM_WORKER_TIMEOUT (60),
 #   CHOM_WORKER_STOP_TIMEOUT (420), CHOM_CHECK_FAIL_LEVEL (WARNING), CHOM_WORKER_CONCURRENCY (2),
-#   CHOM_SYSTEMD_WEB (chom-web), CHOM_SYSTEMD_BEAT (chom-beat), CHOM_SYSTEMD_WORKER (chom-worker).
+#   CHOM_NOTIFY_CONCURRENCY (2, local mode's notify worker; the unit sets its own),
+#   CHOM_SYSTEMD_WEB (chom-web), CHOM_SYSTEMD_BEAT (chom-beat), CHOM_SYSTEMD_WORKER (chom-worker),
+#   CHOM_SYSTEMD_NOTIFY (chom-notify: the notify worker, started and stopped with chom-worker@).
 set -euo pipefail
 export LC_ALL=C
 
@@ -49,9 +51,11 @@ CHOM_WORKER_TIMEOUT=${CHOM_WORKER_TIMEOUT:-60}
 CHOM_WORKER_STOP_TIMEOUT=${CHOM_WORKER_STOP_TIMEOUT:-420}
 CHOM_CHECK_FAIL_LEVEL=${CHOM_CHECK_FAIL_LEVEL:-WARNING}
 CHOM_WORKER_CONCURRENCY=${CHOM_WORKER_CONCURRENCY:-2}
+CHOM_NOTIFY_CONCURRENCY=${CHOM_NOTIFY_CONCURRENCY:-2}
 CHOM_SYSTEMD_WEB=${CHOM_SYSTEMD_WEB:-chom-web}
 CHOM_SYSTEMD_BEAT=${CHOM_SYSTEMD_BEAT:-chom-beat}
 CHOM_SYSTEMD_WORKER=${CHOM_SYSTEMD_WORKER:-chom-worker}
+CHOM_SYSTEMD_NOTIFY=${CHOM_SYSTEMD_NOTIFY:-chom-notify}
 
 RELEASES=$CHOM_ROOT/releases
 CURRENT=$CHOM_ROOT/current
@@ -190,6 +194,11 @@ check_target() {
     command -v "$CHOM_PYTHON" >/dev/null || die "$CHOM_PYTHON not found (set CHOM_PYTHON)"
     "$CHOM_PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' ||
         die "$CHOM_PYTHON is not Python 3.11"
+    # Units are not updated by a deploy: without chom-notify@ no worker would consume `notify`, and
+    # the new worker's start would wait for its heartbeat in vain after the switch.
+    if [[ $CHOM_SERVICE_MANAGER == systemd ]] && ! systemctl cat "$CHOM_SYSTEMD_NOTIFY@check.service" >/dev/null 2>&1; then
+        die "$CHOM_SYSTEMD_NOTIFY@.service is not installed: copy deploy/systemd/*.service to /etc/systemd/system/ and run systemctl daemon-reload (deploy/README.md)"
+    fi
     if [[ -L $CURRENT ]]; then
         local r
         r=$(health_get)
@@ -330,14 +339,17 @@ switch_to() {
     say "    current -> releases/$1"
 }
 
-# Workers are per release (node name worker-<release>): the new one starts and proves itself
-# (heartbeat row, which /health reads) before the old one gets a warm shutdown (TERM: running
-# tasks finish; unstarted acks_late messages go back to the queue). /health never sees a gap.
+# Workers are per release (node names worker-<release>, consuming default,remote, and
+# notify-<release>, consuming notify: tenants' notification receivers, which may hang, never hold
+# a deploy's worker slot): the new pair starts and proves itself (heartbeat rows, which /health
+# reads) before the old one gets a warm shutdown (TERM: running tasks finish; unstarted acks_late
+# messages go back to the queue). /health never sees a gap.
 worker_heartbeat_fresh() {
     local n
-    n=$(PGCONNECT_TIMEOUT=5 psql "$(pg_url)" -XAtqc "select count(*) from chom_workerheartbeat
-        where hostname like 'worker-$1@%' and last_seen > now() - interval '60 seconds'" 2>/dev/null) || return 1
-    [[ $n -ge 1 ]]
+    n=$(PGCONNECT_TIMEOUT=5 psql "$(pg_url)" -XAtqc "select count(distinct split_part(hostname, '-', 1))
+        from chom_workerheartbeat where (hostname like 'worker-$1@%' or hostname like 'notify-$1@%')
+        and last_seen > now() - interval '60 seconds'" 2>/dev/null) || return 1
+    [[ $n -ge 2 ]]
 }
 
 # --- service manager seam: local (pidfiles under run/) or systemd -------------------------------
@@ -395,7 +407,7 @@ worker_running() {
     if [[ $CHOM_SERVICE_MANAGER == systemd ]]; then
         systemctl is-active --quiet "$CHOM_SYSTEMD_WORKER@$1"
     else
-        pid_of "$RUN/worker-$1.pid" >/dev/null
+        pid_of "$RUN/worker-$1.pid" >/dev/null || pid_of "$RUN/notify-$1.pid" >/dev/null
     fi
 }
 
@@ -404,24 +416,36 @@ worker_start() {   # worker_start RELEASE_ID: start it, wait for its heartbeat
     dir=$RELEASES/$1
     SPAWNED_PID=""
     if [[ $CHOM_SERVICE_MANAGER == systemd ]]; then
+        # chom-worker@ wants chom-notify@ of the same release (and stops it with itself).
         systemctl enable --quiet --now "$CHOM_SYSTEMD_WORKER@$id"
-    elif ! worker_running "$id"; then
-        local_spawn "$LOGS/worker-$id.log" "$dir" "$dir/venv/bin/python" -m celery -A chom worker \
-            -Q default,remote --concurrency "$CHOM_WORKER_CONCURRENCY" --loglevel INFO \
-            -n "worker-$id@%h" --pidfile "$RUN/worker-$id.pid"
+    else
+        pid_of "$RUN/notify-$id.pid" >/dev/null ||
+            local_spawn "$LOGS/notify-$id.log" "$dir" "$dir/venv/bin/python" -m celery -A chom worker \
+                -Q notify --concurrency "$CHOM_NOTIFY_CONCURRENCY" --loglevel INFO \
+                -n "notify-$id@%h" --pidfile "$RUN/notify-$id.pid"
+        SPAWNED_PID=""
+        pid_of "$RUN/worker-$id.pid" >/dev/null ||
+            local_spawn "$LOGS/worker-$id.log" "$dir" "$dir/venv/bin/python" -m celery -A chom worker \
+                -Q default,remote --concurrency "$CHOM_WORKER_CONCURRENCY" --loglevel INFO \
+                -n "worker-$id@%h" --pidfile "$RUN/worker-$id.pid"
     fi
     until worker_heartbeat_fresh "$id"; do
         if [[ $CHOM_SERVICE_MANAGER == systemd ]]; then
             ! systemctl is-failed --quiet "$CHOM_SYSTEMD_WORKER@$id" || { say "    worker-$id failed"; return 1; }
+            ! systemctl is-failed --quiet "$CHOM_SYSTEMD_NOTIFY@$id" || { say "    notify-$id failed"; return 1; }
         elif [[ -n ${SPAWNED_PID:-} ]] && ! kill -0 "$SPAWNED_PID" 2>/dev/null && ! worker_running "$id"; then
             say "    worker-$id exited:"
             tail -n 15 "$LOGS/worker-$id.log" | indent
             return 1
         fi
-        (( SECONDS < deadline )) || { say "    worker-$id sent no heartbeat within ${CHOM_WORKER_TIMEOUT}s"; return 1; }
+        if (( SECONDS >= deadline )); then
+            say "    worker-$id and notify-$id did not both send a heartbeat within ${CHOM_WORKER_TIMEOUT}s"
+            [[ $CHOM_SERVICE_MANAGER == systemd ]] || tail -n 15 "$LOGS/notify-$id.log" | indent
+            return 1
+        fi
         sleep 0.3
     done
-    say "    worker-$id is consuming default,remote"
+    say "    worker-$id is consuming default,remote; notify-$id is consuming notify"
 }
 
 running_worker_ids() {
@@ -430,10 +454,10 @@ running_worker_ids() {
             awk '{ print $1 }' | sed -e "s/^$CHOM_SYSTEMD_WORKER@//" -e 's/\.service$//'
     else
         local f
-        for f in "$RUN"/worker-*.pid; do
+        for f in "$RUN"/worker-*.pid "$RUN"/notify-*.pid; do
             [[ -e $f ]] || continue
-            if pid_of "$f" >/dev/null; then basename "$f" .pid | sed 's/^worker-//'; else rm -f "$f"; fi
-        done
+            if pid_of "$f" >/dev/null; then basename "$f" .pid | sed 's/^[a-z]*-//'; else rm -f "$f"; fi
+        done | sort -u
     fi
 }
 
@@ -447,11 +471,14 @@ workers_stop_except() {   # warm shutdown of every worker but RELEASE_ID's
             systemctl stop --no-block "$CHOM_SYSTEMD_WORKER@$id"
             say "    worker-$id: warm shutdown requested"
         else
-            pid=$(pid_of "$RUN/worker-$id.pid") || continue
-            kill -TERM "$pid"
-            wait_gone "$pid" "$CHOM_WORKER_STOP_TIMEOUT"
-            rm -f "$RUN/worker-$id.pid"
-            say "    worker-$id stopped (warm shutdown)"
+            local name
+            for name in worker notify; do
+                pid=$(pid_of "$RUN/$name-$id.pid") || continue
+                kill -TERM "$pid"
+                wait_gone "$pid" "$CHOM_WORKER_STOP_TIMEOUT"
+                rm -f "$RUN/$name-$id.pid"
+                say "    $name-$id stopped (warm shutdown)"
+            done
         fi
     done
 }
@@ -490,7 +517,7 @@ services_switch() {   # services_switch RELEASE_ID: make web, workers and beat r
 
 local_stop_all() {
     local f pid
-    for f in "$RUN"/web.pid "$RUN"/worker-*.pid "$RUN"/beat.pid; do
+    for f in "$RUN"/web.pid "$RUN"/worker-*.pid "$RUN"/notify-*.pid "$RUN"/beat.pid; do
         pid=$(pid_of "$f") || { rm -f "$f"; continue; }
         kill -TERM "$pid"
         wait_gone "$pid" 60

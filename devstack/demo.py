@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.clouds import DigitalOceanFake, LocalMachines
+from devstack.dns_fakes import CloudflareDnsFake, DigitalOceanDnsFake
 from devstack.monitoring import start_monitoring
 from devstack.pebble import start_pebble
 from devstack.s3 import start_s3
@@ -58,6 +59,7 @@ def start_demo(
         root = var_dir / "demo" / "demo-root.pem"
         root.write_text(pebble.issuing_root())
         demo.description.append(f"  its issuing root, to verify the demo's HTTPS: curl --cacert {root} ...")
+        demo.description += start_demo_dns(demo, challtestsrv=pebble.dns_management_url)
         env, stop, description = start_monitoring(
             var_dir / "demo" / "monitoring",
             chom_url=chom_url,
@@ -80,6 +82,22 @@ def start_demo(
         demo.stop()
         raise
     return demo
+
+
+def start_demo_dns(demo: Demo, *, challtestsrv: str) -> list[str]:
+    """Local fakes of the DigitalOcean and Cloudflare DNS APIs (zone example.test in each) that
+    serve their TXT records through pebble's DNS: wildcard sites get DNS-01 certificates."""
+    lines = []
+    for fake_class, setting in (
+        (DigitalOceanDnsFake, "DNS_DIGITALOCEAN_API_URL"),
+        (CloudflareDnsFake, "DNS_CLOUDFLARE_API_URL"),
+    ):
+        fake = fake_class(zones=("example.test",), challtestsrv=challtestsrv)
+        fake.start()
+        demo.stoppers.append(fake.stop)
+        demo.env[setting] = fake.url
+        lines.append(f"DNS provider fake ({setting}): {fake.url}, zone example.test, token {fake.token}")
+    return lines
 
 
 def start_demo_cloud(demo: Demo, fleet_dir: Path, *, bridge: str, subnet: str) -> list[str]:

@@ -2,7 +2,9 @@
 delivery of site events to them: one ChannelDelivery row per (event, channel), claimed before its
 I/O, sent at once when the event is recorded (`observability.send_channel_deliveries`, just that
 event's rows), retried by the beat job `observability.deliver_notifications`, its last error kept
-for the channel's detail.
+for the channel's detail. Both tasks run on the `notify` queue, which a worker of its own consumes
+(deploy/README.md), and send a batch concurrently within a short deadline: a tenant's receivers
+that accept connections and never answer cost that batch seconds and never hold a deploy worker.
 
 A generic webhook's body is JSON `{"event", "site", "message", "occurred_at"}`; the receiver checks
 `X-Chom-Signature: sha256=<hex>`, an HMAC-SHA256 with the channel's secret over
@@ -14,6 +16,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import threading
 import time
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -36,6 +39,10 @@ logger = logging.getLogger(__name__)
 MAX_CHANNELS_PER_TENANT = 20
 MAX_DELIVERY_ATTEMPTS = 5
 SENDING_RECLAIM_SECONDS = 600
+# One event's deliveries (at most a tenant's channels) go out at once; the beat job's retries go
+# out this many at a time, a bounded number of batches per run.
+SEND_POOL = MAX_CHANNELS_PER_TENANT
+MAX_BATCHES_PER_RUN = 5
 TEST_EVENT = "test"
 
 
@@ -221,42 +228,93 @@ def _send(delivery: ChannelDelivery) -> None:
     webhooks.post(url=channel.target, body=body, headers=headers)
 
 
-def _deliver(delivery: ChannelDelivery) -> str:
-    """Claim DELIVERY (pending → sending), send it, record the outcome: sent, retry or failed."""
+def send_deadline() -> float:
+    """Seconds one batch of sends may take in all: a connect and a read, and a second's margin."""
+    return settings.OBSERVABILITY_NOTIFY_CONNECT_TIMEOUT + settings.OBSERVABILITY_NOTIFY_READ_TIMEOUT + 1
+
+
+def _claim(delivery: ChannelDelivery) -> bool:
+    """pending → sending, or False when another worker has it."""
     claimed = ChannelDelivery.objects.filter(pk=delivery.pk, status=ChannelDelivery.Status.PENDING).update(
         status=ChannelDelivery.Status.SENDING, attempts=F("attempts") + 1, claimed_at=timezone.now()
     )
-    if not claimed:
-        return "skipped"
-    delivery.refresh_from_db()
-    try:
-        _send(delivery)
-    except Exception as exc:  # noqa: BLE001 - SMTP, HTTP or a refused URL: recorded on the row
-        permanent = isinstance(exc, webhooks.WebhookError) and exc.permanent
-        final = permanent or delivery.attempts >= MAX_DELIVERY_ATTEMPTS
-        status = ChannelDelivery.Status.FAILED if final else ChannelDelivery.Status.PENDING
-        ChannelDelivery.objects.filter(pk=delivery.pk).update(status=status, error=str(exc)[:2000])
-        logger.warning("channel delivery %s (attempt %s): %s", delivery.pk, delivery.attempts, exc)
-        return "failed" if final else "retry"
-    ChannelDelivery.objects.filter(pk=delivery.pk).update(
-        status=ChannelDelivery.Status.SENT, sent_at=timezone.now(), error=""
-    )
-    return "sent"
+    if claimed:
+        delivery.refresh_from_db(fields=["attempts"])
+    return bool(claimed)
+
+
+def _send_at_once(deliveries: list[ChannelDelivery]) -> dict[int, Exception | None]:
+    """Send DELIVERIES concurrently, one daemon thread each (the caller bounds how many), and wait
+    at most `send_deadline()` for them all: a hung receiver costs its batch seconds, never a worker
+    slot for minutes. {id: None (sent) or the error}; what has not answered by then has timed out.
+    The threads do only I/O (channels are loaded beforehand); the caller records every outcome."""
+    outcomes: dict[int, Exception | None] = {}
+
+    def send(delivery: ChannelDelivery) -> None:
+        try:
+            _send(delivery)
+        except Exception as exc:  # noqa: BLE001 - SMTP, HTTP or a refused URL: recorded on the row
+            outcomes[delivery.pk] = exc
+        else:
+            outcomes[delivery.pk] = None
+
+    threads = [
+        threading.Thread(target=send, args=(d,), name=f"chom-notify-{d.pk}", daemon=True) for d in deliveries
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + send_deadline()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    done = dict(outcomes)  # a send finishing after the deadline is ignored: its row is retried
+    timed_out = webhooks.WebhookError(f"timed out: the receiver did not answer within {send_deadline():g} s")
+    return {d.pk: done[d.pk] if d.pk in done else timed_out for d in deliveries}
+
+
+def _record(delivery: ChannelDelivery, error: Exception | None) -> str:
+    """The outcome of a claimed DELIVERY: sent, retry (pending again, its error kept) or failed."""
+    if error is None:
+        ChannelDelivery.objects.filter(pk=delivery.pk).update(
+            status=ChannelDelivery.Status.SENT, sent_at=timezone.now(), error=""
+        )
+        return "sent"
+    permanent = isinstance(error, webhooks.WebhookError) and error.permanent
+    final = permanent or delivery.attempts >= MAX_DELIVERY_ATTEMPTS
+    status = ChannelDelivery.Status.FAILED if final else ChannelDelivery.Status.PENDING
+    ChannelDelivery.objects.filter(pk=delivery.pk).update(status=status, error=str(error)[:2000])
+    logger.warning("channel delivery %s (attempt %s): %s", delivery.pk, delivery.attempts, error)
+    return "failed" if final else "retry"
+
+
+def _deliver_batch(deliveries: list[ChannelDelivery]) -> list[str]:
+    claimed = [d for d in deliveries if _claim(d)]
+    outcomes = _send_at_once(claimed)
+    return [_record(d, outcomes[d.pk]) for d in claimed]
+
+
+def _deliver(delivery: ChannelDelivery) -> str:
+    """Claim DELIVERY (pending → sending), send it, record the outcome: sent, retry or failed."""
+    return (_deliver_batch([delivery]) or ["skipped"])[0]
 
 
 def channel_deliveries_send(*, ids: list[int] | None = None) -> dict[str, int]:
-    """Send every pending delivery (only those of IDS when given); a row stuck in `sending` (its
-    worker died) is retried later."""
+    """Send pending deliveries (only those of IDS when given) SEND_POOL at a time, each batch
+    concurrently within `send_deadline()`; the beat job's run stops after MAX_BATCHES_PER_RUN
+    batches (the rest is the next run's). A row stuck in `sending` (its worker died) is retried."""
     stuck_since = timezone.now() - timedelta(seconds=SENDING_RECLAIM_SECONDS)
     ChannelDelivery.objects.filter(status=ChannelDelivery.Status.SENDING, claimed_at__lt=stuck_since).update(
         status=ChannelDelivery.Status.PENDING
     )
     counts = {"sent": 0, "failed": 0, "retry": 0}
-    pending = ChannelDelivery.objects.filter(status=ChannelDelivery.Status.PENDING).order_by("id")
+    pending = ChannelDelivery.objects.filter(status=ChannelDelivery.Status.PENDING).select_related("channel")
     if ids is not None:
         pending = pending.filter(pk__in=ids)
-    for delivery in pending.select_related("channel"):
-        outcome = _deliver(delivery)
-        if outcome in counts:
+    after = 0
+    for _ in range(MAX_BATCHES_PER_RUN):
+        batch = list(pending.filter(pk__gt=after).order_by("id")[:SEND_POOL])
+        if not batch:
+            break
+        after = batch[-1].pk
+        for outcome in _deliver_batch(batch):
             counts[outcome] += 1
     return counts

@@ -1,4 +1,5 @@
-"""Thin Celery tasks for observability's beat jobs and notification delivery."""
+"""Thin Celery tasks for observability's beat jobs and notification delivery (the two delivery
+tasks run on the `notify` queue: CELERY_TASK_ROUTES in settings)."""
 
 from pathlib import Path
 
@@ -15,8 +16,9 @@ def deliver_notifications() -> dict[str, dict[str, int]]:
     return {"alerts": services.notifications_deliver(), "channels": notifications.channel_deliveries_send()}
 
 
+# One event's deliveries: one batch, sent at once within notifications.send_deadline() (~9 s).
 @shared_task(
-    name="observability.send_channel_deliveries", ignore_result=True, soft_time_limit=120, time_limit=150
+    name="observability.send_channel_deliveries", ignore_result=True, soft_time_limit=45, time_limit=60
 )
 def send_channel_deliveries(delivery_ids: list[int]) -> dict[str, int]:
     return notifications.channel_deliveries_send(ids=delivery_ids)

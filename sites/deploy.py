@@ -10,9 +10,12 @@ from fleet.models import Vps
 from fleet.remote.agent_client import Agent, AgentError
 from fleet.services import vps_ensure_ready
 from sites.configs import render_pool, render_vhost
+from sites.cron_jobs import cron_apply
 from sites.deploy_keys import site_git_host_key_pin
 from sites.environment import env_apply, site_variable_values
+from sites.git_ssh import git_host_key_changed_error
 from sites.models import Release, Site
+from sites.runtime import htpasswd_apply
 from sites.services import (
     _call,
     _record_failed,
@@ -27,6 +30,7 @@ from sites.services import (
 )
 from sites.types import site_type
 from sites.uploads import upload_discard, upload_source
+from sites.workers import workers_apply
 
 
 def _deploy_failed(ctx: OperationContext, reason: str) -> None:
@@ -85,18 +89,23 @@ def site_deploy_run(ctx: OperationContext) -> dict:
             )
         if kind.uses_php:
             ctx.step(f"php-fpm pool (PHP {site.php_version})", progress=30)
-            pool = render_pool(name=site.unix_user, php_version=site.php_version)
+            pool = render_pool(
+                name=site.unix_user, php_version=site.php_version, php_settings=site.php_settings
+            )
             _call(
                 ctx,
                 agent,
                 "pool-apply",
                 {"name": site.unix_user, "php_version": site.php_version, "content": pool},
             )
+        htpasswd_apply(ctx, agent, site, prune=False)  # before any vhost names the files
         ctx.step(f"release {release}", progress=45)
         if ctx.params.get("upload"):  # a release from an archive the tenant uploaded
             source = upload_source(agent=agent, upload=ctx.params["upload"], release=release, log=ctx.log)
         else:
             source = kind.source(site)
+        # git, upload, copy (of the current release), placeholder, archive, distro-package
+        site.releases.filter(name=release, source="").update(source=source["type"])
         payload = {"name": site.unix_user, "release": release, "source": source}
         if kind.build_steps:
             payload["build"] = list(kind.build_steps)
@@ -110,7 +119,10 @@ def site_deploy_run(ctx: OperationContext) -> dict:
             payload["site_env"] = site_env  # shared/.env, the site's: see sites/environment.py
         if site.build_command:
             payload["build_hook"] = list(site.build_command)
-        built = _call(ctx, agent, "release-create", payload)
+        try:
+            built = _call(ctx, agent, "release-create", payload)
+        except AgentError as exc:
+            raise git_host_key_changed_error(site, exc) or exc
         vhost = {"name": site.unix_user, "content": render_vhost(vhost_spec(site))}
         if not first_deploy:
             ctx.step("nginx vhost", progress=75)
@@ -125,6 +137,8 @@ def site_deploy_run(ctx: OperationContext) -> dict:
         for subcommand, extra in kind.post_activate(site, first_deploy=first_deploy):
             ctx.step(subcommand, progress=90)
             _call(ctx, agent, subcommand, extra)
+        workers_apply(ctx, agent, site, restart=not first_deploy)
+        cron_apply(ctx, agent, site)
         hook_failure = _release_hook(ctx, agent, site, release)
         if hook_failure:
             return {"hook_failure": hook_failure}
@@ -201,10 +215,11 @@ def _switch_back(
 
 def _follow_switch(ctx: OperationContext, agent: Agent, site: Site) -> None:
     """After switching back to an older release, what runs beside the web server follows it: a
-    Laravel queue worker keeps the code it started with until it is restarted."""
+    worker keeps the code it started with until it is restarted."""
     for subcommand, extra in site_type(site.type).post_activate(site, first_deploy=False):
         ctx.step(subcommand, progress=80)
         _call(ctx, agent, subcommand, extra)
+    workers_apply(ctx, agent, site, restart=True)
 
 
 @register(

@@ -51,3 +51,25 @@ def site_git_host_key_pin(*, site: Site, lines: list) -> bool:
     for name, value in fields.items():
         setattr(site, name, value)
     return True
+
+
+def site_git_host_key_clear(*, site: Site, actor=None, source_ip=None) -> Site:
+    """Forget SITE's pinned git host key, for a git server that really changed its key (a
+    reinstall, a rotation): the next deploy pins the key the server shows then (trust on first
+    use again). Clearing nothing pinned changes nothing and records nothing."""
+    site_require_live(site=site, allow_suspended=True)
+    with transaction.atomic():
+        locked = Site.objects.select_for_update().get(pk=site.pk)
+        previous = locked.git_host_key_fingerprint
+        if locked.git_host_key or previous:
+            Site.objects.filter(pk=site.pk).update(git_host_key="", git_host_key_fingerprint="")
+            audit_record(
+                action="site.git_host_key_cleared",
+                actor=actor,
+                tenant=site.tenant,
+                target=f"site:{site.domain}",
+                source_ip=source_ip,
+                data={"fingerprint": previous},
+            )
+    site.git_host_key, site.git_host_key_fingerprint = "", ""
+    return site

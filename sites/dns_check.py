@@ -71,3 +71,19 @@ def lookup_all(names: list[str]) -> dict[str, Lookup | DnsError]:
         except DnsError as exc:
             results[name] = exc
     return results
+
+
+def lookup_txt(name: str, *, resolver: dns.resolver.Resolver | None = None) -> set[str]:
+    """The TXT values of NAME (empty when it has none or does not exist): DNS-01 waits until
+    its challenge values are visible before it asks the ACME CA to look. Raises DnsError when
+    no server gave an answer."""
+    resolver = resolver or _resolver()
+    try:
+        answer = resolver.resolve(name, dns.rdatatype.TXT, search=False)
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return set()
+    except dns.exception.Timeout as exc:
+        raise DnsError(f"no DNS answer for {name} within {resolver.lifetime:g}s") from exc
+    except dns.exception.DNSException as exc:
+        raise DnsError(f"{name}: {exc}") from exc
+    return {b"".join(record.strings).decode("utf-8", "replace") for record in answer}

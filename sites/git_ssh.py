@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from chom.operations import OperationError
+from fleet.remote.agent_client import AgentError
 from sites.models import Site
 from sites.repositories import repository_endpoint, repository_is_ssh
 
@@ -97,3 +98,15 @@ def git_host_key_reset_fields(site: Site, new_url: str) -> dict:
     if repository_endpoint(new_url) == repository_endpoint(site.repository_url):
         return {}
     return {"git_host_key": "", "git_host_key_fingerprint": ""}
+
+
+def git_host_key_changed_error(site: Site, exc: AgentError) -> OperationError | None:
+    """The agent's refusal of a changed git host key, with the one way to trust the new key; None
+    for any other failure."""
+    if exc.code != "host_key_changed":
+        return None
+    return OperationError(
+        f"{exc} If the git host really changed its key (confirm it with them: GitHub and GitLab publish "
+        f"theirs), clear the pin with DELETE /api/v1/sites/{site.pk}/git-host-key and deploy again: "
+        "the next deploy pins the key the server shows then (its fingerprint is in that deploy's log)."
+    )

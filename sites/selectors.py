@@ -67,3 +67,27 @@ def sites_serving_on_vps(*, vps_name: str) -> QuerySet[Site]:
     return Site.objects.filter(
         vps__name=vps_name, status__in=[Site.Status.ACTIVE, Site.Status.DEPLOYING], suspended_reason=""
     ).select_related("tenant")
+
+
+def tenant_dns_accounts(tenant):
+    """TENANT's DNS provider accounts (DNS-01 certificates), by name."""
+    from sites.models import DnsAccount
+
+    return DnsAccount.objects.filter(tenant=tenant).order_by("name", "id")
+
+
+def wildcard_conflict(*, name: str, tenant) -> str | None:
+    """A hostname of another tenant's live site that NAME would overlap in nginx, or None.
+    `*.example.com` serves every name below example.com that no exact server_name claims, so
+    on a shared fleet a wildcard may only be claimed when no other tenant hosts a name below it,
+    and nobody else may add a name below another tenant's wildcard (their own names are fine:
+    an exact name wins in nginx)."""
+    labels = name.split(".")
+    covering = ["*." + ".".join(labels[i:]) for i in range(1, len(labels) - 1)]
+    others = SiteHostname.objects.exclude(site__tenant=tenant)
+    hit = others.filter(hostname__in=[c for c in covering if c != name]).values_list("hostname", flat=True)
+    found = hit.first()
+    if found is None and name.startswith("*."):
+        below = others.filter(hostname__endswith=name[1:]).values_list("hostname", flat=True)
+        found = below.first()
+    return found

@@ -26,9 +26,12 @@ from fleet.remote.transport import TransportError
 from fleet.services import transport_for
 from sites import probe, selectors
 from sites.configs import SERVED_BY_HEADER, VhostSpec, render_vhost
+from sites.dns_accounts import site_dns_account_check, site_names_check
+from sites.domains import probe_host
 from sites.git_ssh import git_host_key_reset_fields
 from sites.hooks import site_before_delete
-from sites.models import Release, Site, SiteHostname, SiteWebhook, WebhookDelivery
+from sites.models import CronJob, Release, Site, SiteHostname, SiteWebhook, WebhookDelivery, Worker
+from sites.runtime_configs import spec_fields as runtime_spec_fields
 from sites.types import generated_secrets, site_type
 
 logger = logging.getLogger(__name__)
@@ -107,6 +110,7 @@ def site_create(
     repository: dict | None = None,
     aliases: list[str] | tuple[str, ...] = (),
     tls: str = Site.TlsMode.AUTO,
+    dns_account: int | None = None,
     actor=None,
     source_ip=None,
     requested_by_tenant: bool = False,
@@ -118,6 +122,9 @@ def site_create(
     _check_tenant_may_add(tenant=tenant, type_name=type)
     _check_domains_free([domain], field="domain")
     _check_domains_free(aliases, field="aliases")
+    account = site_dns_account_check(
+        tenant=tenant, domain=domain, aliases=aliases, type=type, dns_account=dns_account
+    )
     vps = _allocate(tenant, actor=actor)
     if kind.uses_php and vps.status != Vps.Status.ACTIVE and not vps.php_versions:
         # A dedicated server still to be built: its distribution's PHP (Debian 12: 8.2).
@@ -141,6 +148,7 @@ def site_create(
                 aliases=list(aliases),
                 type=type,
                 tls_mode=tls,
+                dns_account=account,
                 php_version=php_version if kind.uses_php else "",
                 repository_url=(repository or {}).get("url", ""),
                 repository_branch=(repository or {}).get("branch", "") or ("main" if repository else ""),
@@ -155,6 +163,8 @@ def site_create(
             SiteHostname.objects.bulk_create(
                 [SiteHostname(site=site, hostname=name) for name in site.all_domains]
             )
+            Worker.objects.bulk_create([Worker(site=site, **w) for w in kind.default_workers()])
+            CronJob.objects.bulk_create([CronJob(site=site, **job) for job in kind.default_cron_jobs()])
             op = operation_create(
                 kind="site.deploy",
                 tenant=tenant,
@@ -204,6 +214,7 @@ def site_update(*, site: Site, actor=None, requested_by_tenant: bool = False, **
     redeploy saves nothing). Deploy hooks alone are only saved."""
     if "aliases" in changes:
         _check_domains_free(changes["aliases"], field="aliases", exclude=site)
+        site_names_check(tenant=site.tenant, names=changes["aliases"], field="aliases")
     new_names = set(changes.get("aliases", site.aliases)) - set(site.aliases)
     if "php_version" in changes and changes["php_version"] not in site.vps.php_versions:
         raise ApplicationError(
@@ -552,14 +563,18 @@ def vhost_spec(site: Site, *, suspended: bool | None = None) -> VhostSpec:
         suspended = site.status == Site.Status.SUSPENDED or bool(site.suspended_reason)
     kind = site_type(site.type)
     ssl = site.ssl_status == Site.SslStatus.ACTIVE
+    # DNS-01 sites (a DNS account): CHOM's own key and chain (agent cert-csr/cert-install).
+    cert_dir = f"/var/lib/chom/tls/{site.unix_user}" if site.dns_account_id else ""
+    cert_dir = cert_dir or f"/etc/letsencrypt/live/{site.unix_user}"
     return VhostSpec(
         name=site.unix_user,
         domains=tuple(site.all_domains),
         php=kind.uses_php,
         php_fallback=kind.php_fallback,
-        ssl_cert=f"/etc/letsencrypt/live/{site.unix_user}/fullchain.pem" if ssl else "",
-        ssl_key=f"/etc/letsencrypt/live/{site.unix_user}/privkey.pem" if ssl else "",
+        ssl_cert=f"{cert_dir}/fullchain.pem" if ssl else "",
+        ssl_key=f"{cert_dir}/privkey.pem" if ssl else "",
         suspended=suspended,
+        **runtime_spec_fields(site),
     )
 
 
@@ -608,7 +623,7 @@ def site_verify(*, site: Site, log=None, accept=None, expected: str = "") -> int
     last = ""
     while time.monotonic() < deadline:
         try:
-            answers = probe.visit(site.vps.ip_address, site.domain)
+            answers = probe.visit(site.vps.ip_address, probe_host(site.domain))
         except probe.ProbeError as exc:
             last = str(exc)
         else:

@@ -33,7 +33,7 @@ from chom.events import event_emit
 from chom.models import Operation
 from chom.operations import OperationContext, OperationError, operation_create, register
 from fleet.remote.agent_client import Agent
-from sites import dns_check
+from sites import acme_dns, dns_check
 from sites.configs import render_vhost
 from sites.models import Site
 from sites.services import (
@@ -123,6 +123,9 @@ def site_ssl_run(ctx: OperationContext) -> dict:
         _set(site, tls_state=Site.TlsState.ISSUING, tls_next_check_at=None)
     if settings.LOCAL_DNS_MANAGEMENT_URL:
         _point_local_dns(ctx, site)
+    if site.dns_account_id:
+        cert = acme_dns.issue(ctx, site)
+        return _ssl_installed(ctx, site, cert)
 
     def work(agent: Agent) -> dict:
         # The challenge webroot is root-owned outside the site's home: make sure it exists and the
@@ -152,7 +155,10 @@ def site_ssl_run(ctx: OperationContext) -> dict:
             _call(ctx, agent, "reload", {"service": "nginx"})
         return issued.data | {"changed": issued.changed}
 
-    cert = _remote(ctx, site, work)
+    return _ssl_installed(ctx, site, _remote(ctx, site, work))
+
+
+def _ssl_installed(ctx: OperationContext, site: Site, cert: dict) -> dict:
     site_verify(site=site, log=ctx.log)
     expires = parse_datetime(cert.get("not_after", ""))
     _set(site, ssl_expires_at=expires)
@@ -252,10 +258,13 @@ def tls_check_site(*, site: Site, now: datetime, lease: datetime) -> str:
     if settings.LOCAL_DNS_MANAGEMENT_URL and site.tls_checks == 0:
         _point_local_dns_quietly(site)
     ip = site.vps.ip_address or ""
+    claimed = Site.objects.filter(pk=site.pk, tls_next_check_at=lease, tls_state=site.tls_state)
+    if site.dns_account_id and ip:
+        # DNS-01 proves control of the zone, not where its names point: issue at once.
+        return _start_issuing(site, claimed, checks=site.tls_checks + 1)
     results = dns_check.lookup_all(site.all_domains)
     problems = {name: _describe(result, ip) for name, result in results.items()}
     problems = {name: why for name, why in problems.items() if why}
-    claimed = Site.objects.filter(pk=site.pk, tls_next_check_at=lease, tls_state=site.tls_state)
     checks = site.tls_checks + 1
     if ip and not problems:
         return _start_issuing(site, claimed, checks=checks)

@@ -32,10 +32,15 @@ class SiteType:
     caches_config: ClassVar[bool] = False  # Laravel's config:cache bakes the env in
 
     def source(self, site: Site) -> dict:
+        """Where a deploy takes the code from: the repository; without one, the current release
+        (an uploaded one is the only copy of the site's code: a redeploy for new aliases or
+        another PHP version must not replace it); the placeholder page only before the first."""
         if site.repository_url:
             source = {"type": "git", "url": site.repository_url, "branch": site.repository_branch or "main"}
             ssh = git_ssh_source(site)  # a private repository: the deploy key and pinned host key
             return source | ({"ssh": ssh} if ssh else {})
+        if site.current_release:
+            return {"type": "copy", "release": site.current_release}
         return self.placeholder(site)
 
     def placeholder(self, site: Site) -> dict:
@@ -69,6 +74,14 @@ class SiteType:
 
     def post_activate(self, site: Site, *, first_deploy: bool) -> list[tuple[str, dict]]:
         """Agent calls to make once a release is live: (subcommand, payload)."""
+        return []
+
+    def default_workers(self) -> list[dict]:
+        """The workers a new site of this type starts with (Worker fields)."""
+        return []
+
+    def default_cron_jobs(self) -> list[dict]:
+        """The cron jobs a new site of this type starts with (CronJob fields)."""
         return []
 
     def post_remove(self, site: Site) -> list[tuple[str, dict]]:
@@ -132,28 +145,15 @@ class LaravelSite(PhpSite):
             "QUEUE_CONNECTION": "database",
         }
 
-    def post_activate(self, site: Site, *, first_deploy: bool) -> list[tuple[str, dict]]:
-        artisan = f"/var/www/{site.unix_user}/current/artisan"
-        worker = (
-            f"[program:chom-{site.unix_user}-queue]\n"
-            f"command=/usr/bin/php {artisan} queue:work --sleep=3 --tries=3 --max-time=3600\n"
-            f"user={site.unix_user}\ndirectory=/var/www/{site.unix_user}/current\n"
-            "autostart=true\nautorestart=true\nstopwaitsecs=60\nnumprocs=1\n"
-            f"stdout_logfile=/var/log/chom/{site.unix_user}/queue.log\nredirect_stderr=true\n"
-        )
-        cron = f"* * * * * {site.unix_user} /usr/bin/php {artisan} schedule:run >/dev/null 2>&1\n"
-        calls = [
-            ("supervisor-apply", {"name": site.unix_user, "content": worker}),
-            ("file-write", {"path": f"/etc/cron.d/chom-{site.unix_user}", "content": cron, "mode": "0644"}),
-        ]
-        if first_deploy:
-            return calls
-        # A running worker keeps the code of the release it started in: queue:restart lets it
-        # finish its job and exit, and supervisor starts it again in the new current/.
-        return [*calls, ("site-exec", {"name": site.unix_user, "step": "artisan-queue-restart"})]
+    def default_workers(self) -> list[dict]:
+        # Its queue worker: an ordinary worker (sites/workers.py), editable and deletable.
+        command = ["php", "artisan", "queue:work", "--sleep=3", "--tries=3", "--max-time=3600"]
+        return [{"name": "queue", "command": command}]
 
-    def post_remove(self, site: Site) -> list[tuple[str, dict]]:
-        return [("file-remove", {"path": f"/etc/cron.d/chom-{site.unix_user}"})]
+    def default_cron_jobs(self) -> list[dict]:
+        # Its scheduler: an ordinary cron job (sites/cron_jobs.py), editable and deletable. It
+        # replaces the /etc/cron.d/chom-NAME of older CHOMs, which cron-apply removes.
+        return [{"schedule": "* * * * *", "command": ["php", "artisan", "schedule:run"]}]
 
 
 class WordPressSite(SiteType):

@@ -4,7 +4,9 @@ anything is queued (nothing unsafe ever reaches a VPS), ships it inside the site
 deletes its copy once that deploy is over.
 
 The agent checks the archive again when it extracts it (as the site user, with its own safe
-extractors): this inspection is the first gate, not the only one.
+extractors, resolving links through each other as below): this inspection is the first gate,
+not the only one. A later redeploy of a site without a repository copies its current release
+(SiteType.source), so uploaded content outlives new aliases or a PHP version change.
 """
 
 import gzip

@@ -10,6 +10,7 @@ from chom import selectors as core_selectors
 from chom.forms import valid_or_refuse
 from chom.http import client_ip
 from sites import selectors, services
+from sites.delivery_summary import site_delivery_summary
 from sites.forms import (
     RollbackForm,
     SiteCreateForm,
@@ -49,7 +50,12 @@ def site_detail(request, pk: int):
     return render(
         request,
         "sites/site_detail.html",
-        {"site": site, "releases": site.releases.all()[:10], "operations": operations},
+        {
+            "site": site,
+            "releases": site.releases.all()[:10],
+            "operations": operations,
+            "delivery": site_delivery_summary(site=site),
+        },
     )
 
 

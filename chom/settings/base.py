@@ -160,6 +160,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Tenants' notification deliveries have a queue and a worker of their own (deploy/README.md): a
+# tenant's hung receivers never hold the workers that deploy.
+CELERY_TASK_ROUTES = {
+    "observability.send_channel_deliveries": {"queue": "notify"},
+    "observability.deliver_notifications": {"queue": "notify"},
+}
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
@@ -301,6 +307,17 @@ SSL_RENEW_BEFORE_DAYS = env.int("SSL_RENEW_BEFORE_DAYS", default=30)
 # before it requests the certificate; empty = this machine's resolver. make demo: challtestsrv.
 TLS_DNS_RESOLVERS = env.list("TLS_DNS_RESOLVERS", default=[])
 TLS_DNS_TIMEOUT_SECONDS = env.float("TLS_DNS_TIMEOUT_SECONDS", default=3.0)
+# DNS-01 (wildcard names): the DNS providers' APIs (tests and make demo: local fakes), and how
+# long CHOM waits for a challenge TXT record to be visible through TLS_DNS_RESOLVERS.
+DNS_PROVIDER_API_URLS = {
+    "digitalocean": env.str("DNS_DIGITALOCEAN_API_URL", default=""),
+    "cloudflare": env.str("DNS_CLOUDFLARE_API_URL", default=""),
+}
+DNS_PROVIDER_TIMEOUT_SECONDS = env.float("DNS_PROVIDER_TIMEOUT_SECONDS", default=10.0)
+ACME_DNS_PROPAGATION_SECONDS = env.float("ACME_DNS_PROPAGATION_SECONDS", default=180.0)
+# DNS-01: CHOM is the ACME client (the DNS token never reaches a VPS); its account key (PEM,
+# created on first use, 0600). Every worker that runs site.ssl must see the same file.
+ACME_ACCOUNT_KEY_FILE = env.str("ACME_ACCOUNT_KEY_FILE", default=str(VAR_DIR / "acme-account-key.pem"))
 # WordPress comes from each VPS's own `wordpress` distribution package (apt verifies its
 # signature; the agent copies it into the release) unless these two are set: an archive (a
 # mirror, or a pinned upstream release) and its SHA-256, checked before anything is extracted.
@@ -346,6 +363,10 @@ ALERT_WEBHOOK_URLS = env.list("ALERT_WEBHOOK_URLS", default=[])
 ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
 OBSERVABILITY_QUERY_TIMEOUT = env.float("OBSERVABILITY_QUERY_TIMEOUT", default=10.0)
 OBSERVABILITY_NOTIFY_TIMEOUT = env.float("OBSERVABILITY_NOTIFY_TIMEOUT", default=10.0)
+# Tenants' notification receivers (observability/notifications.py): a batch of sends waits at most
+# connect + read + 1 s in all, so receivers that accept and never answer cost seconds.
+OBSERVABILITY_NOTIFY_CONNECT_TIMEOUT = env.float("OBSERVABILITY_NOTIFY_CONNECT_TIMEOUT", default=3.0)
+OBSERVABILITY_NOTIFY_READ_TIMEOUT = env.float("OBSERVABILITY_NOTIFY_READ_TIMEOUT", default=5.0)
 # Promtail reads this config; the binary itself comes from Grafana's packages (not Debian's).
 PROMTAIL_BINARY = env.str("PROMTAIL_BINARY", default="/usr/bin/promtail")
 

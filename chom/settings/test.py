@@ -22,3 +22,10 @@ Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 
 # A fresh cache namespace per run: rate-limit counters of earlier runs never leak in.
 CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:12]}"
+
+# No test reaches a real DNS provider: tests that need one start a local fake and point here.
+DNS_PROVIDER_API_URLS = {
+    "digitalocean": "http://127.0.0.1:9/v2",
+    "cloudflare": "http://127.0.0.1:9/client/v4",
+}
+DNS_PROVIDER_TIMEOUT_SECONDS = 2.0

@@ -18,7 +18,7 @@ Sections, in file order (each starts with a `# ----- NAME` line):
   facts · packages / services · users · file-write · validated configs · MariaDB · sshd / ufw ·
   host hardening · sites: layout · sites: logs and limits · sites: as the site user ·
   sites: sources · sites: releases · sites: exec · sites: environment and hooks ·
-  sites: certificates · sites: supervisor · sites: removal · dispatch
+  sites: certificates · sites: supervisor · sites: workers · sites: cron jobs · sites: removal · dispatch
 
 Subcommands (lock scope: none = reads only, global = VPS-wide, site = that site only,
 site+global = the site's lock then the VPS lock; see take_locks), and the section that
@@ -35,6 +35,7 @@ implements each:
   vhost-remove       global  validated configs
   pool-apply         global  validated configs
   pool-remove        global  validated configs
+  htpasswd-apply     global  validated configs
   db-ensure          global  MariaDB
   db-remove          global  MariaDB
   sshd-harden        global  sshd / ufw
@@ -49,8 +50,12 @@ implements each:
   env-apply          site    sites: environment and hooks (then the VPS lock to reload)
   hook-run           site    sites: environment and hooks
   cert-issue         global  sites: certificates
-  supervisor-apply   global  sites: supervisor
-  supervisor-remove  global  sites: supervisor
+  cert-csr           global  sites: certificates (DNS-01: key + CSR, the key stays here)
+  cert-install       global  sites: certificates (DNS-01: the chain CHOM obtained)
+  workers-apply      site    sites: workers (then the VPS lock to change units)
+  workers-status     none    sites: workers
+  cron-apply         site+global  sites: cron jobs
+  cron-status        none    sites: cron jobs
   site-remove        site+global  sites: removal
 
 Protocol
@@ -109,13 +114,15 @@ When VPSMANAGER_ROOT is not "/", useradd/usermod/userdel/groupdel get `--prefix 
 management happens inside that tree too (used by the tests).
 
 Sites (site-ensure, release-create, release-activate, releases-list, site-exec, cert-issue,
-supervisor-apply/-remove, site-remove): see the "sites: layout" section for the directory
+workers-apply/-status, site-remove): see the "sites: layout" section for the directory
 convention. Everything below a site's home is created by the site user (git, php and composer
 through VPSMANAGER_RUNAS, Python file work in a forked child that dropped to the user); root
 only creates the layout, swaps `current`, runs certbot and installs the packages a
 "distro-package" source names. release-create's sources ("sites: sources"): placeholder, git,
-archive (downloaded, sha256-verified, extracted member by member) and distro-package (a package
-the VPS's apt installs and verifies, e.g. WordPress, copied in with every symlink resolved).
+archive (downloaded, sha256-verified, extracted member by member), upload (an archive CHOM
+copied to the VPS, extracted the same way), distro-package (a package the VPS's apt installs and
+verifies, e.g. WordPress, copied in with every symlink resolved) and copy (the site's current
+release copied as it is, never following a link: a site without a repository keeps its content).
 
 Isolation model (README "Isolation" has the table): a site user owns its home and may change
 anything in it at any moment, so root touches it only as that user or by file descriptor
@@ -281,6 +288,8 @@ class Config:
     acme_timeout: float
     download_max_bytes: int
     systemd_run: list[str]
+    systemd_analyze: list[str]
+    journalctl: list[str]
     prlimit: list[str]
     setquota: list[str]
     logrotate: list[str]
@@ -318,6 +327,8 @@ class Config:
             acme_timeout=float(os.environ.get("VPSMANAGER_ACME_TIMEOUT") or 300),
             download_max_bytes=int(os.environ.get("VPSMANAGER_DOWNLOAD_MAX_BYTES") or 512 * 1024 * 1024),
             systemd_run=_argv_env("VPSMANAGER_SYSTEMD_RUN", ["systemd-run"]),
+            systemd_analyze=_argv_env("VPSMANAGER_SYSTEMD_ANALYZE", ["systemd-analyze"]),
+            journalctl=_argv_env("VPSMANAGER_JOURNALCTL", ["journalctl"]),
             prlimit=_argv_env("VPSMANAGER_PRLIMIT", ["prlimit"]),
             setquota=_argv_env("VPSMANAGER_SETQUOTA", ["setquota"]),
             logrotate=_argv_env("VPSMANAGER_LOGROTATE", ["logrotate"]),
@@ -1250,6 +1261,69 @@ def cmd_pool_remove(ctx: Context, args: Input) -> dict[str, Any]:
     return {"name": name, "php_version": version}
 
 
+HTPASSWD_KEY_RE = LazyRe(r"^[0-9a-f]{16}$")
+HTPASSWD_USER_RE = LazyRe(r"^[A-Za-z0-9._@-]{1,64}$")
+BCRYPT_RE = LazyRe(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
+HTPASSWD_MAX_USERS = 500
+
+
+def htpasswd_dir(config: Config, name: str) -> str:
+    return config.path(f"/var/lib/chom/htpasswd/{name}")
+
+
+def parse_htpasswd_files(raw: dict[str, Any]) -> dict[str, bytes]:
+    """Realm file name -> its lines `user:bcrypt-hash` (the hashes are never echoed back)."""
+    files = {}
+    for key, users in raw.items():
+        if not HTPASSWD_KEY_RE.fullmatch(key):
+            raise invalid(f"htpasswd file name {key!r} is invalid (must match {HTPASSWD_KEY_RE.pattern})")
+        if not isinstance(users, list) or not users or len(users) > HTPASSWD_MAX_USERS:
+            raise invalid(f"htpasswd file {key}: 1 to {HTPASSWD_MAX_USERS} [user, hash] pairs")
+        lines = []
+        for entry in users:
+            if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(v, str) for v in entry)):
+                raise invalid(f"htpasswd file {key}: entries are [user, hash] pairs")
+            user, hashed = entry
+            if not HTPASSWD_USER_RE.fullmatch(user):
+                raise invalid(f"htpasswd user {user!r} is invalid (must match {HTPASSWD_USER_RE.pattern})")
+            if not BCRYPT_RE.fullmatch(hashed):
+                raise invalid(f"htpasswd user {user!r}: the hash is not a bcrypt hash")
+            lines.append(f"{user}:{hashed}\n")
+        files[key] = "".join(lines).encode("ascii")
+    return files
+
+
+def cmd_htpasswd_apply(ctx: Context, args: Input) -> dict[str, Any]:
+    """A site's basic-auth files: root:www-data 0640 in a root-owned directory outside the site's
+    home (/var/lib/chom/htpasswd/NAME, root:www-data 0750), so only root and nginx read them.
+    PRUNE removes the files not named (and the directory once none is left)."""
+    name = args.match("name", SITE_NAME_RE, "site name")
+    files = parse_htpasswd_files(args.get("files", dict))
+    prune = args.get("prune", bool, True)
+    args.finish()
+    config = ctx.config
+    directory = htpasswd_dir(config, name)
+    if not files and not os.path.lexists(directory):
+        ctx.log(f"no basic-auth files for {name}")
+        return {"name": name, "files": []}
+    gid = lookup_gid(config, "www-data")
+    for path in ("/var/lib/chom", "/var/lib/chom/htpasswd"):
+        os.makedirs(config.path(path), 0o755, exist_ok=True)
+        ensure_layout_dir(ctx, config.path(path), 0, 0, 0o755)
+    ensure_layout_dir(ctx, directory, 0, gid, 0o750)
+    for key, data in sorted(files.items()):
+        write_if_different(ctx, os.path.join(directory, key), f"htpasswd {name}/{key}", data, 0o640, 0, gid)
+    if prune:
+        for entry in sorted(os.listdir(directory)):
+            if entry not in files:
+                os.unlink(os.path.join(directory, entry))
+                ctx.change(f"removed htpasswd {name}/{entry}")
+        if not files:
+            os.rmdir(directory)
+            ctx.change(f"removed /var/lib/chom/htpasswd/{name}")
+    return {"name": name, "files": sorted(files)}
+
+
 # --------------------------------------------------------------------------- MariaDB
 
 
@@ -1630,6 +1704,11 @@ RELEASE_MARKER = ".chom-release.json"
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OUTPUT_TAIL_LINES = 20
 MAX_EXTRACT_BYTES = 4 * 1024 * 1024 * 1024
+# Entries of an archive extracted, or of a release copied; levels of directories copied; symlinks
+# followed to resolve one archive symlink (Linux's own limit per lookup).
+MAX_TREE_ENTRIES = 100000
+MAX_TREE_DEPTH = 64
+SYMLINK_HOPS = 40
 BUILD_STEPS = ("composer-install", "artisan-migrate", "artisan-storage-link", "artisan-optimize", "php-lint")
 # artisan-queue-restart: after a switch, Laravel queue workers finish their job and exit
 # (supervisor starts them again in the new current/): a worker keeps the code it started with.
@@ -2158,6 +2237,7 @@ SOURCE_FIELDS = {
     "archive": {"type", "url", "sha256", "strip_components"},
     "distro-package": {"type", "package"},
     "upload": {"type", "path", "sha256", "format"},
+    "copy": {"type", "release"},
 }
 # An archive a tenant uploaded, copied here (root-only) by CHOM; already inspected by CHOM.
 UPLOAD_PATH_RE = LazyRe(r"^/var/lib/chom/uploads/[0-9]{8}T?[0-9]{6}[a-z0-9-]{0,20}\.(tar\.gz|zip)$")
@@ -2167,7 +2247,8 @@ UPLOAD_MAGIC = {"tar.gz": b"\x1f\x8b", "zip": b"PK\x03\x04"}
 def parse_source(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict) or raw.get("type") not in SOURCE_FIELDS:
         raise invalid(
-            'source must be an object with type "placeholder", "git", "archive", "distro-package" or "upload"'
+            'source must be an object with type "placeholder", "git", "archive", "distro-package", '
+            '"upload" or "copy"'
         )
     extra = sorted(set(raw) - SOURCE_FIELDS[raw["type"]])
     if extra:
@@ -2194,6 +2275,9 @@ def parse_source(raw: Any) -> dict[str, Any]:
             parse_git_ssh(raw["ssh"])
     elif raw["type"] == "upload":
         parse_upload_source(raw)
+    elif raw["type"] == "copy":
+        if not isinstance(raw.get("release"), str) or not RELEASE_RE.fullmatch(raw["release"]):
+            raise invalid(f"copy source: release {raw.get('release')!r} is not a release id")
     else:
         url = raw.get("url")
         if not isinstance(url, str) or url_scheme(url) not in ("https", "http"):
@@ -2490,12 +2574,78 @@ def member_parts(name: str, strip: int) -> list[str] | None:
     return parts[strip:] or None
 
 
-def check_link_target(parts: list[str], target: str) -> None:
-    joined = os.path.normpath(os.path.join(*parts[:-1], target)) if parts[:-1] else os.path.normpath(target)
-    if target.startswith("/") or joined == ".." or joined.startswith("../"):
-        raise unsafe(
-            "archive symlink {!r} -> {!r} points outside the release".format("/".join(parts), target)
-        )
+class ArchiveTree:
+    """An archive's members as the tree they make below the release (after strip_components),
+    checked before anything is written: each path once (a directory may repeat), nothing below
+    a symlink or a file, every symlink followed through the archive's other symlinks as the
+    kernel would (the whole set, whatever their order: `q -> p/../x` is only harmless while `p`
+    is a directory) and kept inside, a hard link only to a regular file earlier in the archive,
+    at most MAX_TREE_ENTRIES members. The text of a link alone proves nothing: `p -> .` plus
+    `q -> p/../etc` reads as "etc" and leads out."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[tuple[str, ...], str] = {}  # "dir", "file" or "symlink"
+        self.links: dict[tuple[str, ...], str] = {}
+        self.count = 0
+
+    def add(self, parts: list[str], kind: str, target: str = "") -> None:
+        """KIND "hardlink": TARGET is the linked member's path, as components joined by "/"."""
+        self.count += 1
+        if self.count > MAX_TREE_ENTRIES:
+            raise unsafe(f"archive has more than {MAX_TREE_ENTRIES} entries")
+        key, name = tuple(parts), "/".join(parts)
+        if kind == "hardlink":
+            if self.kinds.get(tuple(target.split("/"))) != "file":
+                raise unsafe(f"archive hard link {name!r} -> {target!r}: not a file earlier in the archive")
+            kind = "file"
+        seen = self.kinds.get(key)
+        if seen is not None and not seen == kind == "dir":
+            raise unsafe(f"archive member {name!r} appears twice")
+        self.kinds[key] = kind
+        if kind == "symlink":
+            self.links[key] = target
+
+    def check(self) -> None:
+        for key in self.kinds:
+            for depth in range(1, len(key)):
+                above = self.kinds.get(key[:depth], "dir")
+                if above != "dir":
+                    raise unsafe(
+                        "archive member {!r} lies below {!r}, a {}".format(
+                            "/".join(key), "/".join(key[:depth]), above
+                        )
+                    )
+        resolved: dict[tuple[str, ...], tuple[str, ...]] = {}
+        for key in self.links:
+            self.resolve(key, resolved, set())
+
+    def resolve(self, link: tuple[str, ...], resolved: dict, active: set) -> tuple[str, ...]:
+        """Where the symlink LINK leads, as components below the release; refused when it leads
+        outside or loops. A name the archive does not declare counts as a directory."""
+        if link in resolved:
+            return resolved[link]
+        name, target = "/".join(link), self.links[link]
+        if link in active or len(active) > SYMLINK_HOPS:
+            raise unsafe(f"archive symlink {name!r} is part of a loop")
+        active.add(link)
+        escape = unsafe(f"archive symlink {name!r} -> {target!r} points outside the release")
+        if target.startswith("/"):
+            raise escape
+        where = list(link[:-1])
+        for component in target.split("/"):
+            if component in ("", "."):
+                continue
+            if component == "..":
+                if not where:
+                    raise escape
+                where.pop()
+                continue
+            where.append(component)
+            if tuple(where) in self.links:
+                where = list(self.resolve(tuple(where), resolved, active))
+        active.discard(link)
+        resolved[link] = tuple(where)
+        return resolved[link]
 
 
 class Extractor:
@@ -2539,21 +2689,28 @@ def extract_tar(handle: Any, dest: str, strip: int) -> int:
     import tarfile
 
     with tarfile.open(fileobj=handle, mode="r:*") as archive:
-        members = archive.getmembers()
-        plan = []
-        for member in members:  # validate everything before writing anything
+        tree, plan = ArchiveTree(), []
+        for member in archive:  # validate everything before writing anything
             parts = member_parts(member.name, strip)
-            if member.issym():
-                if parts is not None:
-                    check_link_target(parts, member.linkname)
-            elif member.islnk():
-                link_parts = member_parts(member.linkname, strip)
+            if member.islnk():
+                try:
+                    link_parts = member_parts(member.linkname, strip)
+                except AgentError:
+                    link_parts = None
                 if parts is not None and link_parts is None:
                     raise unsafe(f"archive hard link {member.name!r} points outside the release")
-            elif not (member.isdir() or member.isfile()):
+            elif not (member.isdir() or member.isfile() or member.issym()):
                 raise unsafe(f"archive member {member.name!r} is a device, fifo or other special file")
-            if parts is not None:
-                plan.append((member, parts))
+            if parts is None:
+                continue
+            if member.issym():
+                tree.add(parts, "symlink", member.linkname)
+            elif member.islnk():
+                tree.add(parts, "hardlink", "/".join(link_parts or []))
+            else:
+                tree.add(parts, "dir" if member.isdir() else "file")
+            plan.append((member, parts))
+        tree.check()
         extractor = Extractor(dest)
         for member, parts in plan:
             if member.isdir():
@@ -2562,7 +2719,10 @@ def extract_tar(handle: Any, dest: str, strip: int) -> int:
                 extractor.symlink(parts, member.linkname)
             elif member.islnk():
                 link_parts = member_parts(member.linkname, strip) or []
-                with open(os.path.join(dest, *link_parts), "rb") as source:
+                flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
+                with os.fdopen(open_below(dest, link_parts, flags), "rb") as source:
+                    if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+                        raise unsafe(f"archive hard link {member.name!r} is not to a regular file")
                     extractor.file(parts, source, member.mode)
             else:
                 extractor.file(parts, archive.extractfile(member), member.mode)
@@ -2573,13 +2733,18 @@ def extract_zip(handle: Any, dest: str, strip: int) -> int:
     import zipfile
 
     with zipfile.ZipFile(handle) as archive:
-        plan = []
+        tree, plan = ArchiveTree(), []
         for info in archive.infolist():
             parts = member_parts(info.filename, strip)
-            if stat.S_ISLNK(info.external_attr >> 16):
+            kind = stat.S_IFMT(info.external_attr >> 16)
+            if kind == stat.S_IFLNK:
                 raise unsafe(f"archive member {info.filename!r} is a symlink (unsupported in zip archives)")
+            if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+                raise unsafe(f"archive member {info.filename!r} is a device, fifo or other special file")
             if parts is not None:
+                tree.add(parts, "dir" if info.is_dir() else "file")
                 plan.append((info, parts))
+        tree.check()
         extractor = Extractor(dest)
         for info, parts in plan:
             if info.is_dir():
@@ -2777,6 +2942,133 @@ def copy_resolving_links(source: str, dest: str, left_out: tuple[str, ...] = ())
     return count
 
 
+# A commit as a release marker records it (git sha, sha256:..., deb:...=..., placeholder): the
+# site user can write the marker, so anything else is not passed on.
+COMMIT_RE = LazyRe(r"^[A-Za-z0-9][A-Za-z0-9:=.+~_-]{0,79}$")
+# A directory of a release being copied: never a symlink, never waiting on a FIFO.
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+def fetch_copy(ctx: Context, site: Site, origin: str, dest: str) -> str:
+    """A new release with the content of releases/ORIGIN, the site's current release: a site
+    without a repository has no other copy of its code (an upload), so a redeploy (new aliases, a
+    PHP version) builds from it rather than from the placeholder page. Copied as the site user by
+    copy_release_tree; the release marker and the .env link are left out (the build makes them
+    again). The commit is ORIGIN's: the content is the same."""
+    info = read_marker(site.sub("releases", origin))
+    if info is None:
+        raise AgentError("source_failed", f"release {origin} to copy does not exist or is incomplete", "copy")
+
+    def copy() -> dict[str, Any]:
+        os.mkdir(dest)
+        return copy_release_tree(site.home, origin, dest)
+
+    done = in_site_process(site, "copy", copy, timeout=ctx.config.build_timeout)
+    ctx.log(f"copied {done['entries']} entries ({done['bytes']} bytes) of release {origin}, links as links")
+    if done["skipped"]:
+        skipped = ", ".join(map(repr, done["skipped"]))
+        ctx.log(f"skipped (not a file, directory or symlink): {skipped}")
+    commit = info.get("commit")
+    return commit if isinstance(commit, str) and COMMIT_RE.fullmatch(commit) else f"copy:{origin}"
+
+
+def copy_release_tree(home: str, origin: str, dest: str) -> dict[str, Any]:
+    """Copy HOME/releases/ORIGIN into the new, empty directory DEST. Runs as the site user, who
+    owns ORIGIN and may change it at any moment, so nothing in it is trusted: every entry is
+    opened by descriptor relative to its directory with O_NOFOLLOW|O_NONBLOCK (no link is ever
+    followed, inside the tree or out of it, a FIFO never blocks); symlinks are copied as symlinks
+    (their target text, unresolved), regular files byte for byte with their permission bits and
+    mtime, directories with their permission bits; FIFOs, sockets and devices are skipped. A
+    file or directory whose group is not its copy's (the setgid www-data one) gets the site's own
+    group, never one that may read more. At most MAX_TREE_ENTRIES entries, MAX_EXTRACT_BYTES bytes
+    and MAX_TREE_DEPTH levels. Left out at the top: the release marker and the .env symlink."""
+    state: dict[str, Any] = {"entries": 0, "bytes": 0, "skipped": [], "origin": origin}
+    src = open_below(home, ["releases", origin], DIR_FLAGS)
+    try:
+        dst = os.open(dest, DIR_FLAGS)
+        try:
+            copy_dir(src, dst, [], state)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+    return {"entries": state["entries"], "bytes": state["bytes"], "skipped": state["skipped"][:20]}
+
+
+def copy_dir(src: int, dst: int, parts: list[str], state: dict[str, Any]) -> None:
+    for name in sorted(os.listdir(src)):
+        here = [*parts, name]
+        try:
+            info = os.stat(name, dir_fd=src, follow_symlinks=False)
+            if not parts and (name == RELEASE_MARKER or (name == ENV_FILE and stat.S_ISLNK(info.st_mode))):
+                continue
+            state["entries"] += 1
+            if state["entries"] > MAX_TREE_ENTRIES:
+                message = f"release {state['origin']} has more than {MAX_TREE_ENTRIES} entries"
+                raise AgentError("source_failed", message, "copy")
+            if stat.S_ISLNK(info.st_mode):
+                os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+            elif stat.S_ISDIR(info.st_mode):
+                if len(here) > MAX_TREE_DEPTH:
+                    raise AgentError("source_failed", f"{'/'.join(here)!r} is nested too deeply", "copy")
+                copy_subdir(src, dst, name, here, state)
+            elif stat.S_ISREG(info.st_mode):
+                copy_file(src, dst, name, state)
+            else:
+                state["skipped"].append("/".join(here))
+        except OSError as exc:
+            raise AgentError("source_failed", f"{'/'.join(here)!r} cannot be copied: {exc.strerror}", "copy")
+
+
+def copy_subdir(src: int, dst: int, name: str, parts: list[str], state: dict[str, Any]) -> None:
+    inner_src = os.open(name, DIR_FLAGS, dir_fd=src)
+    try:
+        os.mkdir(name, dir_fd=dst)  # 0777 less the umask, setgid www-data from its parent
+        inner_dst = os.open(name, DIR_FLAGS, dir_fd=dst)
+        try:
+            copy_dir(inner_src, inner_dst, parts, state)
+            # Last: a read-only directory is filled first. Changed only when it differs, as a
+            # chmod by the site user (not in www-data) also drops the setgid bit.
+            copy_attributes(os.fstat(inner_src), inner_dst, mtime=False)
+        finally:
+            os.close(inner_dst)
+    finally:
+        os.close(inner_src)
+
+
+def copy_file(src: int, dst: int, name: str, state: dict[str, Any]) -> None:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=src)
+    with os.fdopen(fd, "rb") as source:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # swapped since it was looked at
+            raise AgentError("source_failed", f"{name!r} changed while it was copied", "copy")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with os.fdopen(os.open(name, flags, 0o600, dir_fd=dst), "wb") as out:
+            while True:
+                chunk = source.read(1024 * 1024)
+                if not chunk:
+                    break
+                state["bytes"] += len(chunk)
+                if state["bytes"] > MAX_EXTRACT_BYTES:
+                    message = f"release {state['origin']} holds more than {MAX_EXTRACT_BYTES} bytes"
+                    raise AgentError("source_failed", message, "copy")
+                out.write(chunk)
+            out.flush()
+            copy_attributes(info, out.fileno(), mtime=True)
+
+
+def copy_attributes(info: os.stat_result, fd: int, *, mtime: bool) -> None:
+    now = os.fstat(fd)
+    if now.st_gid != info.st_gid:
+        os.fchown(fd, -1, os.getgid())
+        now = os.fstat(fd)
+    wanted = stat.S_IMODE(info.st_mode) & 0o777
+    if stat.S_IMODE(now.st_mode) & 0o777 != wanted:
+        os.fchmod(fd, wanted | (stat.S_IMODE(now.st_mode) & stat.S_ISGID if stat.S_ISDIR(now.st_mode) else 0))
+    if mtime:
+        os.utime(fd, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
 def write_placeholder(ctx: Context, site: Site, html: str, dest: str) -> str:
     def write() -> None:
         os.makedirs(os.path.join(dest, "public"))
@@ -2905,6 +3197,8 @@ def cmd_release_create(ctx: Context, args: Input) -> dict[str, Any]:
     for step in build:
         if step not in BUILD_STEPS:
             raise invalid("build step {!r} is not one of {}".format(step, ", ".join(BUILD_STEPS)))
+    if source["type"] == "copy" and source["release"] == release:
+        raise invalid(f"release {release} cannot be built from a copy of itself")
     site = load_site(ctx, name)
     dest = site.sub("releases", release)
     info = read_marker(dest)
@@ -2961,6 +3255,8 @@ def build_release(
         commit = fetch_upload(ctx, site, source, dest)
     elif kind == "distro-package":
         commit = fetch_distro_package(ctx, site, source["package"], dest)
+    elif kind == "copy":
+        commit = fetch_copy(ctx, site, source["release"], dest)
     else:
         commit = write_placeholder(ctx, site, source["html"], dest)
 
@@ -3466,7 +3762,8 @@ def cmd_env_apply(ctx: Context, args: Input) -> dict[str, Any]:
 
 
 def reload_site_processes(ctx: Context, site: Site, php_version: str) -> list[str]:
-    """PHP-FPM (a graceful reload) and the site's supervisor programs, under the VPS lock: a
+    """PHP-FPM (a graceful reload), the site's workers and supervisor programs (an older CHOM's),
+    under the VPS lock: a
     pool-apply of another site must not be reloaded half-validated."""
     import configparser
 
@@ -3493,6 +3790,7 @@ def reload_site_processes(ctx: Context, site: Site, php_version: str) -> list[st
                     continue
                 ctx.log(f"restarted {program}")
                 done.append(program)
+        done += restart_site_workers(ctx, site.name)
     finally:
         os.close(lock)
     return done
@@ -3638,6 +3936,140 @@ def cert_data(name: str, not_after: float) -> dict[str, Any]:
     }
 
 
+# DNS-01 certificates (wildcard names): CHOM is the ACME client, because the DNS provider's token
+# must never reach a shared VPS; the private key never leaves it. cert-csr makes a key and a CSR
+# here, CHOM orders with the CSR and answers the challenges in DNS, cert-install puts the chain
+# next to the key, validates nginx and reloads.
+#   /var/lib/chom/tls/            root 0700
+#   /var/lib/chom/tls/NAME/       root 0700  privkey.pem (0600), fullchain.pem, pending.key/.csr
+WILDCARD_DOMAIN_RE = LazyRe(
+    r"^(\*\.)?(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$"
+)
+
+
+def tls_dir(config: Config, name: str) -> str:
+    return config.path(f"/var/lib/chom/tls/{name}")
+
+
+def ensure_tls_dir(config: Config, name: str) -> str:
+    """The site's key directory, root-only; refuses anything but a real directory on the way."""
+    parent = config.path("/var/lib/chom/tls")
+    for directory in (parent, tls_dir(config, name)):
+        if os.path.islink(directory):
+            raise AgentError("conflict", f"{directory} is a symlink", "validate")
+        os.makedirs(directory, 0o700, exist_ok=True)
+        os.chown(directory, 0, 0)
+        os.chmod(directory, 0o700)
+    return tls_dir(config, name)
+
+
+def dns01_domains(args: Input) -> list[str]:
+    domains = args.get("domains", list)
+    if not 1 <= len(domains) <= 100 or not all(
+        isinstance(d, str) and WILDCARD_DOMAIN_RE.fullmatch(d) for d in domains
+    ):
+        raise invalid("domains must be 1-100 lowercase host names or *.wildcards (e.g. *.example.com)")
+    return list(dict.fromkeys(domains))
+
+
+def openssl_argv() -> list[str]:
+    return _argv_env("VPSMANAGER_OPENSSL", ["openssl"])
+
+
+def cmd_cert_csr(ctx: Context, args: Input) -> dict[str, Any]:
+    """A new private key and a CSR for DOMAINS (the key stays here as pending.key), unless the
+    installed certificate covers exactly DOMAINS for more than renew_before_days: then "csr" is
+    empty and nothing changes."""
+    name = args.match("name", SITE_NAME_RE, "site name")
+    domains = dns01_domains(args)
+    renew = args.get("renew_before_days", int, default=30)
+    if not 0 <= renew <= 365:
+        raise invalid("renew_before_days must be 0-365")
+    args.finish()
+    load_site(ctx, name)
+    directory = ensure_tls_dir(ctx.config, name)
+    existing = read_cert(os.path.join(directory, "fullchain.pem"))
+    if existing is not None:
+        names, not_after = existing
+        if names == set(domains) and not_after - time.time() > renew * 86400:
+            ctx.log(f"certificate {name} covers {', '.join(domains)} until {iso_utc(not_after)}")
+            return {"csr": "", "not_after": iso_utc(not_after)}
+    key, csr = os.path.join(directory, "pending.key"), os.path.join(directory, "pending.csr")
+    for path in (key, csr):
+        _unlink_quietly(path)
+    common = domains[0] if len(domains[0]) <= 64 else ""
+    san = "subjectAltName=" + ",".join(f"DNS:{d}" for d in domains)
+    ctx.run(
+        [*openssl_argv(), "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", key, "-out", csr, "-subj", f"/CN={common}" if common else "/",
+         "-addext", san],
+        step="openssl-req",
+    )  # fmt: skip
+    os.chmod(key, 0o600)
+    ctx.change(f"new key and CSR for {', '.join(domains)} (the key stays on this server)")
+    with open(csr) as fh:
+        return {"csr": fh.read(), "not_after": iso_utc(existing[1]) if existing else ""}
+
+
+def cmd_cert_install(ctx: Context, args: Input) -> dict[str, Any]:
+    """Install CHAIN (PEM, leaf first) for the pending key of cert-csr: the leaf must hold that
+    key and exactly DOMAINS. Key and chain are swapped in atomically, nginx -t must pass (else
+    both are put back) and nginx reloads. The same chain again changes nothing."""
+    name = args.match("name", SITE_NAME_RE, "site name")
+    domains = dns01_domains(args)
+    chain = args.get("chain", str)
+    args.finish()
+    if not chain.startswith("-----BEGIN CERTIFICATE-----") or len(chain) > 1_000_000:
+        raise invalid("chain must be PEM certificates, leaf first")
+    load_site(ctx, name)
+    directory = ensure_tls_dir(ctx.config, name)
+    fullchain, privkey = os.path.join(directory, "fullchain.pem"), os.path.join(directory, "privkey.pem")
+    pending = os.path.join(directory, "pending.key")
+    if read_bytes(fullchain) == chain.encode() and os.path.exists(privkey):
+        ctx.log(f"certificate {name} already installed")
+        return cert_install_data(directory, name)
+    if not os.path.isfile(pending) or os.path.islink(pending):
+        raise AgentError("conflict", f"no pending key for {name}: run cert-csr first", "validate")
+    staged = os.path.join(directory, "staged.pem")
+    atomic_write(staged, chain.encode(), 0o644)
+    try:
+        decoded = read_cert(staged)
+        if decoded is None or decoded[0] != set(domains):
+            got = ", ".join(sorted(decoded[0])) if decoded else "nothing readable"
+            raise invalid(f"the certificate is for {got}, not {', '.join(domains)}")
+        leaf = ctx.run([*openssl_argv(), "x509", "-noout", "-pubkey", "-in", staged], step="openssl-x509")
+        mine = ctx.run([*openssl_argv(), "pkey", "-pubout", "-in", pending], step="openssl-pkey")
+        if leaf.stdout.strip() != mine.stdout.strip():
+            raise invalid("the certificate does not belong to the pending key")
+        snapshots = [Snapshot(privkey), Snapshot(fullchain)]
+        with open(pending, "rb") as fh:
+            atomic_write(privkey, fh.read(), 0o600)
+        os.rename(staged, fullchain)
+    finally:
+        _unlink_quietly(staged)
+    try:
+        check_nginx(ctx)
+    except AgentError:
+        for snapshot in snapshots:
+            snapshot.restore()
+        ctx.log("restored previous key and certificate")
+        raise
+    for path in (pending, os.path.join(directory, "pending.csr")):
+        _unlink_quietly(path)
+    ctx.change(f"installed certificate {name} for {', '.join(domains)}")
+    reload_nginx(ctx)
+    return cert_install_data(directory, name)
+
+
+def cert_install_data(directory: str, name: str) -> dict[str, Any]:
+    decoded = read_cert(os.path.join(directory, "fullchain.pem"))
+    return {
+        "cert_path": f"/var/lib/chom/tls/{name}/fullchain.pem",
+        "key_path": f"/var/lib/chom/tls/{name}/privkey.pem",
+        "not_after": iso_utc(decoded[1]) if decoded else "",
+    }
+
+
 def remove_cert_lineage(ctx: Context, name: str) -> None:
     import shutil
 
@@ -3658,29 +4090,14 @@ def remove_cert_lineage(ctx: Context, name: str) -> None:
 
 
 # --------------------------------------------------------------------------- sites: supervisor
+#
+# An older CHOM ran Laravel's queue worker as a supervisor program; workers are systemd units now
+# ("sites: workers"). What is left: removing such a program (workers-apply, site-remove) and
+# restarting it on an environment change until then.
 
 
 def supervisor_path(config: Config, name: str) -> str:
     return config.path(f"/etc/supervisor/conf.d/chom-{name}.conf")
-
-
-def validate_supervisor(name: str, content: str) -> None:
-    """Programs must run as the site user: supervisord itself runs as root."""
-    import configparser
-
-    parser = configparser.ConfigParser(interpolation=None, strict=True)
-    try:
-        parser.read_string(content)
-    except configparser.Error as exc:
-        raise invalid(f"supervisor config does not parse: {exc}".splitlines()[0])
-    if not parser.sections():
-        raise invalid("supervisor config has no [program:...] section")
-    for section in parser.sections():
-        kind, _, program = section.partition(":")
-        if kind not in ("program", "group") or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", program):
-            raise invalid(f"supervisor section [{section}] must be [program:X] or [group:X]")
-        if kind == "program" and parser.get(section, "user", fallback=None) != name:
-            raise invalid(f"[{section}] must set user={name}")
 
 
 def supervisor_reload(ctx: Context) -> None:
@@ -3693,34 +4110,6 @@ def supervisor_reload(ctx: Context) -> None:
         ctx.log(f"supervisorctl {verb}: {_tail(proc, 4) or 'ok'}")
 
 
-def cmd_supervisor_apply(ctx: Context, args: Input) -> dict[str, Any]:
-    name = args.match("name", SITE_NAME_RE, "site name")
-    content = args.content()
-    args.finish()
-    validate_supervisor(name, content)
-    path = supervisor_path(ctx.config, name)
-    public = f"/etc/supervisor/conf.d/chom-{name}.conf"
-    if read_bytes(path) == content.encode():
-        ctx.log(f"{public} unchanged")
-        return {"path": public}
-    os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
-    atomic_write(path, content.encode(), 0o644)
-    ctx.change(f"wrote {public}")
-    supervisor_reload(ctx)
-    return {"path": public}
-
-
-def cmd_supervisor_remove(ctx: Context, args: Input) -> dict[str, Any]:
-    name = args.match("name", SITE_NAME_RE, "site name")
-    args.finish()
-    public = f"/etc/supervisor/conf.d/chom-{name}.conf"
-    if remove_supervisor(ctx, name):
-        supervisor_reload(ctx)
-    else:
-        ctx.log(f"{public} already absent")
-    return {"path": public}
-
-
 def remove_supervisor(ctx: Context, name: str) -> bool:
     path = supervisor_path(ctx.config, name)
     if not os.path.lexists(path):
@@ -3730,11 +4119,927 @@ def remove_supervisor(ctx: Context, name: str) -> bool:
     return True
 
 
+# --------------------------------------------------------------------------- sites: workers
+#
+# A site's long-running commands (queue workers, node processes) are systemd template units
+# /etc/systemd/system/chom-NAME-worker-W@.service, one instance per process (@1, @2, ...), in the
+# site's slice (its tier's limits), as the site user, hardened (read-only system, private /tmp
+# and devices, no new privileges; only the site's home is writable). workers-apply makes the
+# site's units match the list it is given exactly: new or changed units are checked with
+# `systemd-analyze verify` before any goes live (a refused unit changes nothing: the previous
+# ones keep running), stale ones are stopped, disabled and removed.
+#
+# No tenant text is ever put into a unit: the unit runs WORKER_EXEC (root's, below) with the
+# site and worker names (both validated), and WORKER_EXEC reads the argv from the root-owned
+# spec /etc/chom/workers/NAME.json (0640 root:NAME). The site's environment comes from its
+# shared/.env, read by WORKER_EXEC *as the site user*: systemd reads EnvironmentFile= as root,
+# and the site can make .env a symlink to /etc/shadow, so it is never an EnvironmentFile.
+
+WORKER_NAME_RE = LazyRe(r"^[a-z][a-z0-9-]{0,39}$")
+WORKER_RESTARTS = ("always", "on-failure")
+WORKERS_MAX = 50
+WORKER_PROCESSES_MAX = 64
+WORKER_EXEC = "/usr/local/lib/chom/worker-exec"
+WORKER_UNIT_DIR = "/etc/systemd/system"
+WORKER_UNIT_TEMPLATE = """\
+# Managed by CHOM (vpsmanager workers-apply): worker {worker} of site {name}, one instance per
+# process. Changes are overwritten.
+[Unit]
+Description=CHOM site {name} worker {worker} (process %i)
+After=network.target mariadb.service
+StartLimitIntervalSec=0
+
+[Service]
+Type=simple
+User={name}
+Group={name}
+Slice=chom-{name}.slice
+WorkingDirectory=/var/www/{name}/current
+ExecStart=/usr/bin/python3 -I {exec} /etc/chom/workers/{name}.json {worker}
+Restart={restart}
+RestartSec=3s
+KillMode=mixed
+TimeoutStopSec=60s
+UMask=0027
+SyslogIdentifier=chom-{name}-worker-{worker}
+NoNewPrivileges=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectSystem=strict
+ProtectHome=yes
+ReadWritePaths=/var/www/{name}
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictSUIDSGID=yes
+RestrictRealtime=yes
+LockPersonality=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
+
+[Install]
+WantedBy=multi-user.target
+"""
+# Runs as the site user (the unit's User=): the argv from the spec, the environment from the
+# site's own .env, read with the site user's rights only, then exec. stdlib, Python >= 3.9.
+WORKER_EXEC_SOURCE = r"""# Managed by CHOM (vpsmanager workers-apply): starts one worker process of a site.
+# Runs as the site user: what it reads, the site could read anyway.
+import json
+import os
+import re
+import sys
+
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NAME = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)")
+ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "f": "\f", "v": "\v", "\\": "\\", '"': '"', "$": "$"}
+KEPT = ("INVOCATION_ID", "JOURNAL_STREAM", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID")
+
+
+def unquote(raw):
+    raw = raw.strip()
+    if raw[:1] == '"':
+        out, i = [], 1
+        while i < len(raw) and raw[i] != '"':
+            if raw[i] == "\\" and i + 1 < len(raw):
+                out.append(ESCAPES.get(raw[i + 1], "\\" + raw[i + 1]))
+                i += 2
+                continue
+            out.append(raw[i])
+            i += 1
+        return "".join(out)
+    if raw[:1] == "'":
+        return raw[1:].split("'", 1)[0]
+    return raw.split(" #", 1)[0].strip()
+
+
+def dotenv(text):
+    values = {}
+    for line in text.splitlines():
+        match = NAME.fullmatch(line.strip())
+        if match:
+            values[match.group(1)] = unquote(match.group(2))
+    return values
+
+
+def refuse(worker, why):
+    sys.stderr.write("chom worker %s: %s; not starting\n" % (worker, why))
+
+
+def main():
+    spec_path, worker = sys.argv[1], sys.argv[2]
+    with open(spec_path, encoding="utf-8") as fh:
+        spec = json.load(fh)
+    argv = spec["workers"][worker]
+    env = {k: v for k, v in os.environ.items() if k in KEPT}
+    env.update(HOME=spec["home"], USER=spec["user"], LOGNAME=spec["user"], PATH=SAFE_PATH, LANG="C.UTF-8")
+    if spec.get("env_file"):
+        try:
+            fd = os.open(spec["env_file"], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+        except FileNotFoundError:
+            fd = None
+        except OSError as exc:
+            refuse(worker, "cannot read %s: %s" % (spec["env_file"], exc.strerror))
+            return 78
+        if fd is not None:
+            with os.fdopen(fd, "rb") as fh:
+                if not os.path.stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    refuse(worker, "%s is not a regular file" % spec["env_file"])
+                    return 78
+                env.update(dotenv(fh.read(1024 * 1024).decode("utf-8", "replace")))
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        sys.stderr.write("chom worker %s: cannot run %s: %s\n" % (worker, argv[0], exc.strerror))
+        return 127
+
+
+sys.exit(main())
+"""
+
+
+def worker_unit_name(name: str, worker: str, instance: str = "") -> str:
+    return f"chom-{name}-worker-{worker}@{instance}.service"
+
+
+def worker_spec_label(name: str) -> str:
+    return f"/etc/chom/workers/{name}.json"
+
+
+def parse_workers(raw: Any) -> list[dict[str, Any]]:
+    """[{name, argv, processes, restart, enabled}] (argv as deploy hooks: tenant text, no NUL
+    or line breaks, never run through a shell)."""
+    if not isinstance(raw, list) or len(raw) > WORKERS_MAX:
+        raise invalid(f"workers must be a list of at most {WORKERS_MAX}")
+    keys = {"name", "argv", "processes", "restart", "enabled"}
+    workers, total = [], 0
+    for item in raw:
+        if not isinstance(item, dict) or set(item) != keys:
+            raise invalid("each worker needs exactly: {}".format(", ".join(sorted(keys))))
+        if not isinstance(item["name"], str) or not WORKER_NAME_RE.fullmatch(item["name"]):
+            raise invalid(f"worker name {item['name']!r} is invalid (must match {WORKER_NAME_RE.pattern})")
+        argv = parse_hook(item["argv"], f"worker {item['name']} argv")
+        if any("\n" in arg or "\r" in arg for arg in argv):
+            raise invalid(f"worker {item['name']} argv: no line breaks")
+        processes = item["processes"]
+        if type(processes) is not int or not 1 <= processes <= WORKER_PROCESSES_MAX:
+            raise invalid(f"worker {item['name']}: processes must be 1 to {WORKER_PROCESSES_MAX}")
+        if item["restart"] not in WORKER_RESTARTS or not isinstance(item["enabled"], bool):
+            raise invalid(f"worker {item['name']}: restart is always|on-failure, enabled a boolean")
+        total += processes
+        workers.append(dict(item))
+    names = [w["name"] for w in workers]
+    if len(set(names)) != len(names):
+        raise invalid("worker names must be unique")
+    if total > WORKER_PROCESSES_MAX:
+        raise invalid(f"at most {WORKER_PROCESSES_MAX} worker processes per site")
+    return workers
+
+
+def render_worker_unit(name: str, worker: dict[str, Any]) -> bytes:
+    return WORKER_UNIT_TEMPLATE.format(
+        name=name, worker=worker["name"], restart=worker["restart"], exec=WORKER_EXEC
+    ).encode()
+
+
+def render_worker_spec(site: Site, workers: list[dict[str, Any]], env: bool) -> bytes:
+    spec = {
+        "user": site.name,
+        "home": site.public_home,
+        "env_file": f"{site.public_home}/shared/{ENV_FILE}" if env else None,
+        "workers": {w["name"]: w["argv"] for w in workers},
+    }
+    return (json.dumps(spec, indent=1, sort_keys=True) + "\n").encode()
+
+
+def worker_units_on_disk(config: Config, name: str) -> dict[str, str]:
+    """{worker: unit file path} of the site's worker templates."""
+    import glob
+
+    prefix = f"chom-{name}-worker-"
+    found = {}
+    for path in glob.glob(config.path(f"{WORKER_UNIT_DIR}/{glob.escape(prefix)}*@.service")):
+        worker = os.path.basename(path)[len(prefix) : -len("@.service")]
+        # Site "a"'s pattern also matches site "a-worker-b"'s units: the unit's User= tells.
+        if WORKER_NAME_RE.fullmatch(worker) and f"\nUser={name}\n".encode() in (read_bytes(path) or b""):
+            found[worker] = path
+    return found
+
+
+def worker_instances(ctx: Context, name: str) -> set[str]:
+    """Instances of the site's workers that systemd knows (loaded, or enabled at boot)."""
+    import glob
+
+    pattern = f"chom-{name}-worker-*@*.service"
+    proc = ctx.run(
+        [*ctx.config.systemctl, "list-units", "--all", "--plain", "--no-legend", "--full", pattern],
+        step="workers",
+        check=False,
+    )
+    units = {line.split()[0] for line in proc.stdout.splitlines() if line.split()}
+    wants = ctx.config.path(f"{WORKER_UNIT_DIR}/multi-user.target.wants")
+    units |= {os.path.basename(p) for p in glob.glob(os.path.join(glob.escape(wants), pattern))}
+    ours = {worker_unit_name(name, w) for w in worker_units_on_disk(ctx.config, name)}
+    return {u for u in units if u.partition("@")[0] + "@.service" in ours and not u.endswith("@.service")}
+
+
+def verify_worker_units(ctx: Context, name: str, units: dict[str, bytes]) -> None:
+    """systemd-analyze verify on copies of UNITS (file name -> content) in a private directory:
+    nothing is installed when one of them has a problem."""
+    import shutil
+    import tempfile
+
+    analyze = _argv_env("VPSMANAGER_SYSTEMD_ANALYZE", ["systemd-analyze"])
+    scratch = tempfile.mkdtemp(prefix=f"chom-verify-{name}-")
+    try:
+        paths = []
+        for filename, data in sorted(units.items()):
+            path = os.path.join(scratch, filename)
+            with open(path, "wb") as fh:
+                fh.write(data)
+            paths.append(path)
+        proc = ctx.run([*analyze, "verify", *paths], step="verify-units", check=False)
+        ours = [
+            line.strip()
+            for line in (proc.stderr + proc.stdout).splitlines()
+            if line.startswith(scratch) or (" " in line and line.split(":")[0].startswith(f"chom-{name}-"))
+        ]
+        if proc.returncode != 0 or ours:
+            detail = " | ".join(line.replace(scratch + "/", "") for line in ours[-6:]) or _tail(proc)
+            raise AgentError("unit_invalid", f"systemd-analyze verify refused the units: {detail}", "verify")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def systemctl_units(ctx: Context, verb: str, units: list[str], *, no_block: bool = False) -> None:
+    if not units:
+        return
+    argv = [*ctx.config.systemctl, verb, *(["--no-block"] if no_block else []), "--", *sorted(units)]
+    proc = ctx.run(argv, step=f"systemctl-{verb.replace(' ', '-')}", check=False)
+    if proc.returncode != 0:
+        raise AgentError("command_failed", f"systemctl {verb} exited {proc.returncode}: {_tail(proc)}", verb)
+
+
+def active_units(ctx: Context, units: list[str]) -> set[str]:
+    if not units:
+        return set()
+    proc = ctx.run([*ctx.config.systemctl, "is-active", "--", *units], step="workers", check=False)
+    states = proc.stdout.split()
+    live = ("active", "activating", "reloading")
+    return {unit for i, unit in enumerate(units) if i < len(states) and states[i] in live}
+
+
+def cmd_workers_apply(ctx: Context, args: Input) -> dict[str, Any]:
+    """The site's worker units = WORKERS exactly; RESTART: restart the running ones anyway (after
+    a release switch or an environment change: a worker keeps the code and variables it started
+    with). ENV: the workers get the site's shared/.env."""
+    name = args.match("name", SITE_NAME_RE, "site name")
+    workers = parse_workers(args.get("workers", list))
+    env = args.get("env", bool, default=True)
+    restart = args.get("restart", bool, default=False)
+    args.finish()
+    config = ctx.config
+    site = load_site(ctx, name)
+    wanted = {w["name"]: render_worker_unit(name, w) for w in workers}
+    on_disk = worker_units_on_disk(config, name)
+    changed_units = {
+        worker: data
+        for worker, data in wanted.items()
+        if worker not in on_disk or read_bytes(on_disk[worker]) != data
+    }
+    if changed_units:
+        verify_worker_units(ctx, name, {worker_unit_name(name, w): d for w, d in changed_units.items()})
+    lock = acquire_lock(config)  # systemd's state is the VPS's: the site lock is held already
+    try:
+        restarted = apply_workers(ctx, site, workers, env, restart, changed_units, on_disk)
+    finally:
+        os.close(lock)
+    # The programs of an older CHOM (Laravel's queue worker): CHOM adopts them as workers.
+    supervisor_removed = remove_supervisor(ctx, name)
+    if supervisor_removed:
+        supervisor_reload(ctx)
+    if not ctx.changed:
+        ctx.log(f"workers of {name} unchanged")
+    return {
+        "units": [worker_unit_name(name, w["name"]) for w in workers],
+        "restarted": sorted(restarted),
+        "supervisor_removed": supervisor_removed,
+    }
+
+
+def apply_workers(
+    ctx: Context,
+    site: Site,
+    workers: list[dict[str, Any]],
+    env: bool,
+    restart: bool,
+    changed_units: dict[str, bytes],
+    on_disk: dict[str, str],
+) -> list[str]:
+    config, name = ctx.config, site.name
+    wanted_instances = {
+        worker_unit_name(name, w["name"], str(i)): w["name"]
+        for w in workers
+        if w["enabled"]
+        for i in range(1, w["processes"] + 1)
+    }
+    known = worker_instances(ctx, name)
+    stale = sorted(known - set(wanted_instances))
+    if stale:
+        systemctl_units(ctx, "stop", stale)
+        systemctl_units(ctx, "disable", stale)
+        ctx.change("stopped {}".format(", ".join(stale)))
+    os.makedirs(config.path("/usr/local/lib/chom"), 0o755, exist_ok=True)
+    os.makedirs(config.path("/etc/chom/workers"), 0o755, exist_ok=True)
+    os.makedirs(config.path(WORKER_UNIT_DIR), 0o755, exist_ok=True)
+    write_if_different(ctx, config.path(WORKER_EXEC), WORKER_EXEC, WORKER_EXEC_SOURCE.encode(), 0o755, 0, 0)
+    spec_label = worker_spec_label(name)
+    spec_before = read_bytes(config.path(spec_label))
+    spec = render_worker_spec(site, workers, env)
+    write_if_different(ctx, config.path(spec_label), spec_label, spec, 0o640, 0, site.gid)
+    previous_argv = json.loads(spec_before)["workers"] if spec_before else {}
+    reload_needed = False
+    for worker, data in sorted(changed_units.items()):
+        label = f"{WORKER_UNIT_DIR}/{worker_unit_name(name, worker)}"
+        atomic_write(config.path(label), data, 0o644)
+        ctx.change(f"wrote {label}")
+        reload_needed = True
+    for worker in sorted(set(on_disk) - {w["name"] for w in workers}):
+        os.unlink(on_disk[worker])
+        ctx.change(f"removed {WORKER_UNIT_DIR}/{worker_unit_name(name, worker)}")
+        reload_needed = True
+    if reload_needed:
+        ctx.run([*config.systemctl, "daemon-reload"], step="daemon-reload")
+    by_argv = {w["name"] for w in workers if previous_argv.get(w["name"]) != w["argv"]}
+    units = sorted(wanted_instances)
+    wants = config.path(f"{WORKER_UNIT_DIR}/multi-user.target.wants")
+    to_enable = [u for u in units if not os.path.lexists(os.path.join(wants, u))]
+    systemctl_units(ctx, "enable", to_enable)
+    if to_enable:
+        ctx.change("enabled {}".format(", ".join(to_enable)))
+    running = active_units(ctx, units)
+    outdated = {u for u in units if wanted_instances[u] in changed_units or wanted_instances[u] in by_argv}
+    to_restart = sorted(u for u in running if restart or u in outdated)
+    to_start = sorted(set(units) - running)
+    systemctl_units(ctx, "start", to_start, no_block=True)
+    if to_start:
+        ctx.change("started {}".format(", ".join(to_start)))
+    # --no-block: a queue worker finishes its job first (TimeoutStopSec); the run does not wait.
+    systemctl_units(ctx, "restart", to_restart, no_block=True)
+    if to_restart:
+        ctx.change("restarted {}".format(", ".join(to_restart)))
+    return to_start + to_restart
+
+
+def remove_workers(ctx: Context, name: str) -> None:
+    """site-remove: the site's worker instances stopped, their units and spec gone."""
+    stale = sorted(worker_instances(ctx, name))
+    systemctl_units(ctx, "stop", stale)
+    systemctl_units(ctx, "disable", stale)
+    removed = list(worker_units_on_disk(ctx.config, name).values())
+    spec = ctx.config.path(worker_spec_label(name))
+    for path in [*removed, spec] if os.path.lexists(spec) else removed:
+        os.unlink(path)
+        ctx.change(f"removed {path[len(ctx.config.root.rstrip('/')) :]}")
+    if removed:
+        ctx.run([*ctx.config.systemctl, "daemon-reload"], step="daemon-reload")
+
+
+def restart_site_workers(ctx: Context, name: str) -> list[str]:
+    """Restart the site's running workers (they keep the variables they started with)."""
+    running = sorted(active_units(ctx, sorted(worker_instances(ctx, name))))
+    systemctl_units(ctx, "restart", running, no_block=True)
+    for unit in running:
+        ctx.log(f"restarted {unit}")
+    return running
+
+
+EXIT_RE = LazyRe(r"Main process exited, code=(exited|killed|dumped), status=([0-9]+)")
+
+
+def journal_exits(ctx: Context, units: list[str]) -> dict[str, tuple[str, int]]:
+    """{unit: (exit|signal, status)} of each unit's last main process exit, from what systemd
+    logged about it ("Main process exited, code=killed, status=9/KILL"); {} without a journal."""
+    journalctl = _argv_env("VPSMANAGER_JOURNALCTL", ["journalctl"])
+    argv = [*journalctl, "--no-pager", "-o", "json", "-n", "1000", "_PID=1"]
+    for unit in units:
+        argv += ["UNIT=" + unit]
+    try:
+        proc = ctx.run(argv, step="workers-journal", check=False, timeout=15)
+    except AgentError:
+        return {}
+    exits: dict[str, tuple[str, int]] = {}
+    for line in proc.stdout.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        match = EXIT_RE.search(str(entry.get("MESSAGE", ""))) if isinstance(entry, dict) else None
+        if match and entry.get("UNIT") in units:
+            exits[entry["UNIT"]] = ("exit" if match.group(1) == "exited" else "signal", int(match.group(2)))
+    return exits
+
+
+WORKER_SHOW = ("Id", "ActiveState", "SubState", "NRestarts", "ExecMainStatus", "ExecMainCode", "MainPID")
+
+
+def cmd_workers_status(ctx: Context, args: Input) -> dict[str, Any]:
+    """Per worker: its instances' states, and running / restarts / last exit / main PIDs summed."""
+    name = args.match("name", SITE_NAME_RE, "site name")
+    args.finish()
+    units = sorted(worker_instances(ctx, name))
+    workers: dict[str, dict[str, Any]] = {
+        worker: {"running": 0, "restarts": 0, "last_exit": None, "pids": 0, "instances": []}
+        for worker in worker_units_on_disk(ctx.config, name)
+    }
+    if units:
+        argv = [*ctx.config.systemctl, "show", "-p", ",".join(WORKER_SHOW), "--", *units]
+        proc = ctx.run(argv, step="workers-status")
+        exits = journal_exits(ctx, units)
+        for block in proc.stdout.strip().split("\n\n"):
+            props = dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line)
+            unit = props.get("Id", "")
+            worker, _, instance = unit[len(f"chom-{name}-worker-") : -len(".service")].partition("@")
+            if not unit.startswith(f"chom-{name}-worker-") or not WORKER_NAME_RE.fullmatch(worker):
+                continue
+            entry = workers.setdefault(
+                worker, {"running": 0, "restarts": 0, "last_exit": None, "pids": 0, "instances": []}
+            )
+            pid = int(props.get("MainPID") or 0)
+            state = props.get("ActiveState", "unknown")
+            restarts = int(props.get("NRestarts") or 0)
+            status = int(props.get("ExecMainStatus") or 0)
+            # ExecMainCode: 1 exited (status = exit code), 2 killed / 3 dumped (status = signal);
+            # 0 while a restarted process runs: then systemd's journal says how the last one ended.
+            code = int(props.get("ExecMainCode") or 0)
+            last_exit = {"1": "exit", "2": "signal", "3": "signal"}.get(str(code))
+            if last_exit is None and unit in exits:
+                last_exit, status = exits[unit]
+            entry["instances"].append(
+                {
+                    "instance": instance,
+                    "active_state": state,
+                    "sub_state": props.get("SubState", ""),
+                    "restarts": restarts,
+                    "pid": pid,
+                    "last_exit": {"kind": last_exit, "status": status} if last_exit else None,
+                }
+            )
+            entry["running"] += state == "active"
+            entry["pids"] += pid != 0
+            entry["restarts"] += restarts
+            if last_exit:
+                entry["last_exit"] = {"kind": last_exit, "status": status}
+    return {"workers": dict(sorted(workers.items()))}
+
+
+# --------------------------------------------------------------------------- sites: cron jobs
+
+# A site's cron jobs are systemd timers: chom-NAME-cron-ID.timer starts the oneshot
+# chom-NAME-cron-ID.service (never twice at once: a start while it runs joins that run) as the
+# site user, in the site's slice, with a time limit. The argv is not in the unit (unit files are
+# world-readable): it is in JOB_DIR/NAME/ID.json, root's, readable by the site's group only, and
+# CRON_RUNNER, started by systemd as the site user, reads it and the site's .env, then execs the
+# command in current/. So the .env, which the site user may swap for a symlink to any file, is
+# only ever opened with the site user's rights: systemd's own EnvironmentFile= would read it as
+# root.
+CRON_JOB_DIR = "/var/lib/chom/cron"
+CRON_RUNNER_PATH = "/usr/local/lib/chom/cron-run"
+CRON_MAX_JOBS = 200
+CRON_TIMEOUT_MAX = 86400
+CRON_CALENDAR_RE = LazyRe(r"^[A-Za-z0-9*,./: -]{1,200}$")
+CRON_OUTPUT_MAX_CHARS = 4000
+CRON_RUNNER = """\
+#!/usr/bin/python3 -IS
+# Managed by CHOM: runs one cron job of a site. Started by systemd as the site user, so the job
+# file (readable by the site's group) and the site's .env (the site's own file, which may be a
+# link anywhere) are read with the site user's rights only.
+import json
+import os
+import stat
+import sys
+
+ESCAPES = {"n": "\\n", "r": "\\r", "t": "\\t", "f": "\\f", "v": "\\v"}
+
+
+def unquote(raw):
+    if len(raw) >= 2 and raw[0] == raw[-1] == "'":
+        return raw[1:-1]
+    if not (len(raw) >= 2 and raw[0] == raw[-1] == '"'):
+        return raw
+    out, chars = [], iter(raw[1:-1])
+    for char in chars:
+        if char == "\\\\":
+            char = next(chars, "")
+            char = ESCAPES.get(char, char)
+        out.append(char)
+    return "".join(out)
+
+
+def dotenv(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return {}
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return {}
+        text = fh.read(1 << 20).decode("utf-8", "replace")
+    values = {}
+    for line in text.splitlines():
+        name, sep, raw = line.partition("=")
+        name = name.strip()
+        if name.startswith("export "):
+            name = name[7:].strip()
+        if sep and name.isascii() and name.isidentifier():
+            values[name] = unquote(raw.strip())
+    return values
+
+
+def main():
+    with open(sys.argv[1], "rb") as fh:
+        job = json.load(fh)
+    # The unit's HOME, PATH, USER... win over the file's, as phpdotenv's immutable loader does.
+    env = dict(dotenv(job["env_file"]), **os.environ)
+    try:
+        os.chdir(job["directory"])
+        os.execvpe(job["argv"][0], job["argv"], env)
+    except OSError as exc:
+        sys.stderr.write("chom cron: {}: {}\\n".format(exc.filename or job["argv"][0], exc.strerror))
+        return 127 if isinstance(exc, FileNotFoundError) else 126
+
+
+sys.exit(main())
+"""
+
+
+def cron_unit(name: str, job_id: int) -> str:
+    return f"chom-{name}-cron-{job_id}"
+
+
+def parse_cron_jobs(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list) or len(raw) > CRON_MAX_JOBS:
+        raise invalid(f"jobs must be a list of at most {CRON_MAX_JOBS} objects")
+    jobs = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise invalid("each job must be an object")
+        job = Input(item)
+        job_id = job.get("id", int)
+        calendar = job.get("on_calendar", list)
+        argv = parse_hook(job.get("command", list), "command")
+        enabled = job.get("enabled", bool)
+        timeout = job.get("timeout_seconds", int)
+        job.finish()
+        if not 1 <= job_id < 2**31:
+            raise invalid(f"job id {job_id} is out of range")
+        if not 1 <= len(calendar) <= 4 or not all(
+            isinstance(c, str) and CRON_CALENDAR_RE.fullmatch(c) for c in calendar
+        ):
+            raise invalid(f"job {job_id}: on_calendar must be 1-4 calendar expressions")
+        if any("\n" in arg or "\r" in arg for arg in argv):
+            raise invalid(f"job {job_id}: command arguments may not contain line breaks")
+        if not 1 <= timeout <= CRON_TIMEOUT_MAX:
+            raise invalid(f"job {job_id}: timeout_seconds must be 1-{CRON_TIMEOUT_MAX}")
+        jobs.append({"id": job_id, "on_calendar": calendar, "command": argv, "enabled": enabled,
+                     "timeout": timeout})  # fmt: skip
+    if len({job["id"] for job in jobs}) != len(jobs):
+        raise invalid("jobs must not repeat an id")
+    return jobs
+
+
+def render_cron_service(site: Site, job: dict[str, Any]) -> bytes:
+    name, unit = site.name, cron_unit(site.name, job["id"])
+    home = site.public_home
+    return (
+        f"# Managed by CHOM: cron job {job['id']} of site {name}.\n"
+        f"[Unit]\nDescription=CHOM cron job {job['id']} of site {name}\n"
+        f"[Service]\nType=oneshot\nUser={name}\nSlice={slice_name(name)}\n"
+        f"Environment=HOME={home} USER={name} LOGNAME={name} PATH={SAFE_PATH} LANG=C.UTF-8 "
+        f"TMPDIR={home}/tmp\n"
+        f"UMask=0027\nNoNewPrivileges=yes\nTimeoutStartSec={job['timeout']}\n"
+        f"SyslogIdentifier={unit}\n"
+        f"ExecStart=/usr/bin/python3 -IS {CRON_RUNNER_PATH} {CRON_JOB_DIR}/{name}/{job['id']}.json\n"
+    ).encode()
+
+
+def render_cron_timer(site: Site, job: dict[str, Any]) -> bytes:
+    unit = cron_unit(site.name, job["id"])
+    calendars = "".join(f"OnCalendar={c}\n" for c in job["on_calendar"])
+    return (
+        f"# Managed by CHOM: the schedule of cron job {job['id']} of site {site.name}.\n"
+        f"[Unit]\nDescription=Schedule of CHOM cron job {job['id']} of site {site.name}\n"
+        f"[Timer]\n{calendars}AccuracySec=1s\nUnit={unit}.service\n"
+        "[Install]\nWantedBy=timers.target\n"
+    ).encode()
+
+
+def render_cron_job(site: Site, job: dict[str, Any]) -> bytes:
+    data = {
+        "argv": job["command"],
+        "directory": f"{site.public_home}/current",
+        "env_file": f"{site.public_home}/shared/{ENV_FILE}",
+    }
+    return (json.dumps(data, sort_keys=True) + "\n").encode()
+
+
+def installed_cron_ids(config: Config, name: str) -> set[int]:
+    pattern = re.compile(r"chom-" + re.escape(name) + r"-cron-([0-9]+)\.(?:service|timer)")
+    found = set()
+    units = config.path("/etc/systemd/system")
+    for entry in os.listdir(units) if os.path.isdir(units) else []:
+        match = pattern.fullmatch(entry)
+        if match:
+            found.add(int(match.group(1)))
+    jobs = config.path(f"{CRON_JOB_DIR}/{name}")
+    if os.path.isdir(jobs):
+        found.update(int(e[:-5]) for e in os.listdir(jobs) if re.fullmatch(r"[0-9]+\.json", e))
+    return found
+
+
+def put_root_file(ctx: Context, label: str, data: bytes, mode: int, gid: int = 0) -> bool:
+    """LABEL (a root-owned path in a root-owned directory) = DATA. True if it changed."""
+    path = ctx.config.path(label)
+    try:
+        st: os.stat_result | None = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if (
+        st is not None
+        and stat.S_ISREG(st.st_mode)
+        and (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, 0, gid)
+        and read_bytes(path) == data
+    ):
+        return False
+    os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+    atomic_write(path, data, mode, 0, gid)
+    ctx.change(f"wrote {label}")
+    return True
+
+
+def check_calendars(ctx: Context, jobs: list[dict[str, Any]]) -> None:
+    expressions = sorted({c for job in jobs for c in job["on_calendar"]})
+    if not expressions:
+        return
+    argv = [*ctx.config.systemd_analyze, "calendar", "--", *expressions]
+    proc = ctx.run(argv, step="calendar", check=False, timeout=30)
+    if proc.returncode != 0:
+        raise AgentError("config_invalid", f"systemd-analyze calendar refused: {_tail(proc, 4)}", "validate")
+
+
+def verify_cron_units(ctx: Context, site: Site, files: dict[str, bytes]) -> None:
+    """`systemd-analyze verify` of the new units, from a private directory, before any goes live."""
+    import shutil
+    import tempfile
+
+    units = {label: data for label, data in files.items() if label.endswith((".service", ".timer"))}
+    if not units:
+        return
+    directory = tempfile.mkdtemp(prefix="chom-cron-verify-")
+    try:
+        paths = []
+        for label, data in sorted(units.items()):
+            path = os.path.join(directory, os.path.basename(label))
+            with open(path, "wb") as fh:
+                fh.write(data)
+            paths.append(path)
+        argv = [*ctx.config.systemd_analyze, "verify", "--man=no", "--", *paths]
+        proc = ctx.run(argv, step="verify", check=False, timeout=60)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    problems = [
+        line.strip()
+        for line in (proc.stderr or "").splitlines()
+        if os.path.basename(directory) in line or "chom-" + site.name + "-cron-" in line
+    ]
+    if proc.returncode != 0 or problems:
+        detail = " | ".join(problems[-4:]) or _tail(proc, 4)
+        raise AgentError("config_invalid", f"systemd-analyze verify refused the units: {detail}", "validate")
+
+
+def cmd_cron_apply(ctx: Context, args: Input) -> dict[str, Any]:
+    """The site's cron jobs on the VPS = JOBS, exactly: units and job files written (validated
+    first, so a refused set leaves the previous one running), stale ones stopped and removed,
+    timers enabled or disabled, and the legacy /etc/cron.d/chom-NAME removed."""
+    name = args.match("name", SITE_NAME_RE, "site name")
+    jobs = parse_cron_jobs(args.get("jobs", list))
+    args.finish()
+    config = ctx.config
+    site = load_site(ctx, name)
+    legacy = f"/etc/cron.d/chom-{name}"
+    if not systemd_is_init(config):
+        if jobs:
+            raise AgentError(
+                "unsupported",
+                "cron jobs run as systemd timers, and systemd is not the init system of this server",
+                "validate",
+            )
+        remove_legacy_cron(ctx, legacy)
+        return {"jobs": []}
+    check_calendars(ctx, jobs)
+    files: dict[str, bytes] = {}
+    for job in jobs:
+        unit = cron_unit(name, job["id"])
+        files[f"/etc/systemd/system/{unit}.service"] = render_cron_service(site, job)
+        files[f"/etc/systemd/system/{unit}.timer"] = render_cron_timer(site, job)
+    verify_cron_units(ctx, site, files)
+    stale = sorted(installed_cron_ids(config, name) - {job["id"] for job in jobs})
+    reload_needed = remove_cron_jobs(ctx, name, stale)
+    changed_timers = set()
+    if jobs:
+        put_root_file(ctx, CRON_RUNNER_PATH, CRON_RUNNER.encode(), 0o755)
+        ensure_root_dir(config.path(CRON_JOB_DIR), 0, 0o755)
+        ensure_root_dir(config.path(f"{CRON_JOB_DIR}/{name}"), site.gid, 0o750)
+    for job in jobs:
+        job_file = f"{CRON_JOB_DIR}/{name}/{job['id']}.json"
+        put_root_file(ctx, job_file, render_cron_job(site, job), 0o640, site.gid)
+        unit = f"/etc/systemd/system/{cron_unit(name, job['id'])}"
+        service, timer = f"{unit}.service", f"{unit}.timer"
+        reload_needed |= put_root_file(ctx, service, files[service], 0o644)
+        if put_root_file(ctx, timer, files[timer], 0o644):
+            reload_needed = True
+            changed_timers.add(os.path.basename(timer))
+    if reload_needed:
+        ctx.run([*config.systemctl, "daemon-reload"], step="daemon-reload")
+    states = set_cron_timers(ctx, name, jobs, changed_timers)
+    remove_legacy_cron(ctx, legacy)
+    return {"jobs": [{"id": job["id"], "timer": states[timer_of(name, job)]} for job in jobs]}
+
+
+def ensure_root_dir(path: str, gid: int, mode: int) -> None:
+    """A directory only root writes to, under root-owned parents (so no link can be swapped in)."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        _unlink_quietly(path)
+        os.makedirs(path, mode, exist_ok=True)
+    st = os.lstat(path)
+    if (st.st_uid, st.st_gid) != (0, gid):
+        os.chown(path, 0, gid)
+    if stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
+
+
+def timer_of(name: str, job: dict[str, Any]) -> str:
+    return f"{cron_unit(name, job['id'])}.timer"
+
+
+def set_cron_timers(ctx: Context, name: str, jobs: list[dict[str, Any]], changed: set[str]) -> dict[str, str]:
+    timers = [timer_of(name, job) for job in jobs]
+    if not timers:
+        return {}
+    systemctl = ctx.config.systemctl
+    is_enabled = unit_states(ctx, "is-enabled", timers)
+    is_active = unit_states(ctx, "is-active", timers)
+    for job in jobs:
+        timer = timer_of(name, job)
+        if job["enabled"]:
+            if is_enabled[timer] != "enabled" or is_active[timer] != "active":
+                ctx.run([*systemctl, "enable", "--", timer], step="systemctl-enable")
+                ctx.run([*systemctl, "start", "--", timer], step="systemctl-start")
+                ctx.change(f"enabled and started {timer}")
+            elif timer in changed:
+                ctx.run([*systemctl, "restart", "--", timer], step="systemctl-restart")
+                ctx.change(f"restarted {timer} (new schedule)")
+        elif is_enabled[timer] == "enabled" or is_active[timer] == "active":
+            ctx.run([*systemctl, "disable", "--", timer], step="systemctl-disable")
+            ctx.run([*systemctl, "stop", "--", timer], step="systemctl-stop")
+            ctx.change(f"disabled and stopped {timer}")
+    return unit_states(ctx, "is-active", timers)
+
+
+def remove_cron_jobs(ctx: Context, name: str, ids: list[int]) -> bool:
+    """Stop and remove jobs IDS of site NAME; True if a unit file went (daemon-reload due)."""
+    config = ctx.config
+    removed_unit = False
+    for job_id in ids:
+        unit = cron_unit(name, job_id)
+        if systemd_is_init(config):
+            for verb, what in (("disable", "timer"), ("stop", "timer"), ("stop", "service")):
+                ctx.run(
+                    [*config.systemctl, verb, "--", f"{unit}.{what}"], step="systemctl-" + verb, check=False
+                )
+        for label in (f"/etc/systemd/system/{unit}.timer", f"/etc/systemd/system/{unit}.service",
+                      f"{CRON_JOB_DIR}/{name}/{job_id}.json"):  # fmt: skip
+            if os.path.lexists(config.path(label)):
+                os.unlink(config.path(label))
+                ctx.change(f"removed {label}")
+                removed_unit = removed_unit or label.startswith("/etc/systemd/")
+    return removed_unit
+
+
+def remove_legacy_cron(ctx: Context, label: str) -> None:
+    path = ctx.config.path(label)
+    if os.path.lexists(path):
+        os.unlink(path)
+        ctx.change(f"removed {label} (the scheduler is a CHOM cron job now)")
+
+
+def remove_site_cron(ctx: Context, name: str) -> None:
+    """site-remove: every cron job of NAME, its job directory, and the reload."""
+    config = ctx.config
+    if remove_cron_jobs(ctx, name, sorted(installed_cron_ids(config, name))) and systemd_is_init(config):
+        ctx.run([*config.systemctl, "daemon-reload"], step="daemon-reload")
+    jobs = config.path(f"{CRON_JOB_DIR}/{name}")
+    if os.path.isdir(jobs) and not os.path.islink(jobs):
+        os.rmdir(jobs)
+        ctx.change(f"removed {CRON_JOB_DIR}/{name}")
+
+
+def systemctl_show(ctx: Context, units: list[str], props: list[str]) -> list[dict[str, str]]:
+    argv = [
+        *ctx.config.systemctl,
+        "show",
+        "--timestamp=unix",
+        *(f"--property={p}" for p in props),
+        "--",
+        *units,
+    ]
+    proc = ctx.run(argv, step="systemctl-show", timeout=30)
+    blocks: list[dict[str, str]] = [{}]
+    for line in proc.stdout.splitlines():
+        if not line.strip():
+            if blocks[-1]:
+                blocks.append({})
+            continue
+        key, _, value = line.partition("=")
+        blocks[-1][key] = value
+    blocks = [b for b in blocks if b]
+    if len(blocks) != len(units):
+        raise AgentError(
+            "command_failed", f"systemctl show answered {len(blocks)} of {len(units)} units", "status"
+        )
+    return blocks
+
+
+def unix_time(value: str) -> str | None:
+    if not value.startswith("@") or not value[1:].isdigit() or value == "@0":
+        return None
+    return iso_utc(int(value[1:]))
+
+
+def job_output(ctx: Context, invocation: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{32}", invocation):
+        return ""
+    argv = [
+        *ctx.config.journalctl,
+        "--no-pager",
+        "-o",
+        "cat",
+        "-n",
+        str(OUTPUT_TAIL_LINES),
+        f"_SYSTEMD_INVOCATION_ID={invocation}",
+    ]
+    proc = ctx.run(argv, step="journalctl", check=False, timeout=10)
+    return proc.stdout[-CRON_OUTPUT_MAX_CHARS:] if proc.returncode == 0 else ""
+
+
+def cmd_cron_status(ctx: Context, args: Input) -> dict[str, Any]:
+    """Per job of IDS: its last run (start, end, exit code or signal, systemd's result), the
+    last run's output tail from the journal, whether it runs now, and its timer's next run."""
+    name = args.match("name", SITE_NAME_RE, "site name")
+    ids = args.get("ids", list)
+    args.finish()
+    if len(ids) > CRON_MAX_JOBS or not all(type(i) is int and 1 <= i < 2**31 for i in ids):
+        raise invalid(f"ids must be a list of at most {CRON_MAX_JOBS} job ids")
+    if not systemd_is_init(ctx.config):
+        raise AgentError(
+            "unsupported", "cron jobs need systemd as the init system of this server", "validate"
+        )
+    if not ids:
+        return {"jobs": []}
+    units = [cron_unit(name, i) for i in ids]
+    services = systemctl_show(ctx, [f"{u}.service" for u in units], [
+        "LoadState", "ActiveState", "ExecMainStartTimestamp", "ExecMainExitTimestamp",
+        "ExecMainCode", "ExecMainStatus", "Result", "InvocationID",
+    ])  # fmt: skip
+    timers = systemctl_show(ctx, [f"{u}.timer" for u in units], ["ActiveState", "NextElapseUSecRealtime"])
+    jobs = []
+    for i, job_id in enumerate(ids):
+        service, timer = services[i], timers[i]
+        started = unix_time(service.get("ExecMainStartTimestamp", ""))
+        running = service.get("ActiveState") == "activating"
+        code, status = service.get("ExecMainCode", "0"), service.get("ExecMainStatus", "0")
+        exit_code = None
+        if started and not running and status.lstrip("-").isdigit():
+            exit_code = int(status) if code == "1" else -int(status)  # 2, 3: killed by a signal
+        jobs.append({
+            "id": job_id,
+            "installed": service.get("LoadState") == "loaded",
+            "last_run_at": started,
+            "finished_at": None if running else unix_time(service.get("ExecMainExitTimestamp", "")),
+            "exit_code": exit_code,
+            "result": service.get("Result", ""),
+            "running": running,
+            "output": job_output(ctx, service.get("InvocationID", "")) if started else "",
+            "timer": timer.get("ActiveState", ""),
+            "next_run_at": unix_time(timer.get("NextElapseUSecRealtime", "")),
+        })  # fmt: skip
+    return {"jobs": jobs}
+
+
 # --------------------------------------------------------------------------- sites: removal
 
 
 def cmd_site_remove(ctx: Context, args: Input) -> dict[str, Any]:
-    """Remove everything site-ensure, release-*, cert-issue and supervisor-apply created.
+    """Remove everything site-ensure, release-*, cert-issue and workers-apply created.
 
     The vhost and pool must be removed first (vhost-remove, pool-remove): the vhost references
     the certificate, and userdel fails while pool workers run as the user.
@@ -3761,6 +5066,8 @@ def cmd_site_remove(ctx: Context, args: Input) -> dict[str, Any]:
         )
     if remove_supervisor(ctx, name):
         supervisor_reload(ctx)
+    remove_workers(ctx, name)
+    remove_site_cron(ctx, name)
     cron = config.path(f"/etc/cron.d/chom-{name}")
     if os.path.lexists(cron):
         os.unlink(cron)
@@ -3782,10 +5089,18 @@ def cmd_site_remove(ctx: Context, args: Input) -> dict[str, Any]:
         ctx.log(f"no CHOM user {name}: /var/www/{name} and certificate lineage {name} left alone")
         return {"name": name}
     remove_cert_lineage(ctx, name)
+    keys = tls_dir(config, name)
+    if os.path.isdir(keys) and not os.path.islink(keys):
+        shutil.rmtree(keys)
+        ctx.change(f"removed /var/lib/chom/tls/{name}")
     webroot = acme_webroot(config, name)
     if os.path.isdir(webroot) and not os.path.islink(webroot):
         shutil.rmtree(webroot)
         ctx.change(f"removed /var/lib/chom/acme/{name}")
+    auth = htpasswd_dir(config, name)
+    if os.path.isdir(auth) and not os.path.islink(auth):
+        shutil.rmtree(auth)
+        ctx.change(f"removed /var/lib/chom/htpasswd/{name}")
     home = site_home(config, name)
     if os.path.islink(home):
         os.unlink(home)
@@ -3828,6 +5143,7 @@ COMMANDS: dict[str, tuple[Callable[[Context, Input], dict[str, Any]], str]] = {
     "vhost-remove": (cmd_vhost_remove, "global"),
     "pool-apply": (cmd_pool_apply, "global"),
     "pool-remove": (cmd_pool_remove, "global"),
+    "htpasswd-apply": (cmd_htpasswd_apply, "global"),
     "db-ensure": (cmd_db_ensure, "global"),
     "db-remove": (cmd_db_remove, "global"),
     "sshd-harden": (cmd_sshd_harden, "global"),
@@ -3844,8 +5160,14 @@ COMMANDS: dict[str, tuple[Callable[[Context, Input], dict[str, Any]], str]] = {
     "hook-run": (cmd_hook_run, "site"),
     # certbot refuses to run twice at once on one config dir.
     "cert-issue": (cmd_cert_issue, "global"),
-    "supervisor-apply": (cmd_supervisor_apply, "global"),
-    "supervisor-remove": (cmd_supervisor_remove, "global"),
+    "cert-csr": (cmd_cert_csr, "global"),
+    "cert-install": (cmd_cert_install, "global"),
+    # Takes the VPS lock itself, after the site lock, to change systemd's units.
+    "workers-apply": (cmd_workers_apply, "site"),
+    "workers-status": (cmd_workers_status, "none"),
+    # daemon-reload is VPS-wide: the VPS lock, after the site lock.
+    "cron-apply": (cmd_cron_apply, "site+global"),
+    "cron-status": (cmd_cron_status, "none"),
     "site-remove": (cmd_site_remove, "site+global"),
 }
 

@@ -1,6 +1,7 @@
 """Tenants' own HTTP receivers: Slack-compatible incoming webhooks and generic webhooks. One POST
-per call, with a timeout, no redirects followed (a redirect could point inside our network), and
-one error type saying why the receiver did not take the message."""
+per call, with short connect and read timeouts (the caller bounds a whole batch: notifications.py),
+no redirects followed (a redirect could point inside our network), and one error type saying why the
+receiver did not take the message."""
 
 import requests
 from django.conf import settings
@@ -23,9 +24,17 @@ def post(*, url: str, body: bytes, headers: dict[str, str] | None = None) -> Non
                 "User-Agent": "CHOM-Notifications/1",
                 **(headers or {}),
             },
-            timeout=settings.OBSERVABILITY_NOTIFY_TIMEOUT,
+            timeout=(
+                settings.OBSERVABILITY_NOTIFY_CONNECT_TIMEOUT,
+                settings.OBSERVABILITY_NOTIFY_READ_TIMEOUT,
+            ),
             allow_redirects=False,
         )
+    except requests.Timeout as exc:
+        phase = "connect" if isinstance(exc, requests.ConnectTimeout) else "answer"
+        raise WebhookError(
+            f"timed out: the receiver did not {phase} in time ({exc.__class__.__name__})"
+        ) from exc
     except requests.RequestException as exc:
         raise WebhookError(f"could not reach the receiver: {exc.__class__.__name__}: {exc}") from exc
     if not 200 <= response.status_code < 300:

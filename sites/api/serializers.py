@@ -24,10 +24,14 @@ BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,100}$")
 
 
 class DomainField(serializers.CharField):
+    def __init__(self, *, wildcard: bool = False, **kwargs):
+        self.wildcard = wildcard  # a leading "*." label is allowed (tier-gated by the service)
+        super().__init__(**kwargs)
+
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         try:
-            return normalize_domain(value)
+            return normalize_domain(value, wildcard=self.wildcard)
         except InvalidDomain as exc:
             raise serializers.ValidationError(str(exc))
 
@@ -56,7 +60,12 @@ class RepositorySerializer(serializers.Serializer):
 
 
 class SiteCreateSerializer(serializers.Serializer):
-    domain = DomainField(max_length=300)
+    domain = DomainField(
+        max_length=300,
+        wildcard=True,
+        help_text="A host name, or a wildcard such as *.example.com (tiers with wildcard_domains; "
+        "needs dns_account: its certificate is issued over DNS-01).",
+    )
     type = serializers.ChoiceField(choices=Site.Type.choices)
     php_version = serializers.RegexField(r"^[0-9]\.[0-9]\Z", required=False, default="")
     repository = RepositorySerializer(required=False)
@@ -69,6 +78,14 @@ class SiteCreateSerializer(serializers.Serializer):
         default=Site.TlsMode.AUTO,
         help_text="auto: the certificate is issued by itself once every name resolves to the server; "
         "manual: only when asked (POST /sites/{id}/ssl).",
+    )
+    dns_account = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        help_text="A DNS account (/api/v1/dns-accounts) holding the zone: the certificate is then "
+        "issued over DNS-01 (required for wildcard domains).",
     )
 
     def validate(self, data):
@@ -133,6 +150,7 @@ class SiteSerializer(serializers.ModelSerializer):
             "current_release",
             "ssl",
             "tls",
+            "dns_account",
             "last_deployed_at",
             "last_deploy",
             "created_at",

@@ -14,13 +14,15 @@ import socket
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
 
 from backups.models import Backup
 from chom.alerts import alert_raise
 from chom.models import Membership, Operation, OperationLogEntry
 from chom.services import tenant_create
 from fleet.models import ProviderCredential, Vps
-from sites.models import Site
+from sites.git_ssh import deploy_key_generate
+from sites.models import Release, Site, SiteVariable, SiteWebhook, Worker
 from tests.browser.helpers import (
     SCREENSHOTS,
     chromium_session,
@@ -108,6 +110,8 @@ def dashboard_objects(staff_user) -> dict[str, object]:
     site = Site.objects.create(
         tenant=tenant, vps=vps, domain="shop.acme.test", type=Site.Type.STATIC, status=Site.Status.ACTIVE
     )
+    _app_delivery(site)
+    _workers(site)
     # Written as a finished operation would be: operation_create would queue real work for a worker.
     operation = Operation.objects.create(
         kind="site.deploy", tenant=tenant, target_type="sites.site", target_id=str(site.pk),
@@ -131,6 +135,33 @@ def dashboard_objects(staff_user) -> dict[str, object]:
         "vps": vps, "tenant": tenant, "site": site, "operation": operation, "backup": backup,
         "alert": alert, "member": member, "token": issued.token, "account": account,
     }  # fmt: skip
+
+
+def _workers(site: Site) -> None:
+    """The site page's workers: one running as last read, one disabled, one never read."""
+    reading = {"running": 2, "restarts": 1, "last_exit": {"kind": "signal", "status": 9}, "error": ""}
+    Worker.objects.create(
+        site=site, name="queue", command=["php", "artisan", "queue:work"], processes=2, status=reading,
+        status_checked_at=timezone.now(),
+    )  # fmt: skip
+    Worker.objects.create(site=site, name="node", command=["node", "server.js"], enabled=False)
+    Worker.objects.create(site=site, name="fresh", command=["php", "worker.php"])
+
+
+def _app_delivery(site: Site) -> None:
+    """What the site detail's app delivery section shows, each part filled in."""
+    _, public = deploy_key_generate(comment="chom-shop")
+    Site.objects.filter(pk=site.pk).update(
+        deploy_key_public=public, deploy_key_created_at=timezone.now(),
+        git_host_key_fingerprint="SHA256:uNiVeRsEkEyFiNgErPrInTbRoWsErTeStS0000000",
+        build_command=["npm", "run", "build"], release_command=["php", "artisan", "migrate", "--force"],
+    )  # fmt: skip
+    SiteVariable.objects.create(site=site, name="APP_NAME", value="Acme shop")
+    SiteWebhook.objects.create(site=site, hook_id="browser-tests-hook", secret="browser-tests-secret")
+    Release.objects.create(
+        site=site, name="20260101-000000", source="upload", commit="sha256:" + "0f" * 32,
+        status=Release.Status.ACTIVE, activated_at=timezone.now(),
+    )  # fmt: skip
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from schemathesis.checks import (
 from backups.models import Backup
 from chom.models import Operation
 from chom.services import tenant_create
+from devstack.dns_fakes import CloudflareDnsFake, DigitalOceanDnsFake
 from devstack.monitoring import start_monitoring
 from fleet.models import Vps
 from observability.models import Alert
@@ -90,7 +91,15 @@ def prometheus(tmp_path_factory):
 
 
 @pytest.fixture
-def fuzz_world(db, settings, tmp_path, fake_stripe, s3, loki, prometheus):  # noqa: F811 - fixtures imported above
+def dns_providers(settings):
+    """The DNS providers' APIs (DNS accounts check their tokens), faked locally."""
+    with DigitalOceanDnsFake() as digitalocean, CloudflareDnsFake() as cloudflare:
+        settings.DNS_PROVIDER_API_URLS = {"digitalocean": digitalocean.url, "cloudflare": cloudflare.url}
+        yield
+
+
+@pytest.fixture
+def fuzz_world(db, settings, tmp_path, fake_stripe, s3, loki, prometheus, dns_providers):  # noqa: F811 - fixtures imported above
     # Rate limits count in the cache: a private one, so fuzzing is never throttled by earlier tests.
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "fuzz"}

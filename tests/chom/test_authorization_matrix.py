@@ -27,6 +27,7 @@ from django.apps import apps
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from backups.models import Backup
@@ -34,7 +35,17 @@ from chom.models import ApiToken, AuditEvent, Membership, Operation
 from chom.services import membership_add, staff_token_create, tenant_create, token_create, user_get_or_create
 from fleet.models import Vps
 from observability.models import Alert, NotificationChannel
-from sites.models import Release, Site, SiteHostname
+from sites.models import (
+    BasicAuthUser,
+    CronJob,
+    DnsAccount,
+    Redirect,
+    Release,
+    ResponseHeader,
+    Site,
+    SiteHostname,
+    Worker,
+)
 
 MARKER = "globex-marker-7f3a"  # in every object of the other tenant: never shown to acme's personas
 
@@ -96,6 +107,8 @@ RULES = {
     "cloud-account-default": "dashboard-staff",
     "cloud-account-delete": "dashboard-staff",
     # sites
+    "api-dns-accounts": {"GET": "tenant-read", "POST": "owner-admin"},  # the token is write-only
+    "api-dns-account": {"GET": "tenant-read", "DELETE": "owner-admin"},
     "api-sites": {"GET": "tenant-read+staff", "POST": "tenant-write"},
     "api-site": {"GET": "tenant-read+staff", "PATCH": "tenant-write+staff", "DELETE": "tenant-write+staff"},
     "api-site-deploy": {"POST": "tenant-write"},
@@ -104,8 +117,29 @@ RULES = {
     "api-site-ssl": {"POST": "tenant-write"},
     "api-site-webhook": {"POST": "tenant-write", "DELETE": "tenant-write"},
     "api-site-deploy-key": {"POST": "tenant-write"},
+    "api-site-git-host-key": {"DELETE": "tenant-write"},  # the next deploy pins the server's key anew
     "api-site-environment": {"GET": "tenant-read", "PUT": "tenant-write", "PATCH": "tenant-write"},
     "api-site-environment-reveal": {"POST": "sensitive"},  # hands out the values; audited
+    "api-site-workers": {"GET": "tenant-read+staff", "POST": "tenant-write+staff"},
+    "api-site-worker": {
+        "GET": "tenant-read+staff",
+        "PATCH": "tenant-write+staff",
+        "DELETE": "tenant-write+staff",
+    },
+    "api-site-cron-jobs": {"GET": "tenant-read+staff", "POST": "tenant-write+staff"},
+    "api-site-cron-job": {
+        "GET": "tenant-read+staff",
+        "PATCH": "tenant-write+staff",
+        "DELETE": "tenant-write+staff",
+    },
+    "api-site-redirects": {"GET": "tenant-read+staff", "POST": "tenant-write+staff"},
+    "api-site-redirect": {"GET": "tenant-read+staff", "DELETE": "tenant-write+staff"},
+    "api-site-headers": {"GET": "tenant-read+staff", "POST": "tenant-write+staff"},
+    "api-site-header": {"GET": "tenant-read+staff", "DELETE": "tenant-write+staff"},
+    # The list shows paths and usernames only (never a hash); a password is write-only.
+    "api-site-basic-auth": {"GET": "tenant-read+staff", "POST": "tenant-write+staff"},
+    "api-site-basic-auth-user": {"GET": "tenant-read+staff", "DELETE": "tenant-write+staff"},
+    "api-site-php-settings": {"GET": "tenant-read+staff", "PATCH": "tenant-write+staff"},
     "api-site-suspend": {"POST": "staff-write"},
     "api-site-unsuspend": {"POST": "staff-write"},
     "site-list": "dashboard-staff",
@@ -236,9 +270,18 @@ BODIES = {
     ("api-vps-list", "POST"): {"name": "matrix-vps", "provider": "manual", "ip_address": "192.0.2.99"},
     ("api-vps", "PATCH"): {"max_sites": 40},
     ("api-sites", "POST"): {"domain": "matrix.example.com", "type": "static"},
+    ("api-dns-accounts", "POST"): {"name": "matrix", "provider": "cloudflare", "token": "cf-token"},
     ("api-site", "PATCH"): {"aliases": ["www.shop.example.com"]},
     ("api-site-environment", "PUT"): {"variables": {"GREETING": "hello"}},
+    ("api-site-cron-jobs", "POST"): {"schedule": "*/5 * * * *", "command": ["php", "artisan", "inspire"]},
+    ("api-site-cron-job", "PATCH"): {"enabled": False},
     ("api-site-environment", "PATCH"): {"variables": {"GREETING": None}},
+    ("api-site-workers", "POST"): {"name": "matrix", "command": ["sleep", "60"]},
+    ("api-site-worker", "PATCH"): {"enabled": False},
+    ("api-site-redirects", "POST"): {"from": "/old", "to": "https://shop.example.org/"},
+    ("api-site-headers", "POST"): {"name": "X-Matrix", "value": "yes"},
+    ("api-site-basic-auth", "POST"): {"path": "/", "username": "matrix", "password": "matrix password"},
+    ("api-site-php-settings", "PATCH"): {"settings": {"memory_limit": "128M"}},  # static: a 400
     ("api-site-backups", "POST"): {"kind": "full"},
     ("api-billing-checkout", "POST"): {"tier": "enterprise"},
     ("api-notification-channels", "POST"): {
@@ -372,6 +415,9 @@ def _world() -> World:
         unix_user="site1", current_release="r2",
     )  # fmt: skip
     SiteHostname.objects.create(site=site, hostname=site.domain)
+    Redirect.objects.create(site=site, source="/gone", destination="/here")
+    ResponseHeader.objects.create(site=site, name="X-Shop", value="1")
+    BasicAuthUser.objects.create(site=site, username="shop", password_hash="$2b$10$" + "a" * 53)
     Release.objects.create(site=site, name="r1", status="superseded")
     Release.objects.create(site=site, name="r2", status="active")
     theirs = Site.objects.create(
@@ -402,6 +448,13 @@ def _world() -> World:
     Alert.objects.create(fingerprint="a:1", name="ssl_failed", summary="acme alert", tenant=acme)
     Alert.objects.create(fingerprint="g:1", name="ssl_failed", summary=MARKER, tenant=globex)
     NotificationChannel.objects.create(tenant=acme, name="ops", kind="email", target="ops@acme.test")
+    CronJob.objects.create(site=site, schedule="@hourly", command=["php", "artisan", "report"])
+    CronJob.objects.create(site=theirs, schedule="@daily", command=["echo", MARKER])
+    # Read just now: a GET does not go to the (unreachable) VPS for their state.
+    Worker.objects.create(site=site, name="queue", command=["sleep", "60"], status_checked_at=timezone.now())
+    Worker.objects.create(site=theirs, name=MARKER, command=[MARKER], status_checked_at=timezone.now())
+    DnsAccount.objects.create(tenant=acme, name="zones", provider="digitalocean", token="do-token")
+    DnsAccount.objects.create(tenant=globex, name=MARKER, provider="cloudflare", token="cf-token")
     NotificationChannel.objects.create(tenant=globex, name=MARKER, kind="email", target="x@globex.test")
     session_user = user_get_or_create(email="alice@acme.test")
     session_staff = user_get_or_create(email="root@chom.test", is_staff=True)
@@ -445,16 +498,24 @@ def _kwargs(route: Route, world: World) -> dict:
         by_route[route.name] = world.owner_token.pk  # alice's (the session-user's) "ci" token
     if route.name.startswith("tenant-member-"):
         by_route[route.name] = Membership.objects.get(tenant=world.acme, user__email="bob@acme.test").pk
+    if route.name == "api-dns-account":
+        by_route[route.name] = DnsAccount.objects.get(tenant=world.acme).pk
     if route.name.startswith("api-notification-channel"):
         by_route[route.name] = NotificationChannel.objects.get(tenant=world.acme).pk
     if route.name.startswith("observability-alert-") or route.name == "observability-alert":
         by_route[route.name] = Alert.objects.get(fingerprint="a:1").pk  # acme's
+    worker = Worker.objects.get(site=world.site).pk
     values = {"pk": by_route.get(route.name, world.site.pk), "site_pk": world.site.pk, "object_id": "1",
               "app_label": "billing", "content_type_id": "1", "id": "1", "url": "nope",
               "slug": world.acme.slug, "uidb64": "MQ", "token": "no-such-invitation",
-              "silence_id": "6f1b3a3e-0000-4000-8000-000000000000", "provider": "digitalocean"}  # fmt: skip
+              "silence_id": "6f1b3a3e-0000-4000-8000-000000000000", "provider": "digitalocean",
+              "worker_id": worker,
+              "job_id": CronJob.objects.filter(site=world.site).values("pk")[0]["pk"]}  # fmt: skip
     if "otp_totp_totpdevice" in route.name:
         values["object_id"] = world.device
+    values["redirect_id"] = Redirect.objects.get(site=world.site).pk
+    values["header_id"] = ResponseHeader.objects.get(site=world.site).pk
+    values["user_id"] = BasicAuthUser.objects.get(site=world.site).pk
     return {k: values[k] for k in route.kwargs}
 
 

@@ -1,5 +1,5 @@
 """The `make run` path on a machine with nothing installed: SQLite + the filesystem broker,
-web + worker + beat as separate processes, answering /health and the API."""
+web + worker + notification worker + beat as separate processes, answering /health and the API."""
 
 import json
 import os
@@ -21,6 +21,11 @@ for _ in range(150):
         break
     time.sleep(0.2)
 print(op.status)
+"""
+
+HEARTBEAT_QUEUES = """
+from chom.models import WorkerHeartbeat
+print(sorted(WorkerHeartbeat.objects.values_list("queues", flat=True)))
 """
 
 
@@ -74,6 +79,10 @@ def test_it_runs_web_worker_and_beat_on_sqlite_with_the_embedded_broker(tmp_path
         assert (status, tenant["slug"], tenant["tier"]) == (200, "smoke", "pro")
 
         assert _manage(env, "shell", "-c", SELFCHECK).strip().splitlines()[-1] == "succeeded"
+        # Notifications have a worker of their own (queue notify), next to the one that deploys.
+        both = "['default,remote', 'notify']"
+        consumers = lambda: _manage(env, "shell", "-c", HEARTBEAT_QUEUES).strip().splitlines()[-1]  # noqa: E731
+        wait_for(lambda: consumers() == both, timeout=30, what=f"workers consuming {both}")
 
         # Two gunicorn workers answer; /metrics sums both workers' counters.
         for _ in range(8):

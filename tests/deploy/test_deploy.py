@@ -72,6 +72,7 @@ def test_first_deploy_builds_a_release_and_serves_health_and_api(target, deploye
         assert f"==> {step}" in deployed["first"].output
     _assert_serving(target, deployed["token"])
     assert target.pid("web") and target.pid(f"worker-{release}") and target.pid("beat")
+    assert target.pid(f"notify-{release}"), "notifications have a worker of their own"
 
 
 def test_a_deploy_under_load_drops_no_request(target, deployed):
@@ -92,6 +93,7 @@ def test_a_deploy_under_load_drops_no_request(target, deployed):
     assert "reusing" in result.output, "same requirements.txt: the virtualenv is not built again"
     assert target.pid("web") != old_master, "the web master must be re-executed from the new release"
     assert not target.pid(f"worker-{before}"), "the old release's worker must be stopped"
+    assert not target.pid(f"notify-{before}") and target.pid(f"notify-{target.current()}")
     _assert_serving(target, deployed["token"])
 
 

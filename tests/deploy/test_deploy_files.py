@@ -16,7 +16,7 @@ DEPLOY = ROOT / "deploy"
 SCRIPTS = [DEPLOY / "deploy.sh", DEPLOY / "bin" / "chom-web-reload"]
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 SERVICES_WITH_HEALTHCHECKS = {
-    "postgres", "redis", "web", "worker", "beat", "prometheus", "alertmanager", "loki", "grafana",
+    "postgres", "redis", "web", "worker", "notify", "beat", "prometheus", "alertmanager", "loki", "grafana",
 }  # fmt: skip
 TASK_HARD_LIMIT_SECONDS = 360
 
@@ -94,6 +94,27 @@ def test_web_unit_reloads_gracefully_and_worker_outlives_the_task_hard_limit():
     assert "-Q default,remote" in worker
     stop = re.search(r"^TimeoutStopSec=(\S+)$", worker, re.M).group(1)
     assert _seconds(stop) > TASK_HARD_LIMIT_SECONDS
+
+
+def test_notifications_have_a_worker_of_their_own_started_and_stopped_with_the_release_worker():
+    """Tenants' receivers may hang: their queue is consumed by chom-notify@, never by the worker
+    that deploys; it comes and goes with chom-worker@ of the same release."""
+    from observability.tasks import deliver_notifications, send_channel_deliveries
+
+    worker = (DEPLOY / "systemd" / "chom-worker@.service").read_text()
+    notify = (DEPLOY / "systemd" / "chom-notify@.service").read_text()
+    assert "notify" not in re.search(r"^ExecStart=.*$", worker, re.M).group(0)
+    assert re.search(r"^Wants=.*\bchom-notify@%i\.service", worker, re.M)
+    assert "PartOf=chom-worker@%i.service" in notify
+    assert re.search(
+        r"^ExecStart=.* -Q notify --concurrency \$\{NOTIFY_CONCURRENCY\} .*-n notify-%i@%H$", notify, re.M
+    )
+    assert re.search(r"^Environment=NOTIFY_CONCURRENCY=\d+$", notify, re.M)
+    stop = _seconds(re.search(r"^TimeoutStopSec=(\S+)$", notify, re.M).group(1))
+    assert stop > max(t.time_limit for t in (deliver_notifications, send_channel_deliveries))
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert "notify" not in compose["worker"]["command"][compose["worker"]["command"].index("-Q") + 1]
+    assert compose["notify"]["command"][compose["notify"]["command"].index("-Q") + 1] == "notify"
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")

@@ -356,7 +356,9 @@ def test_it_runs_the_platform_from_the_dashboard_alone(journey, live_server, clo
     assert served.status == 200 and served.headers.get(SERVED_BY_HEADER) == site.unix_user
     assert _http(vps).status == 301
     site_page()
-    sync_api.expect(ui.get_by_role("row", name=re.compile("^Certificate "))).to_contain_text("active, expires")
+    sync_api.expect(ui.get_by_role("row", name=re.compile("^Certificate "))).to_contain_text(
+        "active, expires"
+    )
 
     # Back up to S3, with a file the restore must bring back.
     _as_site(vps, site, 'echo "kept by the backup" > "$1/public/kept.txt"')

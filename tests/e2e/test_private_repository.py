@@ -1,7 +1,8 @@
 """A private repository on a git server reachable only over SSH (its own sshd on the fleet bridge,
 git-shell, the site's deploy key as its only authorized key), deployed to a real local VPS: the
 deploy key, the host key pinned on first use, a changed host key refused while the previous
-release keeps serving, and the key on the VPS readable by its site user only."""
+release keeps serving until the tenant clears the pin (then the new key is pinned), and the key on
+the VPS readable by its site user only."""
 
 import pytest
 import requests
@@ -119,6 +120,21 @@ def test_it_deploys_a_private_repository_over_ssh_with_the_sites_deploy_key(
         site.refresh_from_db()
         assert (site.status, site.current_release) == ("active", served_release)
         assert site.git_host_key_fingerprint == detail["git_host_key"]["fingerprint"]
+        # The refusal says how to trust the new key, and that way works: the pin is cleared, the
+        # next deploy pins the server's new key and serves the commit.
+        reset = f"/api/v1/sites/{site.pk}/git-host-key"
+        assert f"DELETE {reset}" in op.error, op.error
+        assert alice.client().delete(reset).status_code == 204
+        assert alice.client().get(f"/api/v1/sites/{site.pk}").json()["git_host_key"] is None
+        op = _deploy(alice, site)
+        assert op.status == "succeeded", f"{op.error}\n{_log(op)}"
+        assert _get(vps, "private.test") == "private v3"
+        assert f"git host key pinned: {server.fingerprint}" in _log(op)
+        site.refresh_from_db()
+        assert site.git_host_key == f"[{network.gateway}]:{server.port} {server.host_key}\n"
+        assert alice.client().get(f"/api/v1/sites/{site.pk}").json()["git_host_key"] == {
+            "fingerprint": server.fingerprint
+        }
 
         # The private key never reached an operation's log or error.
         site.refresh_from_db()

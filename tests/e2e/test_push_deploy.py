@@ -1,10 +1,11 @@
 """Push-to-deploy and deploy notifications end to end: a real nspawn VPS, a real git daemon as the
-forge, CHOM's real webhook view, and a real Celery worker process (`celery -A chom worker`, the
-same command production runs, on this run's Redis broker and test database).
+forge, CHOM's real webhook view, and real Celery worker processes (`celery -A chom worker`, the
+same commands production runs, on this run's Redis broker and test database).
 
 Operations run as in production: the web request creates the row and `transaction.on_commit`
 sends the task to the broker; the worker claims and runs it, and a deploy's failure event sends
-`observability.send_channel_deliveries` to the broker the same way, which the same worker picks up.
+`observability.send_channel_deliveries` to the broker the same way, on the `notify` queue, which the
+notification worker (a second process, as production runs chom-notify@) picks up.
 Only the VPS boot (`make_vps`, before the worker starts) runs in-process; every site operation
 is the worker's, so a burst of pushes races a worker that has already claimed the first deploy
 exactly as it would in production. Webhooks and API calls go through Django's test client (the
@@ -51,9 +52,12 @@ MAX_TIMESTAMP_AGE = 300  # what the generic receiver accepts (Slack and Stripe u
 
 @contextmanager
 def celery_worker(log: Path, *, concurrency: int = 1):
-    """CHOM's worker as production starts it, with this run's fleet settings (which the test process
-    has only as override_settings). `--purge` drops what earlier set-up left on the broker: those
-    operations already ran in-process (make_vps) and must not run twice."""
+    """CHOM's workers as production starts them (deploy.sh, chom-worker@ and chom-notify@): one for
+    queues default and remote, one for notify (tenants' notification deliveries), each with
+    CONCURRENCY processes and this run's fleet settings (which the test process has only as
+    override_settings); the notification worker logs next to LOG (`notify_log`). `--purge` drops what earlier
+    set-up left on the broker: those operations already ran in-process (make_vps) and must not run
+    twice."""
     env = worker_env(
         {
             "CHOM_LOCAL_PROVIDER": "1",
@@ -65,13 +69,31 @@ def celery_worker(log: Path, *, concurrency: int = 1):
         }
     )
     argv = celery_worker_argv("e2e-push") + ["--purge"]
-    argv[argv.index("--concurrency") + 1] = str(concurrency)
-    with running(argv, env=env, log=log) as proc:
+    notify_argv = celery_worker_argv("e2e-notify", queues="notify") + ["--purge"]
+    for args in (argv, notify_argv):
+        args[args.index("--concurrency") + 1] = str(concurrency)
+    with running(argv, env=env, log=log) as proc, running(notify_argv, env=env, log=notify_log(log)):
         try:
-            wait_for(WorkerHeartbeat.objects.exists, timeout=60, what="the worker to start")
+            wait_for(_both_workers_beat, timeout=60, what="both workers to start")
         except TimeoutError:
-            pytest.fail(f"worker did not start:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"a worker did not start:\n{_logs(log)}")
         yield proc
+
+
+def notify_log(log: Path) -> Path:
+    return log.with_name(f"{log.stem}-notify{log.suffix}")
+
+
+def _logs(log: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in (log, notify_log(log)) if p.exists())
+
+
+def _both_workers_beat() -> bool:
+    beating = WorkerHeartbeat.objects.filter
+    return (
+        beating(hostname__startswith="e2e-push@").exists()
+        and beating(hostname__startswith="e2e-notify@").exists()
+    )
 
 
 def _finished(op_id, log: Path) -> Operation:
@@ -426,6 +448,7 @@ class Tarpit:
                 return
 
     def close(self) -> None:
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not
         self.listener.close()
         for conn in self.held:
             conn.close()
@@ -473,7 +496,7 @@ def _failing_deploy_notified(persona, vps, forge: Forge, log: Path, domain: str,
                      what="both receivers to get the failure")  # fmt: skip
         except TimeoutError:
             rows = list(ChannelDelivery.objects.values("channel__kind", "status", "attempts", "error"))
-            pytest.fail(f"{rows}\nrefused: {slack.refused} {signed.refused}\n{log.read_text()[-3000:]}")
+            pytest.fail(f"{rows}\nrefused: {slack.refused} {signed.refused}\n{_logs(log)}")
         finished = op.finished_at.timestamp()
         latencies = {
             "slack": slack.accepted[0]["at"] - finished,
@@ -516,9 +539,10 @@ def test_it_tells_slack_and_a_signed_webhook_about_a_failed_deploy_within_five_s
 def test_it_tells_a_tenant_within_five_seconds_while_a_co_tenants_receivers_hang(
     alice, charlie, make_vps, fleet_network, tmp_path
 ):
-    """Another tenant's receivers accept connections and never answer (each send waits for the
-    client's timeout) and that tenant has events pending: ours still arrive within 5 s. The worker
-    runs two processes, as deploy.sh starts it by default."""
+    """Another tenant's receivers accept connections and never answer (their batch waits for the
+    client's read timeout) and that tenant has events pending: ours still arrive within 5 s. Each
+    worker runs two processes, as deploy.sh starts them by default; the deploy is not held up
+    either, since notifications have a worker of their own."""
     network, _, _ = fleet_network
     vps = make_vps("e2e-notify-hog")
     forge = Forge(tmp_path, network.gateway, {"public/index.php": "<?php echo 'version 1';\n"})

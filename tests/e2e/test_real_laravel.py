@@ -1,5 +1,5 @@
 """A real Laravel 8 application (tests/support/laravel.py, Debian's framework) deployed by CHOM
-from git onto a real VPS: its migrations, supervised queue worker, cron-driven scheduler and
+from git onto a real VPS: its migrations, queue worker (systemd), cron-driven scheduler and
 production caches all run as they would for a customer."""
 
 import time
@@ -17,6 +17,7 @@ from tests.support.laravel import APP_TABLES, laravel_repo, migration, queue_job
 from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.e2e
+QUEUE = ["php", "artisan", "queue:work", "--sleep=3", "--tries=3", "--max-time=3600"]
 
 
 def _run(response) -> Operation:
@@ -75,10 +76,14 @@ def test_it_runs_a_real_laravel_app_with_migrations_queue_worker_scheduler_and_c
         assert {"config.php", "routes-v7.php"} <= set(cached), cached
         assert "laravel.test" in _sh(vps, "cat", f"{release}/bootstrap/cache/config.php")
 
-        # A job queued through the page is processed by the supervised queue:work.
+        # A job queued through the page is processed by queue:work, the site's default worker
+        # (a systemd unit in the site's slice).
         row, queue_seconds = queue_job(vps, site)
         assert row == ["1", "1"]
-        assert "RUNNING" in _sh(vps, "supervisorctl", "status", f"chom-{site.unix_user}-queue")
+        unit = f"chom-{site.unix_user}-worker-queue@1.service"
+        assert _sh(vps, "systemctl", "is-active", unit).strip() == "active"
+        slice_ = _sh(vps, "systemctl", "show", "-p", "Slice", unit).strip()
+        assert slice_ == f"Slice=chom-{site.unix_user}.slice"
 
         # The scheduler runs from /etc/cron.d every minute: app:tick leaves its row.
         started = time.monotonic()
@@ -91,6 +96,18 @@ def test_it_runs_a_real_laravel_app_with_migrations_queue_worker_scheduler_and_c
         tick_seconds = time.monotonic() - started
         assert ticks[0] == ["1"]
 
+        # As on a site of an older CHOM: its queue worker a supervisor program, no Worker row.
+        # The next deploy removes the program and adopts it as the site's `queue` worker.
+        site.workers.all().delete()
+        legacy = f"/etc/supervisor/conf.d/chom-{site.unix_user}.conf"
+        program = (
+            f"[program:chom-{site.unix_user}-queue]\nuser={site.unix_user}\n"
+            f"command=/usr/bin/php /var/www/{site.unix_user}/current/artisan queue:work\n"
+        )
+        with transport_for(vps) as transport:
+            transport.put_file(program.encode(), legacy, mode=0o644)
+        _sh(vps, "supervisorctl", "update")
+
         # A second release with a new migration: migrate runs it (batch 2), and the queue worker
         # is restarted into the new code (the job row says which release processed it).
         laravel_repo(repo, "2", "v2", migration("notes"))
@@ -98,6 +115,9 @@ def test_it_runs_a_real_laravel_app_with_migrations_queue_worker_scheduler_and_c
         started = time.monotonic()
         _run(alice.client().post(f"/api/v1/sites/{site.pk}/deploy"))
         redeploy_seconds = time.monotonic() - started
+        assert list(site.workers.values_list("name", "command")) == [("queue", QUEUE)]
+        _sh(vps, "test", "!", "-e", legacy)
+        assert _sh(vps, "systemctl", "is-active", unit).strip() == "active"
         page = _page(vps)
         assert page.text == "version 2 greeting=hello key=ok"
         assert sql(vps, site, "SELECT COUNT(*), MAX(batch) FROM migrations") == [["5", "2"]]

@@ -164,8 +164,14 @@ def test_it_deploys_laravel_from_git_twice_without_errors_and_rolls_back(
         # migrate ran in both releases: the first batch once, the second only the new migration.
         query = f"SELECT batch, COUNT(*) FROM {site.db_name}.migrations GROUP BY batch ORDER BY batch"
         assert _sh(vps, "mariadb", "-N", "-e", query).split() == ["1", "4", "2", "1"]
-        assert "chom-" in _sh(vps, "ls", "/etc/supervisor/conf.d/")
-        assert "schedule:run" in _sh(vps, "cat", f"/etc/cron.d/chom-{site.unix_user}")
+        queue_unit = _sh(vps, "cat", f"/etc/systemd/system/chom-{site.unix_user}-worker-queue@.service")
+        assert f"User={site.unix_user}" in queue_unit
+        assert "chom-" not in _sh(vps, "ls", "/etc/supervisor/conf.d/")  # no supervisor program any more
+        # The scheduler is an ordinary cron job: a systemd timer, no /etc/cron.d file.
+        scheduler = site.cron_jobs.get(command=["php", "artisan", "schedule:run"])
+        timer = f"chom-{site.unix_user}-cron-{scheduler.pk}.timer"
+        assert _sh(vps, "systemctl", "is-active", timer).strip() == "active"
+        assert "No such file" in _sh(vps, "cat", f"/etc/cron.d/chom-{site.unix_user}")
 
         op = _post(alice, f"/api/v1/sites/{site.pk}/rollback")
         assert op.status == "succeeded", op.error

@@ -1,5 +1,6 @@
 """Uploads end to end: a static site deployed from a tarball, then a zip, served by a real VPS;
-every hostile archive refused before anything reaches the VPS; an oversized body answered 413."""
+a redeploy (new alias) keeps the uploaded content; every hostile archive refused before anything
+reaches the VPS; an oversized body answered 413."""
 
 import hashlib
 import io
@@ -81,6 +82,22 @@ def test_it_deploys_uploaded_archives_and_refuses_hostile_ones_with_nothing_chan
     assert response.status_code == 202, response.content
     _run(response.json()["operation"]["id"])
     assert "<h1>from a zip</h1>" in _page(vps, "upload.test")
+    uploaded = Release.objects.get(site=site, name=response.json()["release"])
+
+    # A redeploy (here for a new alias) builds the next release from a copy of the uploaded one:
+    # nothing is lost to the placeholder page.
+    patched = alice.client().patch(
+        f"/api/v1/sites/{site.pk}", {"aliases": ["www.upload.test"]}, format="json"
+    )
+    assert patched.status_code == 202, patched.content
+    _run(patched.json()["operation"]["id"])
+    site.refresh_from_db()
+    assert site.current_release != uploaded.name
+    copied = Release.objects.get(site=site, name=site.current_release)
+    assert (copied.status, copied.source, copied.commit) == ("active", "copy", uploaded.commit)
+    assert _sh(vps, "readlink", f"/var/www/{site.unix_user}/current").strip() == f"releases/{copied.name}"
+    for host in ("upload.test", "www.upload.test"):
+        assert "<h1>from a zip</h1>" in _page(vps, host)
     # Neither CHOM nor the VPS keeps an archive once its deploy is over.
     assert list((tmp_path / "uploads").iterdir()) == []
     before = _state(vps, site)

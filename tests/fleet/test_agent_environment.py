@@ -24,6 +24,7 @@ from tests.fleet.agent_fixtures import (
     recorder,
     site_agent,  # noqa: F401 - the site tests' `agent` fixture (replaces conftest's)
 )
+from tests.fleet.test_agent_site_layout import legacy_supervisor_program
 
 pytestmark = pytest.mark.real
 
@@ -169,8 +170,7 @@ def test_it_rebuilds_laravel_config_cache_and_restarts_the_queue_worker(
         {"name": SITE, "release": R[0], "source": source, "site_env": {"managed": MANAGED, "variables": {}}},
     )
     env_agent.ok("release-activate", {"name": SITE, "release": R[0]})
-    worker = f"[program:chom-{SITE}-queue]\ncommand=/bin/true\nuser={SITE}\n"
-    env_agent.ok("supervisor-apply", {"name": SITE, "content": worker})
+    legacy_supervisor_program(env_agent)  # until the next deploy makes it a systemd worker
     out = apply(env_agent, {"GREETING": "cached"}, config_cache=True)
     cached = env_agent.path(f"/var/www/site1/releases/{R[0]}/bootstrap/cache/config.php")
     assert "GREETING=cached" in cached.read_text() and f"'uid' => {site['uid']}" in cached.read_text()
@@ -242,13 +242,11 @@ def test_it_applies_the_environment_even_when_the_worker_will_not_restart(
 ) -> None:
     env_agent.ok("release-create", {**placeholder(R[0]), "site_env": {"managed": MANAGED, "variables": {}}})
     env_agent.ok("release-activate", {"name": SITE, "release": R[0]})
-    env_agent.ok(
-        "supervisor-apply", {"name": SITE, "content": f"[program:q]\ncommand=/bin/false\nuser={SITE}\n"}
-    )
+    legacy_supervisor_program(env_agent)
     env_agent.env["VPSMANAGER_SUPERVISORCTL"] = env_agent.fake(
         "crashing", recorder(env_agent.fakes / "c.calls", 7)
     )
     out = apply(env_agent, {"GREETING": "still-applied"})
     assert out["data"]["reloaded"] == ["php8.2-fpm"]
-    assert any(line.startswith("warning: q did not restart cleanly") for line in out["log"])
+    assert any(line.startswith(f"warning: chom-{SITE}-queue did not restart cleanly") for line in out["log"])
     assert dotenv_read(env_agent.path(f"/var/www/site1/releases/{R[0]}"))["GREETING"] == "still-applied"

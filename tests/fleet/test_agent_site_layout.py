@@ -1,9 +1,10 @@
 """A site's account and directory layout (site-ensure), validation of every site command's input,
-supervisor programs and site removal.
+legacy supervisor programs and site removal.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,9 +107,9 @@ SITE_INVALID = [
     ("cert-issue", {**CERT, "domains": ["x.test; id"]}),
     ("cert-issue", {**CERT, "domains": ["x.test"], "server": "http://ca/dir"}),
     ("cert-issue", {**CERT, "domains": []}),
-    ("supervisor-apply", {"name": SITE, "content": "[program:w]\ncommand=php artisan queue:work\n"}),
-    ("supervisor-apply", {"name": SITE, "content": "[program:w]\ncommand=x\nuser=root\n"}),
-    ("supervisor-apply", {"name": SITE, "content": "[unix_http_server]\nfile=/tmp/x\n"}),
+    ("workers-apply", {"name": SITE, "workers": [{"name": "q", "argv": ["a\nb"], "processes": 1}]}),
+    ("workers-apply", {"name": SITE, "workers": [{"name": "Q", "argv": ["php"], "processes": 1}]}),
+    ("workers-apply", {"name": SITE, "workers": "php artisan queue:work"}),
     ("site-remove", {"name": "Root"}),
 ]
 
@@ -128,21 +129,18 @@ def test_release_commands_need_site_ensure_first(agent: Agent) -> None:
 # --------------------------------------------------------------------------- supervisor, removal
 
 
-def test_supervisor_apply_writes_rereads_and_is_idempotent(agent: Agent, site: dict[str, Any]) -> None:
-    content = "[program:site1-queue]\ncommand=php artisan queue:work\nuser=site1\n"
-    assert agent.ok("supervisor-apply", {"name": SITE, "content": content})["changed"] is True
-    assert agent.path("/etc/supervisor/conf.d/chom-site1.conf").read_text() == content
-    assert agent.calls("supervisorctl") == ["reread", "update"]
-    assert agent.ok("supervisor-apply", {"name": SITE, "content": content})["changed"] is False
-    assert agent.ok("supervisor-remove", {"name": SITE})["changed"] is True
-    assert agent.ok("supervisor-remove", {"name": SITE})["changed"] is False
-    assert agent.calls("supervisorctl") == ["reread", "update"] * 2
+def legacy_supervisor_program(agent: Agent) -> Path:
+    """The queue worker an older CHOM ran under supervisor (workers are systemd units now)."""
+    path = agent.path("/etc/supervisor/conf.d/chom-site1.conf")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[program:chom-site1-queue]\ncommand=/bin/true\nuser=site1\n")
+    return path
 
 
 def test_site_remove_removes_everything_and_is_idempotent(agent: Agent, site: dict[str, Any]) -> None:
     agent.ok("release-create", placeholder(R[0]))
     agent.ok("release-activate", {"name": SITE, "release": R[0]})
-    agent.ok("supervisor-apply", {"name": SITE, "content": "[program:w]\ncommand=sleep 1\nuser=site1\n"})
+    legacy_supervisor_program(agent)
     agent.ok("file-write", {"path": "/etc/cron.d/chom-site1", "content": "* * * * * site1 true\n"})
     live = agent.path("/etc/letsencrypt/live/site1")
     live.mkdir(parents=True)

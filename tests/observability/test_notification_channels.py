@@ -6,6 +6,8 @@ retried with the last error visible, and a test button that sends a sample."""
 import hashlib
 import hmac
 import json
+import socket
+import threading
 import time
 
 import pytest
@@ -14,7 +16,7 @@ from django.db import connection
 
 from chom.events import event_emit
 from observability.models import ChannelDelivery, NotificationChannel
-from observability.notifications import channel_deliveries_send
+from observability.notifications import MAX_CHANNELS_PER_TENANT, channel_deliveries_send, send_deadline
 from tests.observability.factories import make_site, make_vps
 from tests.observability.fakes import FakeChatWebhook, FakeServer
 
@@ -212,3 +214,139 @@ def test_it_sends_an_event_at_once_without_waiting_for_other_tenants_pending_del
     theirs = ChannelDelivery.objects.get(channel__tenant=charlie.tenant)
     assert (theirs.status, theirs.attempts) == ("pending", 0)
     assert channel_deliveries_send() == {"sent": 1, "failed": 0, "retry": 0}  # the beat job's run
+
+
+class Tarpit:
+    """A receiver that accepts connections and never answers (a hung or hostile endpoint); with
+    DRIP it sends a byte of a status line now and then, so no single read ever times out. Every
+    connection it holds is closed by close()."""
+
+    def __init__(self, drip: float | None = None):
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.drip = drip
+        self.held: list[socket.socket] = []
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn = self.listener.accept()[0]
+            except OSError:
+                return
+            self.held.append(conn)
+            if self.drip:
+                threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        for byte in b"HTTP/1.1 200 OK\r\n" * 100:
+            if self.closed.wait(self.drip):
+                return
+            try:
+                conn.send(bytes([byte]))
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not
+        self.listener.close()
+        for conn in self.held:
+            conn.close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def tarpit(settings):
+    settings.REPOSITORY_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    pit = Tarpit()
+    yield pit
+    pit.close()
+
+
+def _send_event_as_the_worker(django_capture_on_commit_callbacks, **event) -> float:
+    """Emit EVENT and run the task it queues here, as the notify worker would; its seconds."""
+    from chom.celery import app
+
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    started = time.monotonic()
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            event_emit(**event)
+    finally:
+        app.conf.task_always_eager = eager
+    return time.monotonic() - started
+
+
+def test_it_sends_a_batch_of_hung_receivers_at_once_within_seconds(
+    alice, tarpit, local_receivers, django_capture_on_commit_callbacks, settings
+):
+    """A tenant's every channel but one points at receivers that accept and never answer: the
+    event's batch takes one read timeout, not one per channel, the healthy channel gets it, the
+    others say "timed out" and are retried by the beat job the same way."""
+    settings.OBSERVABILITY_NOTIFY_CONNECT_TIMEOUT, settings.OBSERVABILITY_NOTIFY_READ_TIMEOUT = 3.0, 5.0
+    slack, _ = local_receivers
+    hung = MAX_CHANNELS_PER_TENANT - 1
+    for n in range(hung):
+        assert (
+            _create(alice, kind="webhook", url=f"{tarpit.url}/hook{n}", events=["deploy.failed"]).status_code
+            == 201
+        )
+    assert (
+        _create(
+            alice, kind="slack", url=f"{slack.url}/services/T0/B0/x", events=["deploy.failed"]
+        ).status_code
+        == 201
+    )
+    site = make_site(alice.tenant, make_vps(), "shop.example.com")
+
+    took = _send_event_as_the_worker(
+        django_capture_on_commit_callbacks,
+        event="deploy.failed", tenant=site.tenant, site=site, message="Deploy failed: x",
+    )  # fmt: skip
+    assert took < send_deadline(), took  # sequentially: 19 × 5 s
+    assert len(tarpit.held) == hung  # every receiver was asked, all at once
+    [chat] = slack.requests
+    assert "deploy.failed" in chat.body["text"]
+    rows = ChannelDelivery.objects.filter(channel__kind="webhook")
+    assert {(r.status, r.attempts) for r in rows} == {("pending", 1)}
+    assert all(r.error.startswith("timed out") for r in rows), rows[0].error
+    assert ChannelDelivery.objects.get(channel__kind="slack").status == "sent"
+
+    started = time.monotonic()
+    assert channel_deliveries_send() == {"sent": 0, "failed": 0, "retry": hung}  # the beat job's retry
+    assert time.monotonic() - started < send_deadline()
+    assert len(tarpit.held) == 2 * hung and len(slack.requests) == 1
+    assert {(r.status, r.attempts) for r in rows.all()} == {("pending", 2)}
+
+
+def test_it_gives_a_batch_a_total_deadline_even_when_every_read_gets_a_byte(alice, settings):
+    """A receiver trickling its answer a byte at a time never trips the read timeout: the batch's
+    deadline still ends the wait, and the delivery says it timed out."""
+    settings.REPOSITORY_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    settings.OBSERVABILITY_NOTIFY_CONNECT_TIMEOUT, settings.OBSERVABILITY_NOTIFY_READ_TIMEOUT = 0.5, 1.0
+    drip = Tarpit(drip=0.3)
+    try:
+        _create(alice, kind="webhook", url=f"{drip.url}/slow", events=["site.down"])
+        event_emit(event="site.down", tenant=alice.tenant, message="shop.example.com does not answer")
+        started = time.monotonic()
+        assert channel_deliveries_send() == {"sent": 0, "failed": 0, "retry": 1}
+        took = time.monotonic() - started
+    finally:
+        drip.close()
+    assert send_deadline() - 0.2 < took < send_deadline() + 1.5, took
+    delivery = ChannelDelivery.objects.get()
+    assert delivery.error == f"timed out: the receiver did not answer within {send_deadline():g} s"
+
+
+def test_it_routes_deliveries_and_their_retries_to_the_notify_queue():
+    from chom.celery import app
+    from chom.schedules import BEAT_SCHEDULE
+
+    for task in ("observability.send_channel_deliveries", "observability.deliver_notifications"):
+        assert app.amqp.router.route({}, task)["queue"].name == "notify", task
+    assert app.amqp.router.route({}, "observability.write_sd_file")["queue"].name == "default"
+    assert BEAT_SCHEDULE["observability-deliver-notifications"]["options"]["queue"] == "notify"

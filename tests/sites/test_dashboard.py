@@ -2,10 +2,12 @@
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from chom.models import AuditEvent, Operation
 from fleet.models import Vps
-from sites.models import Release, Site, SiteHostname
+from sites.git_ssh import deploy_key_generate, key_fingerprint
+from sites.models import Release, Site, SiteHostname, SiteVariable, SiteWebhook
 
 
 @pytest.fixture
@@ -286,3 +288,43 @@ def test_it_accepts_a_post_from_its_own_form_with_the_csrf_token(admin_user, sit
     token = client.get(f"/sites/{site.pk}/").context["csrf_token"]
     response = client.post(f"/sites/{site.pk}/deploy", {"csrfmiddlewaretoken": str(token)})
     _operation(response, "site.deploy")
+
+
+# --- app delivery (read only) ----------------------------------------------------------------------
+
+
+def test_it_shows_staff_the_sites_app_delivery_and_none_of_its_secrets(admin_client, site):
+    """Deploy key, pinned host key, variable names, hooks, the webhook's existence and each
+    release's source: shown. Variable values, the private key and the webhook secret: never; a
+    tenant's hook argv is escaped, markup and invisible characters included."""
+    private, public = deploy_key_generate(comment="chom-shop")
+    Site.objects.filter(pk=site.pk).update(
+        deploy_key_private=private, deploy_key_public=public, deploy_key_created_at=timezone.now(),
+        git_host_key="git.example.com ssh-ed25519 AAAA", git_host_key_fingerprint="SHA256:hostkeyfingerprint",
+        build_command=["npm", "run", "build"],
+        release_command=["php", "artisan", "<script>x</script>", "\u202eevil"],
+    )  # fmt: skip
+    SiteVariable.objects.create(site=site, name="STRIPE_SECRET", value="sk_live_value_never_shown")
+    SiteWebhook.objects.create(site=site, hook_id="hook-abc", secret="webhook-secret-never-shown")
+    Release.objects.filter(site=site, name="r3").update(source="upload", commit="sha256:" + "ab" * 32)
+    Release.objects.filter(site=site, name="r2").update(
+        source="git", commit="0123456789abcdef" * 2 + "01234567"
+    )
+
+    page = admin_client.get(f"/sites/{site.pk}/").content.decode()
+    assert key_fingerprint(public) in page and public in page
+    assert "SHA256:hostkeyfingerprint" in page
+    assert "STRIPE_SECRET" in page
+    assert "[&quot;npm&quot;, &quot;run&quot;, &quot;build&quot;]" in page
+    assert "&lt;script&gt;x&lt;/script&gt;" in page and "\\u202eevil" in page
+    assert "<script>x" not in page and "\u202e" not in page
+    assert "Push webhook</th><td>yes" in page
+    assert "upload" in page and "sha256:abababababababab" in page and "0123456789ab" in page
+    for secret in ("sk_live_value_never_shown", "webhook-secret-never-shown", "hook-abc", "PRIVATE KEY"):
+        assert secret not in page, secret
+
+
+def test_it_says_when_a_site_has_no_app_delivery_set_up(admin_client, site):
+    page = admin_client.get(f"/sites/{site.pk}/").content.decode()
+    assert "Deploy key</th><td>none" in page and "not pinned" in page
+    assert "Push webhook</th><td>none" in page and "No environment variables." in page

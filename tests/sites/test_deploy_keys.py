@@ -16,6 +16,7 @@ from fleet.remote.agent_client import Agent, AgentError
 from fleet.remote.commands import Command
 from fleet.remote.transport import Result
 from sites.deploy_keys import site_git_host_key_pin
+from sites.git_ssh import git_host_key_changed_error
 from sites.models import Site
 from sites.types import site_type
 from tests.support.recording import RecordingTransport, agent_answer, installed_agent_checksums
@@ -247,6 +248,79 @@ def test_the_detail_shows_the_pinned_fingerprint_and_another_host_clears_it(alic
     site.refresh_from_db()
     assert (site.git_host_key, site.git_host_key_fingerprint) == ("", "")
     assert client.get(f"/api/v1/sites/{site.pk}").json()["git_host_key"] is None
+
+
+# --- clearing the pin (DELETE /git-host-key) -----------------------------------------------------
+
+PINNED = {
+    "git_host_key": f"git.invalid ssh-ed25519 {HOST_BLOB}\n",
+    "git_host_key_fingerprint": "SHA256:pinned",
+}
+
+
+def _pinned(site) -> Site:
+    Site.objects.filter(pk=site.pk).update(**PINNED)
+    site.refresh_from_db()
+    return site
+
+
+def test_it_clears_the_pinned_host_key_so_the_next_deploy_pins_the_servers_key_again(bob, site):
+    _pinned(site)
+    response = bob.client().delete(f"/api/v1/sites/{site.pk}/git-host-key")
+    assert (response.status_code, response.content) == (204, b"")
+    site.refresh_from_db()
+    assert (site.git_host_key, site.git_host_key_fingerprint) == ("", "")
+    event = AuditEvent.objects.get(action="site.git_host_key_cleared")
+    assert (event.actor, event.tenant, event.data) == (bob.user, bob.tenant, {"fingerprint": "SHA256:pinned"})
+    assert event.target == f"site:{site.domain}"
+    assert bob.client().get(f"/api/v1/sites/{site.pk}").json()["git_host_key"] is None
+    # The deploy key stays: only the server's key is forgotten.
+    other = "AAAAC3NzaC1lZDI1NTE5AAAAIB7b2jzB0mO7HZ1gt1jJ3TdQSCqBQ4M6X4eUh2wLtDpY"
+    assert site_git_host_key_pin(site=site, lines=[f"git.invalid ssh-ed25519 {other}"]) is True
+    site.refresh_from_db()
+    assert other in site.git_host_key and HOST_BLOB not in site.git_host_key
+
+
+def test_clearing_nothing_pinned_answers_204_and_records_nothing(alice, site):
+    assert alice.client().delete(f"/api/v1/sites/{site.pk}/git-host-key").status_code == 204
+    assert not AuditEvent.objects.filter(action="site.git_host_key_cleared").exists()
+
+
+def test_another_tenant_gets_404_and_the_pin_stays(charlie, site):
+    _pinned(site)
+    response = charlie.client().delete(f"/api/v1/sites/{site.pk}/git-host-key")
+    assert response.status_code == 404 and response.json()["error"]["code"]
+    site.refresh_from_db()
+    assert site.git_host_key_fingerprint == "SHA256:pinned"
+    assert not AuditEvent.objects.filter(action="site.git_host_key_cleared").exists()
+
+
+def test_a_viewer_may_not_clear_the_pin(victor, site):
+    _pinned(site)
+    assert victor.client().delete(f"/api/v1/sites/{site.pk}/git-host-key").status_code == 403
+    site.refresh_from_db()
+    assert site.git_host_key == PINNED["git_host_key"]
+
+
+def test_it_refuses_to_clear_the_pin_of_a_site_being_deleted(alice, site):
+    _pinned(site)
+    Site.objects.filter(pk=site.pk).update(status=Site.Status.DELETING)
+    response = alice.client().delete(f"/api/v1/sites/{site.pk}/git-host-key")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "site_deleting"
+    site.refresh_from_db()
+    assert site.git_host_key_fingerprint == "SHA256:pinned"
+
+
+def test_a_changed_host_key_failure_names_the_route_that_clears_the_pin(site):
+    refused = AgentError(
+        "release-create", "host_key_changed", "not the one pinned (SHA256:x)", step="git-clone"
+    )
+    error = git_host_key_changed_error(site, refused)
+    assert error is not None and not error.transient
+    assert str(error).startswith(str(refused))
+    assert f"DELETE /api/v1/sites/{site.pk}/git-host-key" in str(error)
+    other = AgentError("release-create", "source_failed", "refused the deploy key", step="git-clone")
+    assert git_host_key_changed_error(site, other) is None
 
 
 def test_the_agent_client_masks_the_deploy_key_in_agent_errors(alice, site):

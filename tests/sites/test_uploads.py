@@ -16,6 +16,7 @@ from chom.models import Operation
 from chom.operations import operation_cancel
 from fleet.models import Vps
 from sites.models import Release, Site
+from sites.types import site_type
 from sites.uploads import upload_receive
 
 pytestmark = pytest.mark.django_db
@@ -300,3 +301,24 @@ def test_it_deletes_the_archive_when_the_tenant_has_too_many_operations_pending(
     assert (response.status_code, response.json()["error"]["code"]) == (429, "too_many_operations")
     assert not site.releases.exists()
     assert list(uploads.iterdir()) == []
+
+
+@pytest.mark.parametrize("type_", ["static", "php"])
+def test_it_redeploys_a_site_without_a_repository_from_a_copy_of_its_current_release(
+    alice, active_vps, uploads, type_
+):
+    """Nothing lost: after an upload, a redeploy (new aliases, another PHP version, POST /deploy)
+    copies the current release on the VPS instead of writing the placeholder page over it."""
+    site = make_site(alice, active_vps, type_)
+    assert site_type(type_).source(site)["type"] == "placeholder"  # nothing deployed yet
+    Site.objects.filter(pk=site.pk).update(current_release="20261127T041500-ab12cd")
+    response = alice.client().patch(
+        f"/api/v1/sites/{site.pk}", {"aliases": [f"www.{site.domain}"]}, format="json"
+    )
+    assert response.status_code == 202, response.content
+    op = Operation.objects.get(kind="site.deploy", target_id=str(site.pk))
+    assert "upload" not in op.params  # what it deploys is decided when it runs
+    site.refresh_from_db()
+    assert site_type(type_).source(site) == {"type": "copy", "release": "20261127T041500-ab12cd"}
+    site.repository_url = "https://git.example.com/acme/site.git"
+    assert site_type(type_).source(site)["type"] == "git"  # a repository is still the source

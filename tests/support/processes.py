@@ -76,8 +76,9 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def celery_worker_argv(name: str) -> list[str]:
+def celery_worker_argv(name: str, queues: str = "default,remote") -> list[str]:
+    """CHOM's worker as production starts it; QUEUES="notify" for the notification worker."""
     return [
-        str(BIN / "celery"), "-A", "chom", "worker", "-Q", "default,remote", "--concurrency", "1",
+        str(BIN / "celery"), "-A", "chom", "worker", "-Q", queues, "--concurrency", "1",
         "--loglevel", "INFO", "-n", f"{name}@%h", "--without-mingle", "--without-gossip",
     ]  # fmt: skip

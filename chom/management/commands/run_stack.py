@@ -1,4 +1,6 @@
-"""Run web (gunicorn), a Celery worker and Celery beat together, as `make run` does.
+"""Run web (gunicorn), the Celery workers and Celery beat together, as `make run` does: the
+worker of queues default and remote, and the notification worker of queue notify (tenants'
+receivers, which may hang, never hold the worker that deploys; deploy/README.md).
 
 Each is a separate process; if one exits the others are stopped, so a half-running stack never
 pretends to be up.
@@ -25,8 +27,9 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", default=os.environ.get("PORT", "8000"))
         parser.add_argument("--concurrency", default=os.environ.get("WORKER_CONCURRENCY", "2"))
+        parser.add_argument("--notify-concurrency", default=os.environ.get("NOTIFY_CONCURRENCY", "2"))
 
-    def handle(self, *args, host, port, concurrency, **options):
+    def handle(self, *args, host, port, concurrency, notify_concurrency, **options):
         bin_dir = Path(sys.executable).parent
         logs = Path(settings.VAR_DIR) / "log"
         logs.mkdir(parents=True, exist_ok=True)
@@ -60,6 +63,20 @@ class Command(BaseCommand):
                 "INFO",
                 "-n",
                 f"worker-{port}@%h",
+            ],
+            "notify": [
+                str(bin_dir / "celery"),
+                "-A",
+                "chom",
+                "worker",
+                "-Q",
+                "notify",
+                "--concurrency",
+                notify_concurrency,
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"notify-{port}@%h",
             ],
             "beat": [
                 str(bin_dir / "celery"),
