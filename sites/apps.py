@@ -6,7 +6,7 @@ class SitesConfig(AppConfig):
 
     def ready(self) -> None:
         from chom.hooks import register_tenant_sites
-        from sites import deploy, environment, runtime, services, tls  # noqa: F401 - register the sites' operation kinds
+        from sites import deploy, environment, runtime, services, suspension, tls  # noqa: F401 - register the sites' operation kinds
 
         # Staff suspending a tenant in the core suspends its sites here.
         register_tenant_sites(

@@ -201,6 +201,8 @@ def cron_payload(site: Site) -> dict:
             }
             for job in site_cron_jobs(site=site)
         ],
+        # A suspended site's timers stay stopped and disabled: sites/suspension.py.
+        "suspended": site.is_suspended,
     }
 
 

@@ -104,6 +104,13 @@ class Site(models.Model):
         """Being deleted or deleted: nothing new may be queued for it."""
         return self.status in (self.Status.DELETING, self.Status.DELETED)
 
+    @property
+    def is_suspended(self) -> bool:
+        """Suspended, or a suspension asked for and still to run (its reason is saved at once):
+        whatever is rendered or started for the site meanwhile keeps it suspended (the vhost
+        serves the suspension page; its cron timers and workers stay stopped)."""
+        return self.status == self.Status.SUSPENDED or bool(self.suspended_reason)
+
 
 class SiteHostname(models.Model):
     """Every name a live site answers to (its domain and aliases), unique across all tenants: the

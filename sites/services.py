@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from chom.alerts import alert_raise, alert_resolve
 from chom.errors import ApplicationError
-from chom.events import event_emit
 from chom.models import Operation, Tenant
 from chom.operations import OperationContext, OperationError, operation_create, register
 from chom.selectors import register_usage
@@ -25,7 +24,7 @@ from fleet.remote.agent_client import Agent, AgentError
 from fleet.remote.transport import TransportError
 from fleet.services import transport_for
 from sites import probe, selectors
-from sites.configs import SERVED_BY_HEADER, VhostSpec, render_vhost
+from sites.configs import SERVED_BY_HEADER, VhostSpec
 from sites.dns_accounts import site_dns_account_check, site_names_check
 from sites.domains import probe_host
 from sites.git_ssh import git_host_key_reset_fields
@@ -560,7 +559,7 @@ def vhost_spec(site: Site, *, suspended: bool | None = None) -> VhostSpec:
     """The vhost for SITE; unless told otherwise it keeps a suspension (a renewal or any other
     re-render must never lift it)."""
     if suspended is None:
-        suspended = site.status == Site.Status.SUSPENDED or bool(site.suspended_reason)
+        suspended = site.is_suspended
     kind = site_type(site.type)
     ssl = site.ssl_status == Site.SslStatus.ACTIVE
     # DNS-01 sites (a DNS account): CHOM's own key and chain (agent cert-csr/cert-install).
@@ -640,60 +639,6 @@ def site_verify(*, site: Site, log=None, accept=None, expected: str = "") -> int
                 last = path
         time.sleep(0.05)
     raise OperationError(f"a visitor of {site.domain} did not get {expected} on {site.vps.name}: {last}")
-
-
-def _apply_vhost(ctx: OperationContext, site: Site, *, suspended: bool) -> None:
-    def work(agent: Agent):
-        ctx.step("nginx vhost (suspended page)" if suspended else "nginx vhost", progress=50)
-        _call(
-            ctx,
-            agent,
-            "vhost-apply",
-            {"name": site.unix_user, "content": render_vhost(vhost_spec(site, suspended=suspended))},
-        )
-
-    _remote(ctx, site, work)
-
-
-@register(
-    "site.suspend",
-    queue="remote",
-    soft_time_limit=120,
-    time_limit=180,
-    on_failure=_record_failed,
-    on_success=_record_succeeded,
-)
-def site_suspend_run(ctx: OperationContext) -> dict:
-    site = _site_of(ctx)
-    was_suspended = site.status == Site.Status.SUSPENDED
-    _apply_vhost(ctx, site, suspended=True)
-    # The VPS serves the suspension page from here on (vhost-apply waits for nginx to serve it).
-    _set(site, status=Site.Status.SUSPENDED)
-    site_verify(site=site, log=ctx.log)
-    if not was_suspended:
-        why = f" ({site.suspended_reason})" if site.suspended_reason else ""
-        message = f"{site.domain} is suspended{why}: visitors see the suspension page."
-        event_emit(event="site.suspended", tenant=site.tenant, site=site, message=message)
-    return {}
-
-
-@register(
-    "site.unsuspend",
-    queue="remote",
-    soft_time_limit=120,
-    time_limit=180,
-    on_failure=_record_failed,
-    on_success=_record_succeeded,
-)
-def site_unsuspend_run(ctx: OperationContext) -> dict:
-    site = _site_of(ctx)
-    if site.suspended_reason:
-        ctx.log(f"still suspended ({site.suspended_reason}): nothing to do")
-        return {}
-    _apply_vhost(ctx, site, suspended=False)
-    _set(site, status=Site.Status.ACTIVE if site.current_release else Site.Status.FAILED)
-    site_verify(site=site, log=ctx.log, accept=lambda code: code < 500 and code != 503)
-    return {}
 
 
 @register("site.delete", queue="remote", soft_time_limit=3600, time_limit=3660, on_failure=_record_failed)

@@ -19,6 +19,7 @@ from sites.forms import (
     UnsuspendForm,
     admin_reason,
 )
+from sites.runtime_forms import site_control_forms
 
 
 def _posted(request):
@@ -55,6 +56,7 @@ def site_detail(request, pk: int):
             "releases": site.releases.all()[:10],
             "operations": operations,
             "delivery": site_delivery_summary(site=site),
+            "controls": site_control_forms(site),
         },
     )
 

@@ -211,6 +211,8 @@ def workers_payload(site: Site, *, restart: bool = False) -> dict:
         # A type without an environment (static, WordPress) has no shared/.env to load.
         "env": not site_type(site.type).environment_refusal,
         "restart": restart,
+        # A suspended site's workers stay stopped (and are not started at boot): sites/suspension.py.
+        "suspended": site.is_suspended,
     }
 
 
@@ -329,6 +331,8 @@ def worker_state(worker: Worker) -> str:
     if worker.status_checked_at is None:
         return "unknown"
     running = (worker.status or {}).get("running", 0)
+    if worker.enabled and worker.site.is_suspended:  # kept stopped until the suspension is lifted
+        return "stopping" if running else "suspended"
     if not worker.enabled:
         return "stopping" if running else "stopped"
     if running >= worker.processes:

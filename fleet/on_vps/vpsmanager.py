@@ -4127,7 +4127,9 @@ def remove_supervisor(ctx: Context, name: str) -> bool:
 # and devices, no new privileges; only the site's home is writable). workers-apply makes the
 # site's units match the list it is given exactly: new or changed units are checked with
 # `systemd-analyze verify` before any goes live (a refused unit changes nothing: the previous
-# ones keep running), stale ones are stopped, disabled and removed.
+# ones keep running), stale ones are stopped, disabled and removed. While the site is suspended
+# (`suspended`), every instance is stopped and disabled and its units kept, so lifting the
+# suspension starts exactly what the site had.
 #
 # No tenant text is ever put into a unit: the unit runs WORKER_EXEC (root's, below) with the
 # site and worker names (both validated), and WORKER_EXEC reads the argv from the root-owned
@@ -4391,11 +4393,14 @@ def active_units(ctx: Context, units: list[str]) -> set[str]:
 def cmd_workers_apply(ctx: Context, args: Input) -> dict[str, Any]:
     """The site's worker units = WORKERS exactly; RESTART: restart the running ones anyway (after
     a release switch or an environment change: a worker keeps the code and variables it started
-    with). ENV: the workers get the site's shared/.env."""
+    with). ENV: the workers get the site's shared/.env. SUSPENDED (the site is suspended): the
+    units and spec are kept in line all the same, but every instance is stopped and disabled, and
+    none is started or restarted, until a run without it."""
     name = args.match("name", SITE_NAME_RE, "site name")
     workers = parse_workers(args.get("workers", list))
     env = args.get("env", bool, default=True)
     restart = args.get("restart", bool, default=False)
+    suspended = args.get("suspended", bool, default=False)
     args.finish()
     config = ctx.config
     site = load_site(ctx, name)
@@ -4410,7 +4415,7 @@ def cmd_workers_apply(ctx: Context, args: Input) -> dict[str, Any]:
         verify_worker_units(ctx, name, {worker_unit_name(name, w): d for w, d in changed_units.items()})
     lock = acquire_lock(config)  # systemd's state is the VPS's: the site lock is held already
     try:
-        restarted = apply_workers(ctx, site, workers, env, restart, changed_units, on_disk)
+        restarted = apply_workers(ctx, site, workers, env, restart, changed_units, on_disk, suspended)
     finally:
         os.close(lock)
     # The programs of an older CHOM (Laravel's queue worker): CHOM adopts them as workers.
@@ -4423,6 +4428,7 @@ def cmd_workers_apply(ctx: Context, args: Input) -> dict[str, Any]:
         "units": [worker_unit_name(name, w["name"]) for w in workers],
         "restarted": sorted(restarted),
         "supervisor_removed": supervisor_removed,
+        "suspended": suspended,
     }
 
 
@@ -4434,6 +4440,7 @@ def apply_workers(
     restart: bool,
     changed_units: dict[str, bytes],
     on_disk: dict[str, str],
+    suspended: bool = False,
 ) -> list[str]:
     config, name = ctx.config, site.name
     wanted_instances = {
@@ -4442,12 +4449,11 @@ def apply_workers(
         if w["enabled"]
         for i in range(1, w["processes"] + 1)
     }
-    known = worker_instances(ctx, name)
-    stale = sorted(known - set(wanted_instances))
+    stale = stoppable_instances(ctx, name, set() if suspended else set(wanted_instances))
     if stale:
         systemctl_units(ctx, "stop", stale)
         systemctl_units(ctx, "disable", stale)
-        ctx.change("stopped {}".format(", ".join(stale)))
+        ctx.change("stopped {}{}".format(", ".join(stale), " (site suspended)" if suspended else ""))
     os.makedirs(config.path("/usr/local/lib/chom"), 0o755, exist_ok=True)
     os.makedirs(config.path("/etc/chom/workers"), 0o755, exist_ok=True)
     os.makedirs(config.path(WORKER_UNIT_DIR), 0o755, exist_ok=True)
@@ -4469,6 +4475,10 @@ def apply_workers(
         reload_needed = True
     if reload_needed:
         ctx.run([*config.systemctl, "daemon-reload"], step="daemon-reload")
+    if suspended:
+        if wanted_instances:
+            ctx.log("site suspended: {} kept stopped".format(", ".join(sorted(wanted_instances))))
+        return []
     by_argv = {w["name"] for w in workers if previous_argv.get(w["name"]) != w["argv"]}
     units = sorted(wanted_instances)
     wants = config.path(f"{WORKER_UNIT_DIR}/multi-user.target.wants")
@@ -4488,6 +4498,16 @@ def apply_workers(
     if to_restart:
         ctx.change("restarted {}".format(", ".join(to_restart)))
     return to_start + to_restart
+
+
+def stoppable_instances(ctx: Context, name: str, kept: set[str]) -> list[str]:
+    """The site's worker instances, other than KEPT, that run or are enabled at boot: the ones a
+    stop and disable changes (one stopped already, even if systemd still lists it as failed, is
+    left alone, so a second run changes nothing)."""
+    others = sorted(worker_instances(ctx, name) - kept)
+    wants = ctx.config.path(f"{WORKER_UNIT_DIR}/multi-user.target.wants")
+    enabled = {u for u in others if os.path.lexists(os.path.join(wants, u))}
+    return sorted(enabled | active_units(ctx, others))
 
 
 def remove_workers(ctx: Context, name: str) -> None:
@@ -4601,7 +4621,8 @@ def cmd_workers_status(ctx: Context, args: Input) -> dict[str, Any]:
 # CRON_RUNNER, started by systemd as the site user, reads it and the site's .env, then execs the
 # command in current/. So the .env, which the site user may swap for a symlink to any file, is
 # only ever opened with the site user's rights: systemd's own EnvironmentFile= would read it as
-# root.
+# root. While the site is suspended (`suspended`), its timers are stopped and disabled (and a run
+# in progress stopped), the units kept for when the suspension is lifted.
 CRON_JOB_DIR = "/var/lib/chom/cron"
 CRON_RUNNER_PATH = "/usr/local/lib/chom/cron-run"
 CRON_MAX_JOBS = 200
@@ -4819,9 +4840,12 @@ def verify_cron_units(ctx: Context, site: Site, files: dict[str, bytes]) -> None
 def cmd_cron_apply(ctx: Context, args: Input) -> dict[str, Any]:
     """The site's cron jobs on the VPS = JOBS, exactly: units and job files written (validated
     first, so a refused set leaves the previous one running), stale ones stopped and removed,
-    timers enabled or disabled, and the legacy /etc/cron.d/chom-NAME removed."""
+    timers enabled or disabled, and the legacy /etc/cron.d/chom-NAME removed. SUSPENDED (the site
+    is suspended): the units and job files are kept in line all the same, but every timer is
+    stopped and disabled and a run in progress is stopped, until a run without it."""
     name = args.match("name", SITE_NAME_RE, "site name")
     jobs = parse_cron_jobs(args.get("jobs", list))
+    suspended = args.get("suspended", bool, default=False)
     args.finish()
     config = ctx.config
     site = load_site(ctx, name)
@@ -4860,9 +4884,14 @@ def cmd_cron_apply(ctx: Context, args: Input) -> dict[str, Any]:
             changed_timers.add(os.path.basename(timer))
     if reload_needed:
         ctx.run([*config.systemctl, "daemon-reload"], step="daemon-reload")
-    states = set_cron_timers(ctx, name, jobs, changed_timers)
+    states = set_cron_timers(ctx, name, jobs, changed_timers, suspended)
+    if suspended:
+        stop_cron_runs(ctx, name, jobs)
     remove_legacy_cron(ctx, legacy)
-    return {"jobs": [{"id": job["id"], "timer": states[timer_of(name, job)]} for job in jobs]}
+    return {
+        "jobs": [{"id": job["id"], "timer": states[timer_of(name, job)]} for job in jobs],
+        "suspended": suspended,
+    }
 
 
 def ensure_root_dir(path: str, gid: int, mode: int) -> None:
@@ -4881,7 +4910,11 @@ def timer_of(name: str, job: dict[str, Any]) -> str:
     return f"{cron_unit(name, job['id'])}.timer"
 
 
-def set_cron_timers(ctx: Context, name: str, jobs: list[dict[str, Any]], changed: set[str]) -> dict[str, str]:
+def set_cron_timers(
+    ctx: Context, name: str, jobs: list[dict[str, Any]], changed: set[str], suspended: bool = False
+) -> dict[str, str]:
+    """Enabled jobs' timers enabled and started, the others' (all while SUSPENDED) disabled and
+    stopped; the timers' states after."""
     timers = [timer_of(name, job) for job in jobs]
     if not timers:
         return {}
@@ -4890,7 +4923,7 @@ def set_cron_timers(ctx: Context, name: str, jobs: list[dict[str, Any]], changed
     is_active = unit_states(ctx, "is-active", timers)
     for job in jobs:
         timer = timer_of(name, job)
-        if job["enabled"]:
+        if job["enabled"] and not suspended:
             if is_enabled[timer] != "enabled" or is_active[timer] != "active":
                 ctx.run([*systemctl, "enable", "--", timer], step="systemctl-enable")
                 ctx.run([*systemctl, "start", "--", timer], step="systemctl-start")
@@ -4901,8 +4934,22 @@ def set_cron_timers(ctx: Context, name: str, jobs: list[dict[str, Any]], changed
         elif is_enabled[timer] == "enabled" or is_active[timer] == "active":
             ctx.run([*systemctl, "disable", "--", timer], step="systemctl-disable")
             ctx.run([*systemctl, "stop", "--", timer], step="systemctl-stop")
-            ctx.change(f"disabled and stopped {timer}")
+            ctx.change(f"disabled and stopped {timer}{' (site suspended)' if suspended else ''}")
+    if suspended:
+        ctx.log(f"site suspended: {len(timers)} cron timer(s) kept stopped")
     return unit_states(ctx, "is-active", timers)
+
+
+def stop_cron_runs(ctx: Context, name: str, jobs: list[dict[str, Any]]) -> None:
+    """A suspended site's jobs that are running now are stopped (a job may run for hours)."""
+    services = [f"{cron_unit(name, job['id'])}.service" for job in jobs]
+    if not services:
+        return
+    states = unit_states(ctx, "is-active", services)
+    for service in services:
+        if states[service] in ("active", "activating", "reloading"):
+            ctx.run([*ctx.config.systemctl, "stop", "--", service], step="systemctl-stop")
+            ctx.change(f"stopped the run in progress of {service} (site suspended)")
 
 
 def remove_cron_jobs(ctx: Context, name: str, ids: list[int]) -> bool:

@@ -32,7 +32,10 @@ class WorkerProcessSerializer(serializers.Serializer):
 
 
 class WorkerStatusSerializer(serializers.Serializer):
-    state = serializers.ChoiceField(choices=["unknown", "running", "degraded", "down", "stopping", "stopped"])
+    state = serializers.ChoiceField(
+        choices=["unknown", "running", "degraded", "down", "stopping", "stopped", "suspended"],
+        help_text="suspended: the site is suspended, so its workers are kept stopped",
+    )
     running = serializers.IntegerField(help_text="processes running")
     restarts = serializers.IntegerField(help_text="automatic restarts (after a crash or a kill)")
     last_exit = LastExitSerializer(allow_null=True)

@@ -216,3 +216,39 @@ def test_cron_status_needs_systemd_and_valid_ids(cron_agent: Agent):
     shutil.rmtree(cron_agent.path("/run/systemd"))
     result = cron_agent("cron-status", {"name": SITE, "ids": [1]})
     assert result.rc == 1 and result.error["code"] == "unsupported"
+
+
+def test_it_stops_a_suspended_sites_timers_and_runs_and_restores_them_after(cron_agent: Agent):
+    state = cron_agent.root.parent / "systemd"
+    jobs = [job(1), job(2, enabled=False)]
+    cron_agent.ok("cron-apply", {"name": SITE, "jobs": jobs})
+    timer1 = f"chom-{SITE}-cron-1.timer"
+    assert (state / f"enabled.{timer1}").exists() and (state / f"active.{timer1}").exists()
+    (state / f"active.chom-{SITE}-cron-1.service").touch()  # a run in progress
+
+    held = cron_agent.ok("cron-apply", {"name": SITE, "jobs": jobs, "suspended": True})
+    assert held["changed"] is True and held["data"]["suspended"] is True
+    assert held["data"]["jobs"] == [{"id": 1, "timer": "inactive"}, {"id": 2, "timer": "inactive"}]
+    assert f"disabled and stopped {timer1} (site suspended)" in held["log"]
+    assert f"stopped the run in progress of chom-{SITE}-cron-1.service (site suspended)" in held["log"]
+    assert not (state / f"enabled.{timer1}").exists() and not (state / f"active.{timer1}").exists()
+    assert not (state / f"active.chom-{SITE}-cron-1.service").exists()
+    # The units and job files stay: lifting the suspension needs nothing the site had to be resent.
+    for path in (unit(1) + ".timer", unit(2) + ".timer", f"/var/lib/chom/cron/{SITE}/1.json"):
+        assert cron_agent.path(path).exists(), path
+
+    # Applied again while suspended (a deploy, a job change): nothing starts, nothing changes.
+    before = len(cron_agent.calls("systemctl"))
+    again = cron_agent.ok("cron-apply", {"name": SITE, "jobs": [*jobs, job(3)], "suspended": True})
+    assert again["data"]["jobs"][2] == {"id": 3, "timer": "inactive"}
+    assert not [c for c in cron_agent.calls("systemctl")[before:] if c.split()[0] in ("start", "enable")]
+    same = cron_agent.ok("cron-apply", {"name": SITE, "jobs": [*jobs, job(3)], "suspended": True})
+    assert same["changed"] is False, same["log"]
+
+    lifted = cron_agent.ok("cron-apply", {"name": SITE, "jobs": [*jobs, job(3)]})
+    assert lifted["data"]["jobs"] == [
+        {"id": 1, "timer": "active"},
+        {"id": 2, "timer": "inactive"},
+        {"id": 3, "timer": "active"},
+    ]
+    assert (state / f"enabled.{timer1}").exists()

@@ -267,3 +267,43 @@ def test_it_leaves_alone_the_units_of_a_site_whose_name_extends_this_ones(
     apply(workers_agent, [])
     assert theirs.exists() and not unit(workers_agent, "queue").exists()
     assert workers_agent.ok("workers-status", {"name": SITE})["data"]["workers"] == {}
+
+
+def test_it_keeps_a_suspended_sites_workers_stopped_and_starts_them_when_the_suspension_ends(
+    workers_agent: Agent, site: dict[str, Any]
+) -> None:
+    agent = workers_agent
+    apply(agent, [worker(processes=2), worker("off", enabled=False)])
+    units = ["chom-site1-worker-queue@1.service", "chom-site1-worker-queue@2.service"]
+    wants = agent.path(f"{UNIT_DIR}/multi-user.target.wants")
+    assert sorted(os.listdir(wants)) == units
+
+    held = apply(agent, [worker(processes=2), worker("off", enabled=False)], suspended=True, restart=True)
+    assert held["changed"] is True and held["data"]["restarted"] == []
+    assert f"stopped {', '.join(units)} (site suspended)" in held["log"]
+    calls = agent.calls("systemctl")
+    assert f"stop -- {' '.join(units)}" in calls and f"disable -- {' '.join(units)}" in calls
+    assert os.listdir(wants) == []  # not started at boot either
+    assert agent.ok("workers-status", {"name": SITE})["data"]["workers"]["queue"]["running"] == 0
+    # The units and the spec stay as they were: the suspension changes nothing the site set.
+    assert unit(agent, "queue").exists() and unit(agent, "off").exists()
+    assert set(json.loads(agent.path("/etc/chom/workers/site1.json").read_text())["workers"]) == {
+        "queue",
+        "off",
+    }
+
+    # Applied again while suspended (a deploy, a worker change, an environment change): nothing
+    # starts, and nothing changes.
+    before = len(agent.calls("systemctl"))
+    again = apply(agent, [worker(processes=2), worker("off", enabled=False)], suspended=True, restart=True)
+    assert again["changed"] is False, again["log"]
+    assert not [
+        c for c in agent.calls("systemctl")[before:] if c.split()[0] in ("start", "restart", "enable")
+    ]
+    assert agent.ok("env-apply", {"name": SITE, "site_env": {"managed": {}, "variables": {"A": "1"}}})
+    assert agent.ok("workers-status", {"name": SITE})["data"]["workers"]["queue"]["running"] == 0
+
+    lifted = apply(agent, [worker(processes=2), worker("off", enabled=False)])
+    assert lifted["changed"] is True and sorted(lifted["data"]["restarted"]) == units
+    assert sorted(os.listdir(wants)) == units
+    assert agent.ok("workers-status", {"name": SITE})["data"]["workers"]["queue"]["running"] == 2

@@ -22,7 +22,7 @@ def test_it_lists_cron_jobs_with_their_last_run_escaped(admin_user, alice, db):
     client = Client()
     client.force_login(admin_user)
     page = client.get(f"/sites/{site.pk}/").content.decode()
-    assert "<h2>Cron jobs</h2>" in page
+    assert '<h2 id="cron-jobs">Cron jobs</h2>' in page
     assert "<code>*/5 * * * *</code>" in page and "php artisan report" in page
     assert '<span class="status failed">3</span>' in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; failed" in page and "<script>alert(1)" not in page

@@ -64,6 +64,7 @@ def test_it_gives_a_new_laravel_site_its_queue_worker_as_an_ordinary_worker(alic
         "workers": [{"name": "queue", "argv": QUEUE, "processes": 1, "restart": "always", "enabled": True}],
         "env": True,
         "restart": False,
+        "suspended": False,
     }
     assert not _site(alice, "wordpress").workers.exists()
     _fresh(site)
