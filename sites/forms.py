@@ -6,13 +6,21 @@ from django import forms
 from chom.forms import drf_messages
 from chom.models import Tenant
 from sites.api.serializers import SiteCreateSerializer
-from sites.models import Site
+from sites.models import DnsAccount, Site
+
+
+class DnsAccountChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: DnsAccount) -> str:
+        return f"{obj.tenant.slug}: {obj.name} ({obj.provider})"
 
 
 class SiteCreateForm(forms.Form):
     # The API's create is tenant-token only; here staff choose the tenant the site belongs to.
     tenant = forms.ModelChoiceField(queryset=Tenant.objects.order_by("slug"))
-    domain = forms.CharField(max_length=300)
+    domain = forms.CharField(
+        max_length=300,
+        help_text="A host name, or a wildcard such as *.example.com (tiers with wildcard domains).",
+    )
     type = forms.ChoiceField(choices=Site.Type.choices)
     php_version = forms.CharField(
         max_length=5, required=False, label="PHP version", help_text="Blank: the server's newest."
@@ -20,6 +28,14 @@ class SiteCreateForm(forms.Form):
     aliases = forms.CharField(max_length=6000, required=False, help_text="Separated by spaces or commas.")
     repository_url = forms.CharField(max_length=500, required=False, label="Repository URL")
     repository_branch = forms.CharField(max_length=100, required=False, initial="main", label="Branch")
+    dns_account = DnsAccountChoiceField(
+        queryset=DnsAccount.objects.select_related("tenant").order_by("tenant__slug", "name"),
+        required=False,
+        label="DNS account",
+        empty_label="None: the certificate is issued over HTTP-01",
+        help_text="One of the tenant's DNS accounts holding the zone: the certificate is then issued "
+        "over DNS-01 (a wildcard domain needs one).",
+    )
 
     # Where the serializer reports an error → the field of this form that shows it (None: the form).
     FIELD_OF = {"repository": "repository_url", "non_field_errors": None}
@@ -35,6 +51,8 @@ class SiteCreateForm(forms.Form):
         }
         if data["php_version"]:
             body["php_version"] = data["php_version"]
+        if data["dns_account"]:  # another tenant's account is refused by the service, as in the API
+            body["dns_account"] = data["dns_account"].pk
         if data["repository_url"]:
             body["repository"] = {
                 "url": data["repository_url"],

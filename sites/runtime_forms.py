@@ -39,7 +39,7 @@ def argv_lines(text: str) -> list[str]:
     return lines
 
 
-class _ApiCheckedForm(forms.Form):
+class ApiCheckedForm(forms.Form):
     """Checks its body with SERIALIZER; the serializer's errors are shown on the field they
     concern (FIELD_OF maps the API's field names to this form's)."""
 
@@ -71,7 +71,7 @@ class _ApiCheckedForm(forms.Form):
         return data
 
 
-class CronJobForm(_ApiCheckedForm):
+class CronJobForm(ApiCheckedForm):
     serializer = CronJobWriteSerializer
 
     schedule = forms.CharField(
@@ -88,7 +88,7 @@ class CronJobForm(_ApiCheckedForm):
         return argv_lines(self.cleaned_data["command"])
 
 
-class WorkerForm(_ApiCheckedForm):
+class WorkerForm(ApiCheckedForm):
     serializer = WorkerWriteSerializer
 
     name = forms.CharField(
@@ -118,7 +118,7 @@ class EnabledForm(forms.Form):
     )
 
 
-class RedirectForm(_ApiCheckedForm):
+class RedirectForm(ApiCheckedForm):
     serializer = SiteRedirectSerializer
     FIELD_OF = {"from": "source", "to": "destination", "status": "status_code"}
 
@@ -154,7 +154,7 @@ class RedirectForm(_ApiCheckedForm):
         }
 
 
-class HeaderForm(_ApiCheckedForm):
+class HeaderForm(ApiCheckedForm):
     serializer = ResponseHeaderSerializer
 
     name = forms.CharField(
@@ -172,7 +172,7 @@ class HeaderForm(_ApiCheckedForm):
     )
 
 
-class BasicAuthForm(_ApiCheckedForm):
+class BasicAuthForm(ApiCheckedForm):
     """Adds a user to a path's realm, or changes its password. The password is never shown again,
     not even after a refusal."""
 
@@ -193,7 +193,7 @@ class BasicAuthForm(_ApiCheckedForm):
     )
 
 
-class PhpSettingsForm(_ApiCheckedForm):
+class PhpSettingsForm(ApiCheckedForm):
     """Every allowed setting at once: a value sets it, a blank one puts CHOM's default back."""
 
     serializer = PhpSettingsWriteSerializer

@@ -1,6 +1,6 @@
 """Reads of sites, always scoped by tenant (staff see everything)."""
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from chom import tiers
 from sites.models import Site, SiteHostname
@@ -74,6 +74,18 @@ def tenant_dns_accounts(tenant):
     from sites.models import DnsAccount
 
     return DnsAccount.objects.filter(tenant=tenant).order_by("name", "id")
+
+
+def dns_accounts_for_staff(*, tenant=None):
+    """Every tenant's DNS accounts (or TENANT's), each with `live_sites`: the sites that answer
+    their DNS-01 challenges through it."""
+    from sites.models import DnsAccount
+
+    live = Site.objects.exclude(status=Site.Status.DELETED).order_by("domain").only("domain", "dns_account")
+    qs = DnsAccount.objects.select_related("tenant").order_by("tenant__slug", "name", "id")
+    if tenant is not None:
+        qs = qs.filter(tenant=tenant)
+    return qs.prefetch_related(Prefetch("sites", queryset=live, to_attr="live_sites"))
 
 
 def wildcard_conflict(*, name: str, tenant) -> str | None:

@@ -1,10 +1,13 @@
 from django.urls import path
 
-from sites import runtime_views, views
+from sites import dns_account_views, runtime_views, views
 
 urlpatterns = [
     path("", views.site_list, name="site-list"),
     path("new", views.site_create, name="site-create"),
+    path("dns-accounts/", dns_account_views.dns_account_list, name="dns-account-list"),
+    path("dns-accounts/new", dns_account_views.dns_account_create, name="dns-account-create"),
+    path("dns-accounts/<int:pk>/delete", dns_account_views.dns_account_delete, name="dns-account-delete"),
     path("<int:pk>/", views.site_detail, name="site-detail"),
     path("<int:pk>/deploy", views.site_deploy, name="site-deploy"),
     path("<int:pk>/rollback", views.site_rollback, name="site-rollback"),

@@ -259,3 +259,16 @@ def follow(page, locator) -> list[str]:
         locator.click()
     settle(page)
     return problems(page)
+
+
+# Ids used twice on a page: a label would name the wrong field.
+_DUPLICATE_IDS_JS = """() => {
+  const seen = {};
+  for (const el of document.querySelectorAll("[id]")) seen[el.id] = (seen[el.id] || 0) + 1;
+  return Object.keys(seen).filter((id) => seen[id] > 1);
+}"""
+
+
+def duplicate_ids(page) -> list[str]:
+    """The ids PAGE uses more than once."""
+    return page.evaluate(_DUPLICATE_IDS_JS)

@@ -8,16 +8,9 @@ from chom.models import Operation
 from chom.services import tenant_create
 from fleet.models import Vps
 from sites.models import BasicAuthUser, CronJob, Redirect, ResponseHeader, Site, Worker
-from tests.browser.helpers import assert_accessible, follow, screenshot, visit
+from tests.browser.helpers import assert_accessible, duplicate_ids, follow, screenshot, visit
 
 PASSWORD = "correct horse battery staple"
-
-# Ids used twice on a page: a label would name the wrong field.
-_DUPLICATE_IDS_JS = """() => {
-  const seen = {};
-  for (const el of document.querySelectorAll("[id]")) seen[el.id] = (seen[el.id] || 0) + 1;
-  return Object.keys(seen).filter((id) => seen[id] > 1);
-}"""
 
 
 @pytest.fixture
@@ -60,7 +53,7 @@ def test_it_adds_each_runtime_control_through_the_site_page(staff_page, live_ser
     page = staff_page
     url = f"{live_server.url}/sites/{site.pk}/"
     assert visit(page, url) == []
-    assert page.evaluate(_DUPLICATE_IDS_JS) == []
+    assert duplicate_ids(page) == []
     assert_accessible(page)
 
     cron = _form(page, "Add the cron job")
@@ -126,7 +119,7 @@ def test_it_adds_each_runtime_control_through_the_site_page(staff_page, live_ser
     assert site.php_settings == {"memory_limit": "512M"}
 
     screenshot(page, "site-detail-runtime-controls")
-    assert page.evaluate(_DUPLICATE_IDS_JS) == []
+    assert duplicate_ids(page) == []
     assert_accessible(page)  # the rows' buttons too
 
 

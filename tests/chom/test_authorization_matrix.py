@@ -145,6 +145,9 @@ RULES = {
     "site-list": "dashboard-staff",
     "site-detail": "dashboard-staff",
     "site-create": "dashboard-staff",
+    "dns-account-list": "dashboard-staff",  # every tenant's DNS accounts, never a token
+    "dns-account-create": "dashboard-staff",
+    "dns-account-delete": "dashboard-staff",
     "site-deploy": "dashboard-staff",
     "site-rollback": "dashboard-staff",
     "site-ssl": "dashboard-staff",
@@ -251,6 +254,9 @@ FUNCTION_VIEW_METHODS = {
     "site-list": ["GET"],
     "site-detail": ["GET"],
     "site-create": ["GET", "POST"],
+    "dns-account-list": ["GET"],
+    "dns-account-create": ["POST"],
+    "dns-account-delete": ["POST"],
     "site-deploy": ["POST"],
     "site-rollback": ["POST"],
     "site-ssl": ["POST"],
@@ -525,7 +531,7 @@ def _kwargs(route: Route, world: World) -> dict:
         by_route[route.name] = world.owner_token.pk  # alice's (the session-user's) "ci" token
     if route.name.startswith("tenant-member-"):
         by_route[route.name] = Membership.objects.get(tenant=world.acme, user__email="bob@acme.test").pk
-    if route.name == "api-dns-account":
+    if route.name in ("api-dns-account", "dns-account-delete"):
         by_route[route.name] = DnsAccount.objects.get(tenant=world.acme).pk
     if route.name.startswith("api-notification-channel"):
         by_route[route.name] = NotificationChannel.objects.get(tenant=world.acme).pk
