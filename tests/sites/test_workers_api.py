@@ -220,7 +220,7 @@ def test_the_site_page_lists_the_workers_with_their_last_state_for_staff(admin_u
     client = Client()
     client.force_login(admin_user)
     page = client.get(f"/sites/{site.pk}/").content.decode()
-    assert "<h2>Workers</h2>" in page
+    assert '<h2 id="workers">Workers</h2>' in page
     assert "php artisan queue:work --sleep=3 --tries=3 --max-time=3600" in page
     assert "1 of 1" in page and "signal 9" in page and "node server.js" in page and "disabled" in page
     client.force_login(alice.user)
