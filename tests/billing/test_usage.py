@@ -25,7 +25,10 @@ def test_it_reports_usage_once_per_tenant_and_day_even_when_run_twice(alice, cha
 
     first = services.usage_report_daily(now=now)
     make_sites(alice.tenant, 1, start=20)  # usage changes during the day: the day's report is fixed
-    second = services.usage_report_daily(now=now + timedelta(hours=3))
+    # Later the same (UTC) day: three hours on, or the day's last second when that is sooner
+    # (a run after 21:00 must not cross midnight).
+    later = min(now + timedelta(hours=3), now.replace(hour=23, minute=59, second=59, microsecond=0))
+    second = services.usage_report_daily(now=later)
 
     assert (first["sent"], first["already_sent"]) == (2, 0)
     assert (second["sent"], second["already_sent"]) == (0, 2)
