@@ -271,9 +271,7 @@ def cron_status_refresh(*, site: Site, force: bool = False) -> None:
 
 
 def _read_status(site: Site, ids: list[int]) -> dict[int, dict]:
-    transport = transport_for(site.vps)
-    transport.connect_timeout = min(transport.connect_timeout, STATUS_CONNECT_TIMEOUT)  # before connecting
-    with transport:
+    with transport_for(site.vps, connect_timeout=STATUS_CONNECT_TIMEOUT) as transport:
         result = Agent(transport).call(
             "cron-status", {"name": site.unix_user, "ids": ids}, timeout=STATUS_COMMAND_TIMEOUT
         )

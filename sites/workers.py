@@ -292,8 +292,7 @@ def workers_status_refresh(*, site: Site, force: bool = False) -> None:
 
 
 def _read_status(site: Site) -> dict:
-    with transport_for(site.vps) as transport:
-        transport.connect_timeout = min(transport.connect_timeout, STATUS_CONNECT_TIMEOUT)
+    with transport_for(site.vps, connect_timeout=STATUS_CONNECT_TIMEOUT) as transport:
         result = Agent(transport).call(
             "workers-status", {"name": site.unix_user}, timeout=STATUS_COMMAND_TIMEOUT
         )
