@@ -87,11 +87,13 @@ def start_monitoring(
     sd_token: str,
     webhook_token: str,
     extra_rules: str = "",
+    rules: str = "",
     interval: int = 1,
 ) -> tuple[dict[str, str], Callable[[], None], list[str]]:
     """Start Alertmanager then Prometheus. Returns (env for CHOM, stop, description lines).
-    EXTRA_RULES is a rules file's YAML added to CHOM's own (tests use an always-firing rule);
-    INTERVAL: see prometheus_config."""
+    RULES, when given, is a rules file's YAML used instead of CHOM's alert-rules.yml (tests load a
+    copy whose `for` durations are seconds); EXTRA_RULES is one added to them (tests use an
+    always-firing rule); INTERVAL: see prometheus_config."""
     for binary in (PROMETHEUS, ALERTMANAGER):
         if not shutil.which(binary):
             raise FileNotFoundError(
@@ -105,6 +107,9 @@ def start_monitoring(
         json.dumps(alertmanager_config(chom_url=chom_url, webhook_token=webhook_token), indent=2)
     )
     rule_files = [str(ALERT_RULES)]
+    if rules:
+        (folder / "rules.yml").write_text(rules)
+        rule_files = [str(folder / "rules.yml")]
     if extra_rules:
         (folder / "extra-rules.yml").write_text(extra_rules)
         rule_files.append(str(folder / "extra-rules.yml"))

@@ -50,6 +50,7 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "prometheus-node-exporter",
     "prometheus-nginx-exporter",
     "prometheus-mysqld-exporter",
+    "mtail",  # per-site request metrics from the nginx access logs (observability/monitoring.py)
     "git",
     "openssh-client",  # git over SSH with a site's deploy key
     "curl",
