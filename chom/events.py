@@ -20,7 +20,9 @@ EVENTS = (
     "certificate.failed",
     "certificate.expiring",
     "site.down",
+    "site.up",
     "site.suspended",
+    "alert.resolved",
 )
 
 _emit: Callable[..., Any] | None = None

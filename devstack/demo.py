@@ -1,5 +1,5 @@
 """`make demo`: CHOM with the `local` provider plus local stand-ins for the outside world (a real
-ACME CA, S3, Prometheus and Alertmanager), all on this machine.
+ACME CA, S3, Prometheus, Alertmanager and a blackbox exporter probing the sites), all on this machine.
 
 `python -m devstack --port N` (what `make demo` runs) starts the stand-ins on the local fleet's
 bridge, then runs `manage.py run_stack` with the settings that point CHOM at them, prints a staff
@@ -67,6 +67,7 @@ def start_demo(
             sd_token=secrets.token_urlsafe(24),
             webhook_token=secrets.token_urlsafe(24),
             interval=DEMO_SCRAPE_SECONDS,
+            probe_ca_file=str(root),  # the uptime probes verify the demo sites' https
         )
         demo.stoppers.append(stop)
         demo.env.update(env)

@@ -25,7 +25,8 @@ from pathlib import Path
 
 # (command, the Debian/Ubuntu package that ships it): the local fleet (systemd-nspawn VPSes on
 # a debootstrap image, packed with zstd, in network namespaces) and the demo's stand-ins (ACME
-# CA, Prometheus, Alertmanager, their certificates), plus the tools the README's walkthrough uses.
+# CA, Prometheus, Alertmanager, the blackbox exporter, their certificates), plus the tools the
+# README's walkthrough uses.
 REQUIRED: tuple[tuple[str, str], ...] = (
     ("systemd-nspawn", "systemd-container"),
     ("debootstrap", "debootstrap"),
@@ -39,6 +40,7 @@ REQUIRED: tuple[tuple[str, str], ...] = (
     ("pebble-challtestsrv", "pebble"),
     ("prometheus", "prometheus"),
     ("prometheus-alertmanager", "prometheus-alertmanager"),
+    ("prometheus-blackbox-exporter", "prometheus-blackbox-exporter"),
     ("openssl", "openssl"),
     ("git", "git"),
     ("curl", "curl"),

@@ -91,3 +91,22 @@ class Vps(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class MariaDBMonitorAccount(models.Model):
+    """The MariaDB account a VPS's mysqld exporter logs in with (vpsmanager db-monitor-ensure:
+    'chom_exporter'@'localhost', PROCESS, REPLICATION CLIENT, SELECT on performance_schema). The
+    password is encrypted rather than hashed: every bootstrap renders the same exporter config from
+    it, so a second run changes nothing. Its presence means the bootstrap enabled the exporter."""
+
+    USER = "chom_exporter"  # site databases' users are site<N>: never this one
+
+    vps = models.OneToOneField(Vps, on_delete=models.CASCADE, related_name="mariadb_monitor_account")
+    password = EncryptedTextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "MariaDB monitoring account"
+
+    def __str__(self) -> str:
+        return f"MariaDB monitoring account of VPS {self.vps_id}"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from django.core.cache import cache
 from django.db.models import Count, F, Q, QuerySet
 
-from fleet.models import ProviderCredential, Vps
+from fleet.models import MariaDBMonitorAccount, ProviderCredential, Vps
 from fleet.providers import PROVIDERS, ProviderError, get_provider
 from fleet.providers.base import DISTROS, CatalogueEntry
 
@@ -72,6 +72,11 @@ def vps_site_count(vps: Vps) -> int:
 
 def vps_name_taken(name: str) -> bool:
     return Vps.objects.filter(name=name).exists()
+
+
+def vps_ids_with_mariadb_monitoring() -> set[int]:
+    """VPSes whose bootstrap created the mysqld exporter's MariaDB account (and so enabled it)."""
+    return set(MariaDBMonitorAccount.objects.values_list("vps_id", flat=True))
 
 
 # --- cloud accounts ---------------------------------------------------------------------------------

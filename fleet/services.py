@@ -2,6 +2,7 @@
 
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from chom.errors import ApplicationError
 from chom.operations import OperationContext, OperationError, operation_create, register
 from chom.services import audit_record
 from fleet import selectors
-from fleet.models import FleetKey, ProviderCredential, Vps
+from fleet.models import FleetKey, MariaDBMonitorAccount, ProviderCredential, Vps
 from fleet.providers import PROVIDERS, ProviderError, ServerSpec, get_provider
 from fleet.remote.agent_client import Agent, AgentError
 from fleet.remote.commands import Command
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 # PHP that each supported distribution ships (what `php-fpm` means there).
 DISTRO_PHP = {("debian", "12"): "8.2", ("ubuntu", "24.04"): "8.3", ("ubuntu", "22.04"): "8.1"}
 CORE_SERVICES = ("nginx", "mariadb")
-EXPORTER_PORTS = (9100, 9113, 9104)  # node, nginx, mysqld exporters
+EXPORTER_PORTS = (9100, 9113, 9104, 3903)  # node, nginx, mysqld exporters, mtail (per-site requests)
 
 
 class FleetError(OperationError):
@@ -504,6 +505,7 @@ def bootstrap_packages(php: str) -> list[str]:
         "prometheus-node-exporter",
         "prometheus-nginx-exporter",
         "prometheus-mysqld-exporter",
+        "mtail",
     ]
 
 
@@ -637,6 +639,15 @@ def check_mariadb_root_socket(agent: Agent, log: Callable[[str], None]) -> None:
             "expected the unix socket only (ALTER USER root@localhost IDENTIFIED VIA unix_socket)"
         )
     log("  root logs in through the unix socket only; no password login")
+
+
+def mariadb_monitor_account_ensure(*, vps: Vps) -> MariaDBMonitorAccount:
+    """The VPS's MariaDB account for its mysqld exporter: the password is generated on first use
+    and the same on every later call. [A-Za-z0-9_-] only: it goes into an ini file unquoted."""
+    account, _ = MariaDBMonitorAccount.objects.get_or_create(
+        vps=vps, defaults={"password": secrets.token_urlsafe(32)}
+    )
+    return account
 
 
 def vps_apply_facts(*, vps: Vps, facts: dict) -> None:

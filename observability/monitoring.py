@@ -5,9 +5,16 @@ nothing and says so.
 - nginx exporter: scrapes nginx's stub_status, served by a vhost on 127.0.0.1:8080 (the
   exporter's default scrape URI, so /etc/default/prometheus-nginx-exporter stays untouched).
 - node exporter: enabled and running (the fleet's service step enables it too).
-- mysqld exporter: left disabled. It needs a MariaDB account with PROCESS, REPLICATION CLIENT and
-  SELECT on performance_schema; the agent's db-ensure only grants on one database, so CHOM cannot
-  create it yet. Service discovery lists the exporter only where it runs (enabled by hand).
+- mysqld exporter: logs in as its own MariaDB account, created by the agent's db-monitor-ensure
+  ('chom_exporter'@'localhost': PROCESS, REPLICATION CLIENT, SELECT on performance_schema, 3
+  connections at most) with a password generated once per VPS (fleet's MariaDBMonitorAccount,
+  encrypted at rest). Its credentials, /etc/prometheus/mysqld-exporter.cnf, are 0600 for the
+  account Debian runs the exporter as (prometheus); /etc/default/prometheus-mysqld-exporter points
+  the exporter at them over MariaDB's unix socket. Service discovery lists it wherever that
+  account exists, so MariaDBDown (mysql_up == 0) and ExporterDown can fire.
+- mtail: per-site request metrics from the sites' access logs (deploy/observability/mtail),
+  /etc/mtail/chom-sites.mtail and /etc/default/mtail (LOGS glob, port 3903), restarted when
+  either changed.
 - Promtail: /etc/promtail/config.yml from deploy/observability/promtail/config.yml.template,
   0600 for Promtail's own account (it holds the VPS's log-shipping token), pushing to CHOM's
   authenticating push endpoint (observability/log_shipping.py) at LOKI_PUSH_URL, default
@@ -25,7 +32,7 @@ from django.conf import settings
 from fleet.models import Vps
 from fleet.remote.agent_client import Agent
 from fleet.remote.commands import Command
-from fleet.services import register_bootstrap_step
+from fleet.services import mariadb_monitor_account_ensure, register_bootstrap_step
 from observability.log_shipping import log_credential_ensure
 from observability.services import alert_raise, alert_resolve
 
@@ -53,7 +60,18 @@ PROMTAIL_CONFIG = "/etc/promtail/config.yml"
 PROMTAIL_CONFIG_MODE = "0600"
 PROMTAIL_ACCOUNT = "promtail"
 PROMTAIL_SERVICE = "promtail"
+MYSQLD_EXPORTER_SERVICE = "prometheus-mysqld-exporter"
+MYSQLD_EXPORTER_ACCOUNT = "prometheus"  # the Debian unit's User=
+# Holds the account's password: whoever reads it can log in to MariaDB as the exporter.
+MYSQLD_EXPORTER_CNF = "/etc/prometheus/mysqld-exporter.cnf"
+MYSQLD_EXPORTER_DEFAULTS = "/etc/default/prometheus-mysqld-exporter"  # the unit's EnvironmentFile
+MARIADB_SOCKET = "/run/mysqld/mysqld.sock"
 PROMTAIL_TEMPLATE = settings.BASE_DIR / "deploy" / "observability" / "promtail" / "config.yml.template"
+MTAIL_SERVICE = "mtail"
+MTAIL_PORT = 3903
+MTAIL_PROGRAM = "/etc/mtail/chom-sites.mtail"  # the Debian unit runs every program in /etc/mtail
+MTAIL_DEFAULTS = "/etc/default/mtail"  # the unit's EnvironmentFile: it starts only once LOGS is set
+MTAIL_SOURCE = settings.BASE_DIR / "deploy" / "observability" / "mtail" / "chom-sites.mtail"
 
 
 def promtail_config(
@@ -122,6 +140,77 @@ def _promtail(vps: Vps, agent: Agent, log: Callable[[str], None]) -> bool:
     return written or started
 
 
+def mysqld_exporter_cnf(*, user: str, password: str) -> str:
+    # The password is [A-Za-z0-9_-] (fleet.services.mariadb_monitor_account_ensure): no ini quoting.
+    return (
+        "# Managed by CHOM: prometheus-mysqld-exporter's MariaDB login (unix socket only).\n"
+        f"[client]\nuser={user}\npassword={password}\nsocket={MARIADB_SOCKET}\n"
+    )
+
+
+def mysqld_exporter_defaults() -> str:
+    return (
+        '# Managed by CHOM (bootstrap step "monitoring"): where the exporter finds its MariaDB login.\n'
+        f'ARGS="--config.my-cnf={MYSQLD_EXPORTER_CNF}"\n'
+    )
+
+
+def _mysqld_exporter(vps: Vps, agent: Agent, log: Callable[[str], None]) -> bool:
+    account = mariadb_monitor_account_ensure(vps=vps)
+    result = agent.call("db-monitor-ensure", {"user": account.USER, "password": account.password})
+    if result.changed:
+        log(f"  MariaDB account {account.USER}@localhost for the mysqld exporter")
+    cnf = mysqld_exporter_cnf(user=account.USER, password=account.password)
+    owner = MYSQLD_EXPORTER_ACCOUNT
+    files = (
+        {"path": MYSQLD_EXPORTER_CNF, "content": cnf, "mode": "0600", "owner": owner, "group": owner},
+        {"path": MYSQLD_EXPORTER_DEFAULTS, "content": mysqld_exporter_defaults(), "mode": "0644"},
+    )
+    written = False
+    for payload in files:
+        if agent.call("file-write", payload).changed:
+            log(f"  wrote {payload['path']}")
+            written = True
+    started = _ensure_running(agent, MYSQLD_EXPORTER_SERVICE, log)
+    if written and not started:
+        # The exporter reads its arguments and login at start only.
+        agent.call("service-ensure", {"name": MYSQLD_EXPORTER_SERVICE, "running": False})
+        agent.call("service-ensure", {"name": MYSQLD_EXPORTER_SERVICE, "running": True})
+        log("  restarted the mysqld exporter for its new config")
+    return result.changed or written or started
+
+
+def mtail_defaults() -> str:
+    # A glob, read again every 250 ms: a new site's log is followed without touching mtail.
+    return (
+        '# Managed by CHOM (bootstrap step "monitoring"): per-site request metrics for Prometheus.\n'
+        "LOGS=/var/log/chom/*/access.log\n"
+        f"PORT={MTAIL_PORT}\n"
+    )
+
+
+def _mtail(vps: Vps, agent: Agent, log: Callable[[str], None]) -> bool:
+    """mtail turns every site's access log into request, byte and latency metrics (the program:
+    deploy/observability/mtail/chom-sites.mtail). Its account reads the logs through site-ensure's
+    log ACL (sites.services.METRICS_LOG_READERS)."""
+    files = (
+        {"path": MTAIL_PROGRAM, "content": MTAIL_SOURCE.read_text(), "mode": "0644"},
+        {"path": MTAIL_DEFAULTS, "content": mtail_defaults(), "mode": "0644"},
+    )
+    written = False
+    for payload in files:
+        if agent.call("file-write", payload).changed:
+            log(f"  wrote {payload['path']}")
+            written = True
+    started = _ensure_running(agent, MTAIL_SERVICE, log)
+    if written and not started:
+        # mtail reads its programs and LOGS at start.
+        agent.call("service-ensure", {"name": MTAIL_SERVICE, "running": False})
+        agent.call("service-ensure", {"name": MTAIL_SERVICE, "running": True})
+        log(f"  restarted mtail on {vps.name} for its new program or settings")
+    return written or started
+
+
 @register_bootstrap_step("monitoring")
 def monitoring_bootstrap(*, vps: Vps, agent: Agent, log: Callable[[str], None]) -> bool:
     changed = agent.call(
@@ -131,6 +220,7 @@ def monitoring_bootstrap(*, vps: Vps, agent: Agent, log: Callable[[str], None]) 
         log("  nginx stub_status on 127.0.0.1:8080")
     for service in EXPORTER_SERVICES:
         changed |= _ensure_running(agent, service, log)
-    log("  mysqld exporter left disabled: CHOM cannot create its MariaDB account yet")
+    changed |= _mysqld_exporter(vps, agent, log)
+    changed |= _mtail(vps, agent, log)
     changed |= _promtail(vps, agent, log)
     return changed

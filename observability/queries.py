@@ -1,16 +1,18 @@
 """Reads from the monitoring stack, as `[timestamp, value]` series with units.
 
-VPS metrics come from the node exporter through Prometheus. Site metrics come from the site's
-nginx access log through Loki (LogQL metric queries): the nginx exporter only knows VPS-wide
-stub_status counters, the access log knows each site. Latency is not in nginx's default
-`combined` log format, so it is reported as unavailable with the reason.
+VPS metrics come from the node exporter through Prometheus. Site metrics too: mtail on each VPS
+turns every site's nginx access log into request counters and a latency histogram
+(deploy/observability/mtail/chom-sites.mtail, scraped as kind="mtail"), so they work without
+Loki. Loki serves only a site's log lines.
 
-Every selector is built here from CHOM's own rows (VPS name, site unix user), and every Loki query
-goes to the tenant of the site's VPS: nothing a user types becomes a label matcher, and lines
-another VPS pushed are never read for this site. The user's log `query` is a plain-text line filter, quoted.
+Every selector is built here from CHOM's own rows (VPS name, site unix user): nothing a user
+types becomes a label matcher, and the `site` label is the log's directory on the VPS, never a
+field a client wrote. Every Loki query goes to the tenant of the site's VPS, so lines another
+VPS pushed are never read for this site. The user's log `query` is a plain-text line filter, quoted.
 """
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +32,8 @@ RANGES: dict[str, tuple[int, int]] = {
     "7d": (604800, 3600),
 }
 LOG_LIMIT_MAX = 1000
+# LogQL `pattern` for the combined prefix of CHOM's access log (sites/configs.py ACCESS_LOG_FORMAT),
+# as the Grafana site dashboard parses it (deploy/observability/dashboards/site.json).
 NGINX_COMBINED = '<_> - <_> [<_>] "<_>" <status> <bytes> <_>'
 
 
@@ -57,7 +61,8 @@ def _string(value: str) -> str:
 
 
 def _points(series: list[Series]) -> list[list[float]]:
-    return [[t, round(v, 6)] for t, v in series[0].values] if series else []
+    # NaN (a quantile or ratio over no requests) is "no value" at that step, not a number JSON has.
+    return [[t, round(v, 6)] for t, v in series[0].values if math.isfinite(v)] if series else []
 
 
 def _frame(window: Window, source: str, series: dict) -> dict:
@@ -126,14 +131,20 @@ def site_selector(site: Site, *, log: str = "") -> str:
     return loki.selector(labels)
 
 
-def site_logql(site: Site, window: Window) -> dict[str, tuple[str, str]]:
-    access = site_selector(site, log="access")
+def site_promql(site: Site, window: Window) -> dict[str, tuple[str, str]]:
+    """metric -> (unit, PromQL) from the site's mtail counters on its own VPS."""
+    sel = f'vps={_string(site.vps.name)}, kind="mtail", site={_string(site.unix_user)}'
     w = window.rate_window
-    parsed = f"{access} | pattern {_string(NGINX_COMBINED)}"
+    requests = f"sum(rate(chom_site_http_requests_total{{{sel}}}[{w}]))"
+    errors = f'sum(rate(chom_site_http_requests_total{{{sel}, status="5xx"}}[{w}]))'
+    buckets = f"sum by (le) (rate(chom_site_http_request_duration_seconds_bucket{{{sel}}}[{w}]))"
     return {
-        "requests": ("req/s", f"sum(rate({access}[{w}]))"),
-        "errors": ("req/s", f"sum(rate({parsed} | status >= 500 [{w}]))"),
-        "bandwidth": ("bytes/s", f"sum(rate({parsed} | unwrap bytes [{w}]))"),
+        "requests": ("req/s", requests),
+        # Steps without requests have no ratio (rather than 0/0).
+        "error_ratio": ("ratio", f"{errors} / ({requests} > 0)"),
+        "latency_p50": ("seconds", f"histogram_quantile(0.5, {buckets})"),
+        "latency_p95": ("seconds", f"histogram_quantile(0.95, {buckets})"),
+        "bandwidth": ("bytes/s", f"sum(rate(chom_site_http_response_bytes_total{{{sel}}}[{w}]))"),
     }
 
 
@@ -143,23 +154,12 @@ def site_metrics(*, site: Site, range_name: str) -> dict:
         name: {
             "unit": unit,
             "values": _points(
-                loki.query_metric(
-                    logql,
-                    org_id=site_org_id(site),
-                    start=window.start,
-                    end=window.end,
-                    step_seconds=window.step,
-                )
+                prometheus.query_range(promql, start=window.start, end=window.end, step_seconds=window.step)
             ),
         }
-        for name, (unit, logql) in site_logql(site, window).items()
+        for name, (unit, promql) in site_promql(site, window).items()
     }
-    series["latency"] = {
-        "unit": "seconds",
-        "values": [],
-        "unavailable": "nginx's combined access log has no request time",
-    }
-    return _frame(window, "loki", series)
+    return _frame(window, "prometheus", series)
 
 
 def site_logs_logql(site: Site, *, text: str = "", log: str = "") -> str:

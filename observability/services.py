@@ -15,12 +15,11 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from chom.errors import ApplicationError
-from chom.events import event_emit
 from chom.models import Membership, Tenant
 from chom.services import audit_record
+from observability import tenant_alerts
 from observability.clients import alertmanager
 from observability.models import Alert, Notification
-from sites import selectors as site_selectors
 
 logger = logging.getLogger(__name__)
 
@@ -65,25 +64,11 @@ def _fire(*, fingerprint: str, name: str, summary: str, started_at: datetime | N
                 **fields,
             )
             _queue_notifications(alert, Notification.Event.FIRING)
-            _sites_down(alert)
+            tenant_alerts.alert_told(alert, firing=True)
     except IntegrityError:  # raised concurrently by another process: that row is the alert
         return Alert.objects.get(fingerprint=fingerprint, status=Alert.Status.FIRING), False
     logger.warning("alert %s firing: %s", fingerprint, summary)
     return alert, True
-
-
-# Alerts saying a server stopped answering (CHOM's own health check: several missed SSH checks in a
-# row; Prometheus: its node exporter missed scrapes). CHOM has no probe per site, so these are
-# where it notices sites not answering: every site that should serve from that server is down.
-SERVER_DOWN_ALERTS = ("vps_unreachable", "VpsDown")
-
-
-def _sites_down(alert: Alert) -> None:
-    if alert.name not in SERVER_DOWN_ALERTS or not alert.labels.get("vps"):
-        return
-    for site in site_selectors.sites_serving_on_vps(vps_name=alert.labels["vps"]):
-        message = f"{site.domain} is down: its server does not answer ({alert.summary})."
-        event_emit(event="site.down", tenant=site.tenant, site=site, message=message)
 
 
 def _resolve(*, fingerprint: str, at: datetime) -> Alert | None:
@@ -98,6 +83,7 @@ def _resolve(*, fingerprint: str, at: datetime) -> Alert | None:
             return None
         alert.refresh_from_db()
         _queue_notifications(alert, Notification.Event.RESOLVED)
+        tenant_alerts.alert_told(alert, firing=False)
     return alert
 
 

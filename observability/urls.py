@@ -7,6 +7,7 @@ from observability import views
 
 urlpatterns = [
     path("observability/sd/targets", views.sd_targets, name="observability-sd-targets"),
+    path("observability/sd/probes", views.sd_probes, name="observability-sd-probes"),
     path("webhooks/alertmanager", views.alertmanager_webhook, name="observability-alertmanager-webhook"),
     path("observability/loki/api/v1/push", views.loki_push, name="observability-loki-push"),
     path("observability/alerts/", views.alert_list, name="observability-alerts"),

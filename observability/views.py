@@ -44,6 +44,14 @@ def sd_targets(request):
     return JsonResponse(targets.sd_target_groups(), safe=False)
 
 
+@require_GET
+def sd_probes(request):
+    """Prometheus http_sd_configs for the blackbox exporter: every serving site's URLs."""
+    if not bearer_matches(request, settings.PROMETHEUS_SD_TOKEN):
+        return _refused("PROMETHEUS_SD_TOKEN")
+    return JsonResponse(targets.probe_target_groups(), safe=False)
+
+
 @csrf_exempt
 @require_POST
 def alertmanager_webhook(request):

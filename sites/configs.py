@@ -56,6 +56,23 @@ def log_dir(name: str) -> str:
     return f"/var/log/chom/{name}"
 
 
+# nginx's `combined` (Promtail, Loki's `pattern` and the usual tools parse that prefix) plus the
+# Host, the upstream's time and the whole request's time, which the per-site request metrics read
+# (mtail, deploy/observability/mtail/chom-sites.mtail). escape=default writes every `"`, `\` and
+# control byte a client sends as \xXX: no quoted field can end early, so the line parses from its
+# end (nginx's own status, bytes and time) whatever the request, user or User-Agent hold.
+ACCESS_LOG_FORMAT = (
+    '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+    '"$http_referer" "$http_user_agent" "$host" "$upstream_response_time" $request_time'
+)
+
+
+def access_log_format(name: str) -> str:
+    """The http-level `log_format` the site's vhost defines for itself: one name per site, so
+    vhosts never depend on a shared file or on each other."""
+    return f"log_format chom_{name} escape=default '{ACCESS_LOG_FORMAT}';\n"
+
+
 def acme_webroot(name: str) -> str:
     """Root-owned and outside the site's home (the agent's site-ensure creates it)."""
     return f"/var/lib/chom/acme/{name}"
@@ -118,11 +135,12 @@ def render_vhost(spec: VhostSpec) -> str:
     served_by = f'    add_header {SERVED_BY_HEADER} "{spec.name}" always;'
     logs = f"""\
 {served_by}
-    access_log {log_dir(spec.name)}/access.log;
+    access_log {log_dir(spec.name)}/access.log chom_{spec.name};
     error_log {log_dir(spec.name)}/error.log warn;
     client_max_body_size {spec.client_max_body_mb}m;
     server_tokens off;"""
     head = f"# Managed by CHOM for {spec.domains[0]}; changes are overwritten.\n"
+    head += access_log_format(spec.name)
     if not spec.suspended:
         head += render_auth_maps(spec.name, spec.auth)
     acme = _acme_location(spec.name, auth_off=bool(spec.auth) and not spec.suspended)

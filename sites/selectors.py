@@ -69,6 +69,18 @@ def sites_serving_on_vps(*, vps_name: str) -> QuerySet[Site]:
     ).select_related("tenant")
 
 
+def sites_serving() -> QuerySet[Site]:
+    """Every tenant's sites that visitors should reach now, platform-wide (for uptime probes):
+    deployed at least once, not suspended or going away, on a VPS with an address."""
+    return (
+        Site.objects.filter(status__in=[Site.Status.ACTIVE, Site.Status.DEPLOYING], suspended_reason="")
+        .exclude(current_release="")
+        .exclude(vps__ip_address=None)
+        .select_related("vps", "tenant")
+        .order_by("domain")
+    )
+
+
 def tenant_dns_accounts(tenant):
     """TENANT's DNS provider accounts (DNS-01 certificates), by name."""
     from sites.models import DnsAccount

@@ -539,9 +539,15 @@ def _call(ctx: OperationContext, agent: Agent, subcommand: str, payload: dict):
     return result
 
 
+# mtail's account reads every site's access log for the per-site request metrics
+# (deploy/observability/mtail); the agent skips it on a VPS without the mtail package.
+METRICS_LOG_READERS = ("mtail",)
+
+
 def site_ensure_payload(site: Site) -> dict:
     """The agent's site-ensure input: layout, the tier's resource ceiling (systemd slice, disk
-    quota) and the accounts that may read the site's logs besides the site (SITE_LOG_READERS)."""
+    quota) and the accounts that may read the site's logs besides the site (SITE_LOG_READERS,
+    and METRICS_LOG_READERS where they exist)."""
     limits = site.tenant.limits
     return {
         "name": site.unix_user,
@@ -552,6 +558,7 @@ def site_ensure_payload(site: Site) -> dict:
             "disk_quota_mb": limits.site_disk_quota_mb,
         },
         "log_readers": list(settings.SITE_LOG_READERS),
+        "log_readers_if_present": list(METRICS_LOG_READERS),
     }
 
 

@@ -38,6 +38,7 @@ implements each:
   htpasswd-apply     global  validated configs
   db-ensure          global  MariaDB
   db-remove          global  MariaDB
+  db-monitor-ensure  global  MariaDB (the exporter's least-privilege account)
   sshd-harden        global  sshd / ufw
   ufw-apply          global  sshd / ufw
   host-harden        global  host hardening
@@ -74,7 +75,7 @@ Protocol
   not_found, source_failed, host_key_changed, checksum_mismatch, unsafe_archive, build_failed,
   acme_failed.
 * Secrets (env file contents, every site variable, WordPress admin password, a git source's
-  deploy key) arrive only on
+  deploy key, the monitoring account's password) arrive only on
   stdin and are replaced by *** in every log line and error message.
 
 Configuration (environment variables; production defaults in brackets)
@@ -200,9 +201,13 @@ FILE_WRITE_ROOTS = (
     "/etc/cron.d",
     "/etc/prometheus",
     "/etc/promtail",
+    "/etc/mtail",
     "/usr/local/lib/chom",
     "/home",
 )
+# Single files outside those roots that file-write may replace: Debian's exporter packages read
+# their command-line arguments (ARGS=...) from /etc/default.
+FILE_WRITE_FILES = ("/etc/default/prometheus-mysqld-exporter", "/etc/default/mtail")
 HOME_ROOTS = ("/home", "/var/www")
 SHELLS = ("/usr/sbin/nologin", "/bin/false", "/bin/sh", "/bin/bash", "/usr/bin/bash")
 USER_MARKER = "CHOM managed"
@@ -995,13 +1000,16 @@ def resolve_target(config: Config, path: str) -> str:
     target = config.path(path)
     parent = os.path.realpath(os.path.dirname(target))
     allowed = [os.path.realpath(config.path(root)) for root in FILE_WRITE_ROOTS]
-    if not any(parent == a or parent.startswith(a + os.sep) for a in allowed):
+    inside = any(parent == a or parent.startswith(a + os.sep) for a in allowed)
+    if not inside and path not in FILE_WRITE_FILES:
         raise invalid(f"{path} resolves through a symlink to {parent}, outside the allowed roots")
     return os.path.join(parent, os.path.basename(target))
 
 
 def cmd_file_write(ctx: Context, args: Input) -> dict[str, Any]:
-    path = validate_abs_path(args.get("path", str), FILE_WRITE_ROOTS)
+    path = args.get("path", str)
+    if path not in FILE_WRITE_FILES:
+        validate_abs_path(path, FILE_WRITE_ROOTS)
     data = args.content().encode("utf-8")
     mode = parse_mode(args.get("mode", str, default="0644"))
     owner = args.match("owner", ACCOUNT_RE, "owner", default="root")
@@ -1444,6 +1452,106 @@ def cmd_db_remove(ctx: Context, args: Input) -> dict[str, Any]:
     return {"name": name, "user": user}
 
 
+# The mysqld exporter's account: exactly what it needs to read server status and nothing else.
+# MariaDB >= 10.5 stores REPLICATION CLIENT under its new name, BINLOG MONITOR.
+MONITOR_HOST = "localhost"
+MONITOR_GLOBAL = "PROCESS, REPLICATION CLIENT"
+MONITOR_GLOBAL_SETS = ({"PROCESS", "REPLICATION CLIENT"}, {"PROCESS", "BINLOG MONITOR"})
+MONITOR_SCHEMA = "performance_schema"
+MONITOR_MAX_CONNECTIONS = 3
+
+
+def cmd_db_monitor_ensure(ctx: Context, args: Input) -> dict[str, Any]:
+    """{"user", "password"}: 'user'@'localhost' (unix socket or loopback only) with PROCESS and
+    REPLICATION CLIENT globally, SELECT on performance_schema, MAX_USER_CONNECTIONS 3. Any other
+    privilege, role or host of that user is taken away."""
+    user = args.match("user", DB_IDENT_RE, "database user")
+    password = args.get("password", str)
+    args.finish()
+    if not 16 <= len(password) <= 256 or "\x00" in password:
+        raise invalid("password must be 16-256 characters without NUL")
+    ctx.secret(password)
+    statements = monitor_statements(ctx, user, password, monitor_state(ctx, user))
+    if statements:
+        mysql(ctx, "".join(s + ";\n" for s in statements), "db-apply")
+    else:
+        ctx.log(f"monitoring account {user}@{MONITOR_HOST} unchanged")
+    return {"user": user, "host": MONITOR_HOST, "max_user_connections": MONITOR_MAX_CONNECTIONS}
+
+
+def monitor_state(ctx: Context, user: str) -> dict[str, Any]:
+    grantee = sql_string(f"'{user}'@'{MONITOR_HOST}'")
+    account = f"User = {sql_string(user)} AND Host = {sql_string(MONITOR_HOST)}"
+    # Values are escaped literals, never raw input.
+    sql = (
+        "SELECT 'user', Host, plugin, authentication_string, max_user_connections FROM mysql.user"  # noqa: S608
+        f" WHERE User = {sql_string(user)};\n"
+        "SELECT 'global', PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.USER_PRIVILEGES"
+        f" WHERE GRANTEE = {grantee};\n"
+        "SELECT 'schema', TABLE_SCHEMA, PRIVILEGE_TYPE, IS_GRANTABLE"
+        f" FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = {grantee};\n"
+        f"SELECT 'table', TABLE_NAME FROM information_schema.TABLE_PRIVILEGES WHERE GRANTEE = {grantee};\n"
+        f"SELECT 'column', COLUMN_NAME FROM information_schema.COLUMN_PRIVILEGES WHERE GRANTEE = {grantee};\n"
+        f"SELECT 'role', Role FROM mysql.roles_mapping WHERE {account};\n"
+    )
+    state: dict[str, Any] = {"hosts": {}, "global": set(), "schema": set(), "other": 0, "roles": []}
+    for row in mysql(ctx, sql, "db-read"):
+        kind = row[0]
+        if kind == "user" and len(row) == 5:
+            state["hosts"][row[1]] = (row[2], row[3], row[4])
+        elif kind == "global" and row[1] != "USAGE":
+            state["global"].add(row[1] if row[2] == "NO" else row[1] + " WITH GRANT OPTION")
+        elif kind == "schema":
+            state["schema"].add((row[1], row[2] if row[3] == "NO" else row[2] + " WITH GRANT OPTION"))
+        elif kind == "role":
+            state["roles"].append(row[1])
+        elif kind in ("table", "column"):
+            state["other"] += 1
+    return state
+
+
+def monitor_privileges_exact(state: dict[str, Any]) -> bool:
+    return (
+        state["global"] in MONITOR_GLOBAL_SETS
+        and state["schema"] == {(grant_pattern(MONITOR_SCHEMA), "SELECT")}
+        and not state["other"]
+        and not state["roles"]
+    )
+
+
+def monitor_statements(ctx: Context, user: str, password: str, state: dict[str, Any]) -> list[str]:
+    account = f"{sql_string(user)}@{sql_string(MONITOR_HOST)}"
+    identified = f"IDENTIFIED VIA mysql_native_password USING PASSWORD({sql_string(password)})"
+    limit = f"WITH MAX_USER_CONNECTIONS {MONITOR_MAX_CONNECTIONS}"
+    statements: list[str] = []
+    for host in sorted(set(state["hosts"]) - {MONITOR_HOST}):
+        statements.append(f"DROP USER {sql_string(user)}@{sql_string(host)}")
+        ctx.change(f"dropped {user}@{host}: the exporter logs in on this host only")
+    current = state["hosts"].get(MONITOR_HOST)
+    if current is None:
+        statements.append(f"CREATE USER {account} {identified} {limit}")
+        ctx.change(f"created user {user}@{MONITOR_HOST}")
+    else:
+        if current[:2] != ("mysql_native_password", native_hash(password)):
+            statements.append(f"ALTER USER {account} {identified}")
+            ctx.change(f"updated password of {user}@{MONITOR_HOST}")
+        if current[2] != str(MONITOR_MAX_CONNECTIONS):
+            statements.append(f"ALTER USER {account} {limit}")
+            ctx.change(f"limited {user}@{MONITOR_HOST} to {MONITOR_MAX_CONNECTIONS} connections")
+    if current is None or not monitor_privileges_exact(state):
+        if current is not None:
+            statements += [f"REVOKE {sql_identifier(role)} FROM {account}" for role in state["roles"]]
+            statements.append(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {account}")
+        statements.append(f"GRANT {MONITOR_GLOBAL} ON *.* TO {account}")
+        statements.append(f"GRANT SELECT ON `{grant_pattern(MONITOR_SCHEMA)}`.* TO {account}")
+        ctx.change(f"granted {user}@{MONITOR_HOST} {MONITOR_GLOBAL} and SELECT on {MONITOR_SCHEMA} only")
+    return statements
+
+
+def sql_identifier(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
 # --------------------------------------------------------------------------- sshd / ufw
 
 
@@ -1815,9 +1923,12 @@ def cmd_site_ensure(ctx: Context, args: Input) -> dict[str, Any]:
     php_version = args.get("php_version", str, default=None)
     limits = parse_limits(args.get("limits", dict, default=None))
     readers = args.get("log_readers", list, default=[])
+    # Accounts that read the logs where they exist (a metrics reader whose package may be absent).
+    optional = args.get("log_readers_if_present", list, default=[])
     args.finish()
-    if len(readers) > 8 or not all(isinstance(r, str) and ACCOUNT_RE.fullmatch(r) for r in readers):
-        raise invalid("log_readers must be up to 8 account names")
+    for key, names in (("log_readers", readers), ("log_readers_if_present", optional)):
+        if len(names) > 8 or not all(isinstance(r, str) and ACCOUNT_RE.fullmatch(r) for r in names):
+            raise invalid(f"{key} must be up to 8 account names")
     if php_version is not None and not PHP_VERSION_RE.fullmatch(php_version):
         raise invalid(f"php_version {php_version!r} is invalid (must match {PHP_VERSION_RE.pattern})")
     config = ctx.config
@@ -1837,6 +1948,8 @@ def cmd_site_ensure(ctx: Context, args: Input) -> dict[str, Any]:
     os.makedirs(config.path("/var/log/chom"), 0o755, exist_ok=True)
     # Root writes (nginx's master, supervisor); the site reads its own logs; no other site can.
     ensure_layout_dir(ctx, site_log_dir(config, name), 0, gid, 0o750)
+    accounts = read_db(config.path("/etc/passwd"))
+    readers += [r for r in optional if r in accounts and r not in readers]
     ensure_log_acl(ctx, site_log_dir(config, name), [lookup_uid(config, r) for r in readers])
     ensure_logrotate(ctx, name)
     enforced = ensure_limits(ctx, name, limits) if limits is not None else {}
@@ -5193,6 +5306,7 @@ COMMANDS: dict[str, tuple[Callable[[Context, Input], dict[str, Any]], str]] = {
     "htpasswd-apply": (cmd_htpasswd_apply, "global"),
     "db-ensure": (cmd_db_ensure, "global"),
     "db-remove": (cmd_db_remove, "global"),
+    "db-monitor-ensure": (cmd_db_monitor_ensure, "global"),
     "sshd-harden": (cmd_sshd_harden, "global"),
     "ufw-apply": (cmd_ufw_apply, "global"),
     "host-harden": (cmd_host_harden, "global"),

@@ -44,9 +44,24 @@ class LogQuerySerializer(serializers.Serializer):
         return moment
 
 
+# What a tenant sees of an alert's labels and annotations: the rest names the fleet's insides
+# (scrape addresses, job and exporter names, the shared server).
+TENANT_LABELS = ("alertname", "severity", "site", "domain", "tenant")
+TENANT_ANNOTATIONS = ("summary", "description")
+
+
 class AlertSerializer(serializers.ModelSerializer):
+    """Staff see every label; a tenant (context `tenant_view`) only TENANT_LABELS."""
+
     site = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+
+    def to_representation(self, alert):
+        data = super().to_representation(alert)
+        if self.context.get("tenant_view", True):
+            data["labels"] = {k: v for k, v in data["labels"].items() if k in TENANT_LABELS}
+            data["annotations"] = {k: v for k, v in data["annotations"].items() if k in TENANT_ANNOTATIONS}
+        return data
 
     class Meta:
         model = Alert

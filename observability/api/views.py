@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 from chom.api.permissions import STAFF, TENANT, is_staff_request
 from chom.http import client_ip
 from fleet import selectors as fleet_selectors
-from observability import notifications, queries, selectors
+from observability import notifications, queries, selectors, uptime
 from observability.api.serializers import (
     AlertFilterSerializer,
     AlertSerializer,
@@ -80,6 +80,33 @@ class SiteLogsView(APIView):
         )
 
 
+class SiteUptimeView(APIView):
+    """The site's uptime probe (blackbox exporter through Prometheus): up, down or unknown now,
+    and the share of successful probes over 30 days."""
+
+    @extend_schema(
+        responses=inline_serializer(
+            "SiteUptime",
+            fields={
+                "state": serializers.CharField(help_text="up, down or unknown (not probed)"),
+                "uptime_percent": serializers.FloatField(allow_null=True),
+                "window": serializers.CharField(),
+                "urls": inline_serializer(
+                    "SiteUptimeUrl",
+                    fields={
+                        "url": serializers.CharField(),
+                        "state": serializers.CharField(help_text="up, down or unknown"),
+                        "uptime_percent": serializers.FloatField(allow_null=True),
+                    },
+                    many=True,
+                ),
+            },
+        )
+    )
+    def get(self, request, pk: int):
+        return Response(uptime.site_uptime(site=_site(request, pk)))
+
+
 class VpsMetricsView(APIView):
     audience = STAFF
 
@@ -90,17 +117,32 @@ class VpsMetricsView(APIView):
         return Response(queries.vps_metrics(vps=vps, range_name=params["range"]))
 
 
-class AlertListView(generics.ListAPIView):
+class _AlertViewMixin:
+    """A tenant's own alerts (about its sites, or its dedicated VPS), with their fleet-internal
+    labels left out; staff see every alert whole."""
+
     serializer_class = AlertSerializer
 
+    def get_queryset(self):
+        return selectors.alerts_visible(tenant=self.request.auth.tenant, staff=is_staff_request(self.request))
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "tenant_view": not is_staff_request(self.request)}
+
+
+class AlertListView(_AlertViewMixin, generics.ListAPIView):
     @extend_schema(parameters=[AlertFilterSerializer])
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
         params = _valid(AlertFilterSerializer, self.request)
-        qs = selectors.alerts_visible(tenant=self.request.auth.tenant, staff=is_staff_request(self.request))
+        qs = super().get_queryset()
         return qs.filter(status=params["status"]) if params["status"] else qs
+
+
+class AlertDetailView(_AlertViewMixin, generics.RetrieveAPIView):
+    pass
 
 
 def _channel(request, pk: int):

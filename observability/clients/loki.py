@@ -10,7 +10,6 @@ import requests
 from django.conf import settings
 
 from observability.clients import NotConfigured, ServiceError
-from observability.clients.prometheus import Series
 
 
 class LokiError(ServiceError):
@@ -119,21 +118,3 @@ def query_logs(
     ]
     lines.sort(key=lambda entry: entry.timestamp_ns, reverse=direction == "backward")
     return lines[:limit]
-
-
-def query_metric(
-    logql: str, *, org_id: str, start: datetime, end: datetime, step_seconds: int
-) -> list[Series]:
-    """A LogQL metric query (count_over_time, sum_over_time...) over tenant ORG_ID, as
-    Prometheus-like series."""
-    data = _get(
-        "/loki/api/v1/query_range",
-        {"query": logql, "start": _ns(start), "end": _ns(end), "step": f"{step_seconds}s"},
-        org_id,
-    )
-    if data.get("resultType") != "matrix":
-        raise LokiError(f"expected a matrix, got {data.get('resultType')!r}", permanent=True)
-    return [
-        Series(row.get("metric", {}), [(float(t), float(v)) for t, v in row["values"]])
-        for row in data["result"]
-    ]

@@ -51,10 +51,10 @@ def test_it_discovers_scrapes_and_serves_the_metrics_of_a_new_vps(monitoring, ma
     bootstrapped = time.monotonic()
 
     wait_for(
-        lambda: _up(monitoring, vps.name) == {"node": "1", "nginx": "1"},
+        lambda: _up(monitoring, vps.name) == {"node": "1", "nginx": "1", "mysqld": "1", "mtail": "1"},
         timeout=30,
         interval=0.2,
-        what="node and nginx exporters up",
+        what="node, nginx and mysqld exporters and mtail up",
     )
     print(f"\nnew VPS -> scraped (up == 1): {time.monotonic() - bootstrapped:.2f}s after bootstrap")
 

@@ -96,6 +96,19 @@ def test_file_write_refuses_a_parent_symlinked_outside_allowed_roots(agent: Agen
     assert not agent.path("/etc/ssh/sshd_config").exists()
 
 
+def test_file_write_replaces_the_mysqld_exporters_defaults_file_but_nothing_else_in_etc_default(
+    agent: Agent,
+) -> None:
+    payload = {"path": "/etc/default/prometheus-mysqld-exporter", "content": 'ARGS=""\n'}
+    assert agent.ok("file-write", payload)["changed"] is True
+    assert agent.path(payload["path"]).read_text() == 'ARGS=""\n'
+    for other in ("/etc/default/ufw", "/etc/default/prometheus-mysqld-exporterx", "/etc/default/x/y"):
+        result = agent("file-write", {"path": other, "content": "x"})
+        assert result.error["code"] == "invalid_input", other
+        assert not agent.path(other).exists()
+    assert agent("file-remove", {"path": payload["path"]}).error["code"] == "invalid_input"
+
+
 def test_file_remove_is_idempotent(agent: Agent) -> None:
     agent.ok("file-write", {"path": "/etc/supervisor/conf.d/w.conf", "content": "[program:w]\n"})
     assert agent.ok("file-remove", {"path": "/etc/supervisor/conf.d/w.conf"})["changed"] is True

@@ -129,3 +129,111 @@ def test_db_ensure_reports_an_unreachable_server(agent: Agent, tmp_path: Path) -
     result = agent("db-ensure", {"name": "x", "user": "x", "password": PASSWORD})
     assert result.error["code"] == "db_error"
     assert "Can't connect" in result.error["message"]
+
+
+# --------------------------------------------------------------------------- db-monitor-ensure
+
+MONITOR = {"user": "chom_exporter", "password": "Exp0rter-secret_" + "x" * 27}
+MONITOR_GRANTS = [
+    "GRANT PROCESS, BINLOG MONITOR ON *.* TO `chom_exporter`@`localhost` IDENTIFIED BY PASSWORD '{hash}'"
+    " WITH MAX_USER_CONNECTIONS 3",
+    "GRANT SELECT ON `performance\\_schema`.* TO `chom_exporter`@`localhost`",
+]
+
+
+def _monitor_grants(mariadb: MariaDB) -> list[str]:
+    return mariadb.client("-r", "-e", "SHOW GRANTS FOR 'chom_exporter'@'localhost'").splitlines()
+
+
+def _expected_grants(mariadb: MariaDB, password: str) -> list[str]:
+    hashed = mariadb.client("-e", f"SELECT PASSWORD('{password}')").strip()
+    return [line.format(hash=hashed) for line in MONITOR_GRANTS]
+
+
+def test_db_monitor_ensure_creates_a_least_privilege_account_on_localhost_only(
+    agent: Agent, mariadb: MariaDB
+) -> None:
+    first = agent.ok("db-monitor-ensure", MONITOR)
+
+    assert first["changed"] is True
+    assert first["data"] == {"user": "chom_exporter", "host": "localhost", "max_user_connections": 3}
+    assert _monitor_grants(mariadb) == _expected_grants(mariadb, MONITOR["password"])
+    hosts = mariadb.client("-e", "SELECT Host FROM mysql.user WHERE User='chom_exporter'").split()
+    assert hosts == ["localhost"]
+    login = {"user": "chom_exporter", "password": MONITOR["password"]}
+    # What the exporter reads works; nothing else is visible.
+    assert mariadb.client("-e", "SHOW GLOBAL STATUS LIKE 'Threads_connected'", **login).startswith("Threads")
+    mariadb.client("-e", "SELECT COUNT(*) FROM performance_schema.threads", **login)
+    shown = mariadb.client("-e", "SHOW DATABASES", **login).split()
+    assert sorted(shown) == ["information_schema", "performance_schema"]
+    with pytest.raises(PermissionError, match="denied"):
+        mariadb.client("-e", "SELECT authentication_string FROM mysql.user", **login)
+    assert MONITOR["password"] not in json.dumps(first)
+
+    second = agent.ok("db-monitor-ensure", MONITOR)
+    assert second["changed"] is False
+    assert second["log"] == ["monitoring account chom_exporter@localhost unchanged"]
+
+
+def test_db_monitor_ensure_takes_back_whatever_else_the_account_was_given(
+    agent: Agent, mariadb: MariaDB
+) -> None:
+    mariadb.client(
+        "-e",
+        "CREATE DATABASE shop; CREATE TABLE shop.t (i INT); CREATE ROLE reader;"
+        " GRANT SELECT ON shop.* TO reader;"
+        " CREATE USER 'chom_exporter'@'localhost' IDENTIFIED BY 'old-password-1234';"
+        " CREATE USER 'chom_exporter'@'%' IDENTIFIED BY 'old-password-1234';"
+        " GRANT ALL ON *.* TO 'chom_exporter'@'localhost' WITH GRANT OPTION;"
+        " GRANT SELECT ON `performance_schema`.* TO 'chom_exporter'@'localhost';"
+        " GRANT INSERT ON shop.t TO 'chom_exporter'@'localhost';"
+        " GRANT reader TO 'chom_exporter'@'localhost';",
+    )
+
+    out = agent.ok("db-monitor-ensure", MONITOR)
+
+    assert out["changed"] is True
+    assert _monitor_grants(mariadb) == _expected_grants(mariadb, MONITOR["password"])
+    hosts = mariadb.client("-e", "SELECT Host FROM mysql.user WHERE User='chom_exporter'").split()
+    assert hosts == ["localhost"]
+    with pytest.raises(PermissionError):
+        mariadb.client("-e", "SELECT 1", user="chom_exporter", password="old-password-1234")
+    assert agent.ok("db-monitor-ensure", MONITOR)["changed"] is False
+
+
+def test_db_monitor_ensure_restores_the_connection_limit_and_changes_the_password(
+    agent: Agent, mariadb: MariaDB
+) -> None:
+    agent.ok("db-monitor-ensure", MONITOR)
+    mariadb.client("-e", "ALTER USER 'chom_exporter'@'localhost' WITH MAX_USER_CONNECTIONS 0")
+    out = agent.ok("db-monitor-ensure", MONITOR)
+    assert out["changed"] is True and out["log"] == ["limited chom_exporter@localhost to 3 connections"]
+
+    new = {**MONITOR, "password": "an0ther-exporter-secret"}
+    assert agent.ok("db-monitor-ensure", new)["log"] == ["updated password of chom_exporter@localhost"]
+    assert agent.ok("db-monitor-ensure", new)["changed"] is False
+    mariadb.client("-e", "SELECT 1", user="chom_exporter", password=new["password"])
+    assert _monitor_grants(mariadb) == _expected_grants(mariadb, new["password"])
+
+
+MARIADB_ECHOING = """#!/bin/sh
+# A MariaDB client that records its argv and fails quoting the statements it was sent, as a
+# server error quotes the SQL near the problem.
+echo "$*" >> @CALLS@
+sql=$(tr '\\n' ' ')
+case $sql in
+  *"CREATE USER"*) echo "ERROR 1064 (42000): You have an error near '$sql'" >&2; exit 1;;
+esac
+"""
+
+
+def test_db_monitor_ensure_keeps_the_password_out_of_argv_and_error_messages(agent: Agent) -> None:
+    calls = agent.fakes / "mariadb.calls"
+    agent.env["VPSMANAGER_MYSQL"] = agent.fake("mariadb", MARIADB_ECHOING.replace("@CALLS@", str(calls)))
+
+    result = agent("db-monitor-ensure", MONITOR)
+
+    assert result.error["code"] == "db_error"
+    assert "You have an error near" in result.error["message"] and "***" in result.error["message"]
+    assert MONITOR["password"] not in json.dumps(result.out)
+    assert calls.read_text() and MONITOR["password"] not in calls.read_text()

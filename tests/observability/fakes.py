@@ -27,9 +27,16 @@ def _json_or_none(raw: bytes) -> object:
         return None
 
 
+@dataclass(frozen=True)
+class PlainText:
+    """A `text/plain` answer body (handle() returns JSON-able bodies otherwise)."""
+
+    text: str
+
+
 @dataclass
 class FakeServer:
-    """Subclasses implement handle(request) -> (status, json body)."""
+    """Subclasses implement handle(request) -> (status, json body or PlainText)."""
 
     requests: list[Request] = field(default_factory=list)
     fail_status: int | None = None
@@ -54,9 +61,17 @@ class FakeServer:
                     status, body = fake.fail_status, {"message": "fake failure"}
                 else:
                     status, body = fake.handle(request)
-                data = b"" if status == 204 else json.dumps(body).encode()
+                if isinstance(body, PlainText):  # as Go's http.Error / Loki's WriteError send it
+                    data, content_type = body.text.encode(), "text/plain; charset=utf-8"
+                else:
+                    data, content_type = (
+                        b"" if status == 204 else json.dumps(body).encode(),
+                        "application/json",
+                    )
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
+                if isinstance(body, PlainText):
+                    self.send_header("X-Content-Type-Options", "nosniff")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -86,8 +101,192 @@ class FakeServer:
         raise NotImplementedError
 
 
-_LABEL = re.compile(r'(\w+)\s*=\s*("(?:[^"\\]|\\.)*")')
-_FILTER = re.compile(r'\|=\s*("(?:[^"\\]|\\.)*")')
+# --- LogQL, as strictly as CHOM writes it ----------------------------------------------------------
+
+# The stream labels CHOM's selectors name (observability/queries.py site_selector), sorted as
+# observability.clients.loki.selector writes them; job, site and vps are always there.
+CHOM_LABELS = ("job", "log", "site", "vps")
+REQUIRED_LABELS = {"job", "site", "vps"}
+# Loki's lexer token names (pkg/logql/syntax/lex.go), which its parser names in "unexpected X".
+_TOKENS = {
+    "|=": "PIPE_EXACT", "|~": "PIPE_MATCH", "|>": "PIPE_PATTERN", "!=": "NEQ", "!~": "NRE",
+    "=~": "RE", "==": "CMP_EQ", ">=": "GTE", "<=": "LTE", "!>": "NPA",
+    "|": "PIPE", "{": "OPEN_BRACE", "}": "CLOSE_BRACE", "(": "OPEN_PARENTHESIS",
+    ")": "CLOSE_PARENTHESIS", "[": "RANGE", "]": "CLOSE_BRACKET", ",": "COMMA", "=": "EQ",
+    ">": "GT", "<": "LT", "+": "ADD", "-": "SUB", "*": "MUL", "/": "DIV", "%": "MOD", "^": "POW",
+    ".": "DOT",
+}  # fmt: skip
+_KEYWORDS = set(
+    "by without bool unwrap offset on ignoring json logfmt regexp unpack pattern label_format line_format"
+    " ip decolorize drop keep or and unless group_left group_right variants of".split()
+)
+# Functions: a token of their own when a "(" follows, else an IDENTIFIER.
+_FUNCTIONS = set(
+    "rate rate_counter count_over_time bytes_rate bytes_over_time avg_over_time sum_over_time"
+    " min_over_time max_over_time stdvar_over_time stddev_over_time quantile_over_time first_over_time"
+    " last_over_time absent_over_time vector sum avg max min count stddev stdvar bottomk topk sort"
+    " sort_desc label_replace approx_topk bytes duration duration_seconds".split()
+)
+_RENAMED = {"label_format": "LABEL_FMT", "line_format": "LINE_FMT", "bytes": "BYTES_CONV",
+            "duration": "DURATION_CONV", "duration_seconds": "DURATION_SECONDS_CONV"}  # fmt: skip
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NUMBER = re.compile(r"[0-9][0-9.]*[A-Za-z]*")
+_GO_ESCAPE = re.compile(r'\\(?:[abfnrtv\\"]|[0-7]{3}|x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})')
+
+
+class LogQLRefused(Exception):
+    """What Loki answers a query it cannot parse: `parse error at line L, col C: MESSAGE`."""
+
+    def __init__(self, query: str, pos: int, message: str = ""):
+        while not message and pos < len(query) and query[pos].isspace():
+            pos += 1  # the parser meets the next token, not the blanks before it
+        line = query.count("\n", 0, pos) + 1
+        col = pos - (query.rfind("\n", 0, pos) + 1) + 1
+        super().__init__(f"parse error at line {line}, col {col}: {message or _unexpected(query, pos)}")
+
+
+def _unexpected(query: str, pos: int) -> str:
+    """goyacc's message for the token starting at POS, named as Loki's lexer names it."""
+    while pos < len(query) and query[pos].isspace():
+        pos += 1
+    rest = query[pos:]
+    if not rest:
+        token = "$end"
+    elif rest[0] in '"`':
+        token = "STRING"
+    elif _NUMBER.match(rest):
+        token = "NUMBER"
+    elif word := _WORD.match(rest):
+        name = word.group().lower()
+        calls = rest[word.end() :].lstrip().startswith("(")
+        named = (name in _FUNCTIONS and calls) or name in _KEYWORDS
+        token = _RENAMED.get(name, name.upper()) if named else "IDENTIFIER"
+    else:
+        token = _TOKENS.get(rest[:2]) or _TOKENS.get(rest[0], "IDENTIFIER")
+    return f"syntax error: unexpected {token}"
+
+
+class _Cursor:
+    """Reads QUERY left to right, accepting only what CHOM writes; anything else → LogQLRefused."""
+
+    def __init__(self, query: str):
+        self.query, self.pos = query, 0
+
+    def literal(self, text: str) -> None:
+        if not self.query.startswith(text, self.pos):
+            # Point at the first character that differs, as the parser meets it.
+            same = 0
+            while same < len(text) and self.query[self.pos + same : self.pos + same + 1] == text[same]:
+                same += 1
+            raise LogQLRefused(self.query, self.pos + same)
+        self.pos += len(text)
+
+    def takes(self, text: str) -> bool:
+        if self.query.startswith(text, self.pos):
+            self.pos += len(text)
+            return True
+        return False
+
+    def string(self) -> str:
+        """A double-quoted string with Go's escapes, as Loki's lexer unquotes it (strconv)."""
+        start = self.pos
+        if not self.query.startswith('"', start):
+            raise LogQLRefused(self.query, start)
+        pos, out = start + 1, []
+        while True:
+            if pos >= len(self.query) or self.query[pos] == "\n":
+                raise LogQLRefused(self.query, start, "literal not terminated")
+            char = self.query[pos]
+            if char == '"':
+                break
+            if char != "\\":
+                out.append(char)
+                pos += 1
+                continue
+            escape = _GO_ESCAPE.match(self.query, pos)
+            if escape is None:
+                raise LogQLRefused(self.query, start, "invalid char escape")
+            value = _go_unescape(escape.group())
+            if value is None:
+                raise LogQLRefused(self.query, start, "invalid syntax")
+            out.append(value)
+            pos = escape.end()
+        self.pos = pos + 1
+        return "".join(out)
+
+    def name(self) -> tuple[int, str]:
+        word = _WORD.match(self.query, self.pos)
+        if word is None:
+            raise LogQLRefused(self.query, self.pos)
+        self.pos = word.end()
+        return word.start(), word.group()
+
+    def digits(self) -> str:
+        start = self.pos
+        while self.pos < len(self.query) and self.query[self.pos].isdigit():
+            self.pos += 1
+        if start == self.pos:
+            raise LogQLRefused(self.query, start)
+        return self.query[start : self.pos]
+
+    def end(self) -> None:
+        if self.pos != len(self.query):
+            raise LogQLRefused(self.query, self.pos)
+
+    def selector(self) -> dict[str, str]:
+        """`{name="value", ...}`: CHOM's label names only, each once, sorted, exact matchers."""
+        self.literal("{")
+        labels: dict[str, str] = {}
+        while True:
+            at, name = self.name()
+            if name not in CHOM_LABELS or any(name <= seen for seen in labels):
+                raise LogQLRefused(self.query, at)
+            if self.query[self.pos : self.pos + 2] in ("=~", "!=", "!~"):
+                raise LogQLRefused(self.query, self.pos)  # CHOM matches exactly
+            self.literal("=")
+            labels[name] = self.string()
+            if not self.takes(", "):
+                break
+        self.literal("}")
+        if not REQUIRED_LABELS <= labels.keys():
+            raise LogQLRefused(self.query, self.pos - 1)
+        return labels
+
+
+def _go_unescape(escape: str) -> str | None:
+    """One Go escape sequence's character; None when Go refuses it (not a valid code point)."""
+    simple = {
+        "a": "\a",
+        "b": "\b",
+        "f": "\f",
+        "n": "\n",
+        "r": "\r",
+        "t": "\t",
+        "v": "\v",
+        "\\": "\\",
+        '"': '"',
+    }
+    kind = escape[1]
+    if kind in simple:
+        return simple[kind]
+    value = int(escape[1:], 8) if kind.isdigit() else int(escape[2:], 16)
+    if kind.isdigit() and value > 255:
+        return None
+    if kind in "uU" and (0xD800 <= value <= 0xDFFF or value > 0x10FFFF):
+        return None
+    return chr(value) if kind in "uU" else bytes([value]).decode("latin-1")
+
+
+def logql_log_query(query: str) -> tuple[dict[str, str], list[str]]:
+    """(selector labels, line filters) of `{...}` followed by any ` |= "text"`, exactly as
+    observability/queries.py site_logs_logql writes it."""
+    cursor = _Cursor(query)
+    labels = cursor.selector()
+    texts = []
+    while cursor.takes(" |= "):
+        texts.append(cursor.string())
+    cursor.end()
+    return labels, texts
 
 
 @dataclass
@@ -95,11 +294,30 @@ class FakeLoki(FakeServer):
     """Loki with `auth_enabled: true`: every request names its tenant in X-Scope-OrgID (401 "no org
     id" without one, as Loki answers) and sees only that tenant's streams. POST /loki/api/v1/push
     stores a JSON push (gzip or not) and accepts Promtail's protobuf, kept as `requests[i].raw`
-    (this fake decodes no snappy); GET /loki/api/v1/query_range answers log queries (exact label
-    matchers plus `|= "text"`) from the tenant's streams, and metric queries with `matrix`."""
+    (this fake decodes no snappy).
+
+    GET /loki/api/v1/query_range answers only the LogQL CHOM writes (`logql_log_query`): a stream
+    selector of CHOM's labels (job, log, site, vps: sorted, `=` only, `, ` between them) and any
+    number of ` |= "text"` line filters, strings double-quoted with Go's escapes; the streams of the
+    tenant that match. Anything else (a regexp matcher, another label, a parser stage, any metric
+    query: CHOM reads site metrics from Prometheus, observability/queries.py) is refused the way
+    Loki refuses a query it cannot parse: HTTP 400, `Content-Type: text/plain; charset=utf-8`,
+    `X-Content-Type-Options: nosniff`, and the bare error as the body (no JSON, no newline), e.g.
+
+        parse error at line 1, col 1: syntax error: unexpected SUM
+
+    Loki's shape, from grafana/loki: pkg/util/server/error.go `WriteError` (text/plain, status
+    from `ClientHTTPStatusAndError`: 400 for parse errors), pkg/logql/syntax/errors.go
+    `ParseError.Error()` ("parse error at line %d, col %d: %s"; "parse error : %s" without a
+    position), goyacc's "syntax error: unexpected TOKEN" with the token names of
+    pkg/logql/syntax/lex.go (Loki's own test: `unk({ foo = "bar" }[5m])` → line 1, col 1,
+    "syntax error: unexpected IDENTIFIER"); its docs list the message and the 400
+    (https://grafana.com/docs/loki/latest/query/troubleshoot-query/, "LogQL parse errors"). The
+    fake names the first token outside CHOM's forms; it leaves out goyacc's ", expecting …" and is
+    stricter than Loki (which runs valid metric queries): a refusal means CHOM sent a query it is
+    not meant to send."""
 
     streams: dict[str, list[dict]] = field(default_factory=dict)  # org id -> streams
-    matrix: list[dict] = field(default_factory=list)
 
     def push(self, labels: dict[str, str], lines: list[tuple[int, str]], *, org_id: str) -> None:
         stream = {"stream": labels, "values": [[str(ts), line] for ts, line in lines]}
@@ -112,7 +330,11 @@ class FakeLoki(FakeServer):
         if request.method == "POST" and request.path == "/loki/api/v1/push":
             return self._push(org_id, request)
         if request.method == "GET" and request.path == "/loki/api/v1/query_range":
-            return 200, {"status": "success", "data": self._query(org_id, request.query)}
+            try:
+                data = self._query(org_id, request.query)
+            except LogQLRefused as exc:
+                return 400, PlainText(str(exc))
+            return 200, {"status": "success", "data": data}
         return 404, {"message": "not found"}
 
     def _push(self, org_id: str, request) -> tuple[int, object]:
@@ -128,12 +350,7 @@ class FakeLoki(FakeServer):
         return 204, {}
 
     def _query(self, org_id: str, params: dict) -> dict:
-        logql = params["query"]
-        if not logql.startswith("{"):
-            return {"resultType": "matrix", "result": self.matrix}
-        selector = logql[: logql.index("}") + 1]
-        wanted = {name: json.loads(value) for name, value in _LABEL.findall(selector)}
-        texts = [json.loads(t) for t in _FILTER.findall(logql[len(selector) :])]
+        wanted, texts = logql_log_query(params.get("query", ""))
         start, end = int(params["start"]), int(params["end"])
         result = []
         for stream in self.streams.get(org_id, []):

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from observability.models import Alert
-from observability.services import SERVER_DOWN_ALERTS
+from observability.tenant_alerts import SERVER_DOWN_ALERTS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "observability"
 RULES = DEPLOY / "alert-rules.yml"

@@ -110,4 +110,5 @@ def test_it_is_scraped_by_prometheus_for_its_own_gauges_and_feeds_it_targets(sta
         targets = _prometheus(env, "/api/v1/targets")["data"]["activeTargets"]
         return sorted(t["labels"]["kind"] for t in targets if t["labels"]["job"] == "chom-fleet")
 
-    assert wait_for(discovered, timeout=20, interval=0.2, what="targets from CHOM") == ["nginx", "node"]
+    kinds = wait_for(discovered, timeout=20, interval=0.2, what="targets from CHOM")
+    assert kinds == ["mtail", "nginx", "node"]

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.real  # real nginx/php-fpm/MariaDB/PostgreSQL/promtool 
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "observability"
 PROMTOOL, AMTOOL = shutil.which("promtool"), shutil.which("amtool")
+BLACKBOX = shutil.which("prometheus-blackbox-exporter")
 needs_promtool = pytest.mark.skipif(not PROMTOOL, reason="promtool not installed (apt prometheus)")
 needs_amtool = pytest.mark.skipif(not AMTOOL, reason="amtool not installed (apt prometheus-alertmanager)")
 
@@ -37,7 +38,7 @@ def _with_secrets(tmp_path: Path, *names: str) -> Path:
 @needs_promtool
 def test_it_ships_alert_rules_that_promtool_accepts():
     out = _check(PROMTOOL, "check", "rules", str(DEPLOY / "alert-rules.yml"))
-    assert "SUCCESS: 12 rules found" in out
+    assert "SUCCESS: 14 rules found" in out
 
 
 @needs_promtool
@@ -47,6 +48,28 @@ def test_it_ships_a_prometheus_config_that_promtool_accepts(tmp_path):
     config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     [sd] = config["scrape_configs"][0]["http_sd_configs"]
     assert sd["url"].endswith("/observability/sd/targets") and "credentials_file" in sd["authorization"]
+
+
+@pytest.mark.skipif(not BLACKBOX, reason="apt-get install prometheus-blackbox-exporter")
+def test_it_ships_a_blackbox_config_the_exporter_accepts(tmp_path):
+    from devstack.monitoring import blackbox_config
+
+    local = tmp_path / "blackbox.json"
+    local.write_text(json.dumps(blackbox_config(ca_file=str(tmp_path / "ca.pem"))))
+    for path in (DEPLOY / "blackbox.yml", local):
+        _check(BLACKBOX, "--config.check", f"--config.file={path}")
+    broken = tmp_path / "broken.yml"
+    broken.write_text((DEPLOY / "blackbox.yml").read_text().replace("follow_redirects", "follow_redirect"))
+    proc = subprocess.run(
+        [BLACKBOX, "--config.check", f"--config.file={broken}"], capture_output=True, timeout=60
+    )
+    assert b"field follow_redirect not found" in proc.stderr  # the check is strict: it can fail
+    [probes] = [j for j in yaml.safe_load((DEPLOY / "prometheus.yml").read_text())["scrape_configs"]
+                if j["job_name"] == "chom-probes"]  # fmt: skip
+    assert probes["http_sd_configs"][0]["url"].endswith("/observability/sd/probes")
+    assert probes["params"]["module"] == list(
+        yaml.safe_load((DEPLOY / "blackbox.yml").read_text())["modules"]
+    )
 
 
 @needs_amtool
@@ -111,7 +134,7 @@ def test_it_ships_parseable_grafana_and_compose_files():
     # Loki's datasources are per VPS tenant, created by CHOM's Grafana sync (test_grafana.py).
     assert {d["uid"] for d in datasources["datasources"]} == {"prometheus"}
     compose = yaml.safe_load((DEPLOY.parent.parent / "docker-compose.yml").read_text())
-    monitoring = {"prometheus", "alertmanager", "loki", "grafana"}
+    monitoring = {"prometheus", "alertmanager", "blackbox", "loki", "grafana"}
     assert monitoring <= set(compose["services"])
     for name in monitoring:
         for volume in compose["services"][name]["volumes"]:

@@ -28,23 +28,38 @@ def test_it_refuses_grafana_calls_without_the_token(fakes):
     assert requests.get(f"{grafana.url}/api/folders/x", headers=headers, timeout=5).status_code == 404
 
 
+SITE1 = {"job": "nginx", "site": "site1", "vps": "web1"}
+SITE1_SELECTOR = '{job="nginx", site="site1", vps="web1"}'
+
+
 def test_it_answers_loki_queries_only_with_matching_streams(fakes):
     loki = fakes[0]
-    loki.push({"site": "site1"}, [(1_000, "GET / 200"), (2_000, "GET /x 404")], org_id="vps-1")
-    loki.push({"site": "site2"}, [(1_500, "GET / 200")], org_id="vps-1")
-    params = {"query": '{site="site1"} |= "404"', "start": "0", "end": "5000"}
+    loki.push(SITE1, [(1_000, "GET / 200"), (2_000, "GET /x 404")], org_id="vps-1")
+    loki.push(SITE1 | {"site": "site2"}, [(1_500, "GET / 200")], org_id="vps-1")
+    params = {"query": f'{SITE1_SELECTOR} |= "404"', "start": "0", "end": "5000"}
     headers = {"X-Scope-OrgID": "vps-1"}
     body = requests.get(
         f"{loki.url}/loki/api/v1/query_range", params=params, headers=headers, timeout=5
     ).json()
-    assert body["data"]["result"] == [{"stream": {"site": "site1"}, "values": [["2000", "GET /x 404"]]}]
+    assert body["data"]["result"] == [{"stream": SITE1, "values": [["2000", "GET /x 404"]]}]
+
+
+def test_it_refuses_a_loki_query_chom_does_not_write_as_loki_refuses_a_parse_error(fakes):
+    loki = fakes[0]
+    loki.push(SITE1, [(1_000, "GET / 200")], org_id="vps-1")
+    params = {"query": '{site="site1"}', "start": "0", "end": "5000"}
+    answer = requests.get(
+        f"{loki.url}/loki/api/v1/query_range", params=params, headers={"X-Scope-OrgID": "vps-1"}, timeout=5
+    )
+    assert (answer.status_code, answer.headers["Content-Type"]) == (400, "text/plain; charset=utf-8")
+    assert answer.text == "parse error at line 1, col 14: syntax error: unexpected CLOSE_BRACE"
 
 
 def test_it_keeps_loki_tenants_apart_and_refuses_requests_without_one(fakes):
     loki = fakes[0]
     query = f"{loki.url}/loki/api/v1/query_range"
-    params = {"query": '{site="site1"}', "start": "0", "end": "5000"}
-    push = {"streams": [{"stream": {"site": "site1"}, "values": [["1000", "GET / 200"]]}]}
+    params = {"query": SITE1_SELECTOR, "start": "0", "end": "5000"}
+    push = {"streams": [{"stream": SITE1, "values": [["1000", "GET / 200"]]}]}
     assert requests.post(f"{loki.url}/loki/api/v1/push", json=push, timeout=5).status_code == 401
     assert requests.get(query, params=params, timeout=5).status_code == 401
     pushed = requests.post(

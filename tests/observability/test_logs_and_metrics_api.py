@@ -1,5 +1,6 @@
-"""Site logs and metrics through Loki, VPS metrics through Prometheus: tenant scoping, validation,
-exact queries, and clear 503s when a service is down."""
+"""Site logs through Loki, VPS metrics through Prometheus: tenant scoping, validation, exact
+queries, and clear 503s when a service is down. Site metrics from Prometheus (mtail's series):
+tests/observability/test_site_metrics_prometheus.py."""
 
 import time
 from urllib.parse import unquote
@@ -36,18 +37,16 @@ def test_it_returns_a_tenants_site_logs_scoped_to_that_site(alice, fleet, loki):
     assert theirs.unix_user not in logql
 
 
-def test_it_reads_site_logs_and_metrics_only_from_the_tenant_of_the_sites_vps(alice, fleet, loki):
+def test_it_reads_site_logs_only_from_the_tenant_of_the_sites_vps(alice, fleet, loki):
     vps, mine, _ = fleet
     other = make_vps("web2", ip_address="192.0.2.11")
     forged = {"job": "nginx", "vps": "web1", "site": mine.unix_user, "log": "access"}
     loki.push(forged, [(_now_ns(), "GET /forged-by-web2 200")], org_id=f"vps-{other.pk}")
 
     logs = alice.client().get(f"/api/v1/sites/{mine.pk}/logs")
-    metrics = alice.client().get(f"/api/v1/sites/{mine.pk}/metrics")
 
     assert logs.status_code == 200 and logs.json()["lines"] == []
-    assert metrics.status_code == 200
-    assert len(loki.requests) == 4  # the log query and three metric queries
+    assert len(loki.requests) == 1
     assert {r.headers["x-scope-orgid"] for r in loki.requests} == {f"vps-{vps.pk}"}
 
 
@@ -114,31 +113,15 @@ def test_it_rejects_a_range_outside_the_fixed_set(alice, staff, fleet):
         assert "range" in response.json()["error"]["fields"]
 
 
-def test_it_returns_site_metrics_from_loki_as_series_with_units(alice, fleet, loki):
-    _, mine, _ = fleet
-    loki.matrix = [{"metric": {}, "values": [[1700000000, "2.5"], [1700000060, "3"]]}]
-    response = alice.client().get(f"/api/v1/sites/{mine.pk}/metrics", {"range": "1h"})
-    assert response.status_code == 200
-    body = response.json()
-    assert body["source"] == "loki" and body["step_seconds"] == 60
-    assert body["series"]["requests"] == {"unit": "req/s", "values": [[1700000000, 2.5], [1700000060, 3.0]]}
-    assert body["series"]["bandwidth"]["unit"] == "bytes/s"
-    assert body["series"]["latency"]["values"] == [] and body["series"]["latency"]["unavailable"]
-    sent = [r.query["query"] for r in loki.requests]
-    selector = f'{{job="nginx", log="access", site="{mine.unix_user}", vps="web1"}}'
-    assert sent[0] == f"sum(rate({selector}[240s]))"
-    assert "| status >= 500" in sent[1] and "| unwrap bytes" in sent[2]
-    assert all(r.query["step"] == "60s" for r in loki.requests)
-
-
 def test_it_answers_503_when_loki_is_down_or_not_configured(alice, fleet, loki, settings):
     _, mine, _ = fleet
     loki.fail(502)
     response = alice.client().get(f"/api/v1/sites/{mine.pk}/logs")
     assert response.status_code == 503 and response.json()["error"]["code"] == "loki_unavailable"
     settings.LOKI_URL = ""
-    response = alice.client().get(f"/api/v1/sites/{mine.pk}/metrics")
+    response = alice.client().get(f"/api/v1/sites/{mine.pk}/logs")
     assert response.status_code == 503 and response.json()["error"]["code"] == "not_configured"
+    assert "LOKI_URL" in response.json()["error"]["message"]
 
 
 def test_it_answers_503_when_prometheus_is_down(staff, fleet, settings):

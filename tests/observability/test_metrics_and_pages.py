@@ -97,6 +97,9 @@ def test_it_renders_vps_and_site_pages_with_charts_from_our_own_static_files(
         "observability/site_detail.html", {"site": site, "releases": [], "operations": []}, request
     )
     assert f'data-url="/observability/sites/{site.pk}/logs.json"' in site_page
+    assert f'data-url="/observability/sites/{site.pk}/metrics.json"' in site_page
+    assert 'data-combine="latency:latency_p50,latency_p95"' in site_page  # one chart for both
+    assert site_page.count("uPlot.iife.min.js") == 1
     assert "/static/observability/vendor/uplot/uPlot.iife.min.js" in site_page
     assert "cdn" not in (vps_page + site_page).lower()
     for path in ("uPlot.iife.min.js", "uPlot.min.css", "LICENSE"):
@@ -121,3 +124,17 @@ def test_it_says_an_integration_is_not_configured_instead_of_fetching_what_can_o
     )
     assert "PROMETHEUS_URL is not configured" in vps_page and "metrics.json" not in vps_page
     assert "LOKI_URL is not configured" in site_page and "logs.json" not in site_page
+    assert "PROMETHEUS_URL is not configured" in site_page and "metrics.json" not in site_page
+
+
+def test_it_charts_a_sites_traffic_from_prometheus_without_loki(alice, django_user_model, settings):
+    settings.PROMETHEUS_URL, settings.LOKI_URL = "http://prometheus.test", ""
+    site = make_site(alice.tenant, make_vps("web1"), "shop.acme.test")
+    request = RequestFactory().get("/")
+    request.user = django_user_model.objects.create_user("ops", is_staff=True)
+    site_page = render_to_string(
+        "observability/site_detail.html", {"site": site, "releases": [], "operations": []}, request
+    )
+    assert f'data-url="/observability/sites/{site.pk}/metrics.json"' in site_page
+    assert "LOKI_URL is not configured: no logs" in site_page and "logs.json" not in site_page
+    assert "charts.js" in site_page

@@ -58,8 +58,9 @@ def test_it_serves_stub_status_on_loopback_and_enables_the_exporters(vps, settin
     assert vhost["content"] == STUB_STATUS_VHOST and "listen 127.0.0.1:8080;" in vhost["content"]
     for service in ("prometheus-node-exporter", "prometheus-nginx-exporter"):
         transport.assert_agent_called("service-ensure", name=service, enabled=True, running=True)
-    names = [payload.get("name") for sub, payload in transport.agent_calls() if sub == "service-ensure"]
-    assert "prometheus-mysqld-exporter" not in names
+    transport.assert_agent_called(
+        "service-ensure", name="prometheus-mysqld-exporter", enabled=True, running=True
+    )
     assert "  LOKI_URL unset: no log shipping configured" in lines
 
 
@@ -151,6 +152,13 @@ def test_it_changes_nothing_on_a_configured_server(vps, shipping):
     assert [sub for sub, _ in transport.agent_calls()] == [
         "vhost-apply",
         "service-ensure",
+        "service-ensure",
+        "db-monitor-ensure",  # the mysqld exporter: its account, login, arguments, service
+        "file-write",
+        "file-write",
+        "service-ensure",
+        "file-write",  # mtail: its program, its settings, its service
+        "file-write",
         "service-ensure",
         "file-write",
         "service-ensure",

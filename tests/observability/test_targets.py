@@ -40,8 +40,12 @@ def test_it_lists_node_and_nginx_exporters_of_monitored_vpses(client, sd_token, 
         "targets": ["[2001:db8::2]:9113"],
         "labels": {"vps": "web2", "vps_kind": "shared", "kind": "nginx"},
     } in groups
+    assert {
+        "targets": ["192.0.2.10:3903"],
+        "labels": {"vps": "web1", "vps_kind": "shared", "kind": "mtail"},
+    } in groups
     assert sorted({g["labels"]["vps"] for g in groups}) == ["web1", "web2"]
-    assert len(groups) == 4  # no mysqld exporter: it is not running anywhere
+    assert len(groups) == 6  # node, nginx, mtail; no mysqld exporter: it is not running anywhere
 
 
 def test_it_labels_dedicated_vpses_with_their_tenant_and_lists_a_running_mysqld_exporter(
@@ -50,7 +54,7 @@ def test_it_labels_dedicated_vpses_with_their_tenant_and_lists_a_running_mysqld_
     facts = {"services": {"prometheus-mysqld-exporter": "active"}}
     make_vps("ded1", kind=Vps.Kind.DEDICATED, tenant=alice.tenant, facts=facts)
     groups = _get(client).json()
-    assert {g["labels"]["kind"] for g in groups} == {"node", "nginx", "mysqld"}
+    assert {g["labels"]["kind"] for g in groups} == {"node", "nginx", "mysqld", "mtail"}
     assert all(g["labels"]["tenant"] == "acme" and g["labels"]["vps_kind"] == "dedicated" for g in groups)
     assert ["192.0.2.10:9104"] in [g["targets"] for g in groups]
 
@@ -59,13 +63,13 @@ def test_it_keeps_a_rebootstrapping_vps_in_discovery(client, sd_token, db):
     from django.utils import timezone
 
     make_vps("web1", status=Vps.Status.BOOTSTRAPPING, last_seen=timezone.now())
-    assert len(_get(client).json()) == 2
+    assert len(_get(client).json()) == 3
 
 
 def test_it_follows_the_fleet_as_it_changes(client, sd_token, db):
     assert _get(client).json() == []
     vps = make_vps("web1")
-    assert len(_get(client).json()) == 2
+    assert len(_get(client).json()) == 3
     vps.delete()
     assert _get(client).json() == []
 
@@ -89,7 +93,7 @@ def test_it_writes_the_file_sd_file_only_when_it_changes(tmp_path, db):
     assert sd_file_write(path) is False
     make_vps("web1")
     assert sd_file_write(path) is True
-    assert [g["labels"]["kind"] for g in json.loads(path.read_text())] == ["node", "nginx"]
+    assert [g["labels"]["kind"] for g in json.loads(path.read_text())] == ["node", "nginx", "mtail"]
     assert [p.name for p in path.parent.iterdir()] == ["chom.json"]  # no temp file left behind
 
 

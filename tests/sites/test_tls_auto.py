@@ -333,7 +333,7 @@ def test_it_says_sites_are_down_when_their_server_stops_answering(alice, charlie
         name="vps_unreachable", key="web-1", summary="missed 4 checks", labels={"vps": "web-1"}
     )
     assert _delivered() == [
-        f"[CHOM] site.down up.example.com: {up.domain} is down: its server does not answer (missed 3 checks)."
+        f"[CHOM] site.down up.example.com: {up.domain} is down: its server does not answer."
     ]
 
     # Prometheus's VpsDown through Alertmanager's webhook says the same about web-2's sites.
