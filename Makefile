@@ -37,8 +37,22 @@ demo: preflight
 	$(BIN)/python -m fleet.localfleet image
 	$(BIN)/python -m devstack --port $(PORT)
 
+# The whole suite in two runs: everything that runs on this machine alone, on JOBS processes
+# (pytest-xdist; one database per process), then the end-to-end and browser tests one at a time
+# (they share session-wide test VPSes, a test ACME CA and a browser). Both always run; either
+# failing fails `make test`. PYTEST_ARGS (paths, -k, ...) makes it one plain pytest run instead.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+SERIAL_TESTS := tests/e2e tests/browser
+
 test: venv
+ifeq ($(strip $(PYTEST_ARGS)),)
+	@rc=0; \
+	$(BIN)/python -m pytest -n $(JOBS) $(addprefix --ignore=,$(SERIAL_TESTS)) || rc=$$?; \
+	$(BIN)/python -m pytest $(SERIAL_TESTS) || rc=$$?; \
+	exit $$rc
+else
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+endif
 
 lint: venv
 	$(BIN)/ruff check .

@@ -1,7 +1,7 @@
 """Who may do what, over every route: the cases come from the URL resolver, the expectations from
 one table (route name → rule). A route without a rule fails the suite, so a new endpoint cannot
-ship without a decision. Each case gets fresh objects in two tenants; a refused request must leave
-the database as it was.
+ship without a decision. Each case starts from the same objects in two tenants (made once, every
+case rolled back after it); a refused request must leave the database as it was.
 
 Rules (README "Roles and scopes" says the same in words):
   public            anyone
@@ -488,10 +488,6 @@ def _world() -> World:
     NotificationChannel.objects.create(tenant=acme, name="ops", kind="email", target="ops@acme.test")
     CronJob.objects.create(site=site, schedule="@hourly", command=["php", "artisan", "report"])
     CronJob.objects.create(site=theirs, schedule="@daily", command=["echo", MARKER])
-    # Their last runs were read just now too: a GET does not try to reach 192.0.2.10 (a connect
-    # timeout per cron case, most of the matrix's time).
-    for checked in (site, theirs):
-        cache.set(f"chom:cron-status-checked:{checked.pk}", 1, timeout=600)
     # Read just now: a GET does not go to the (unreachable) VPS for their state.
     Worker.objects.create(site=site, name="queue", command=["sleep", "60"], status_checked_at=timezone.now())
     Worker.objects.create(site=theirs, name=MARKER, command=[MARKER], status_checked_at=timezone.now())
@@ -641,21 +637,21 @@ def _request(client: Client, world: World, route: Route, method: str, persona: s
     return call(path, body, content_type="application/json", **extra)
 
 
-def check(route: Route, method: str, persona: str) -> str | None:
-    """Run one case on fresh objects (rolled back after); return what was wrong, or None."""
+def check(route: Route, method: str, persona: str, made: tuple[World, dict]) -> str | None:
+    """Run one case (rolled back after) in MADE, the module's world and its row counts; return
+    what was wrong, or None."""
     with transaction.atomic():
-        problem = _check(route, method, persona)
+        problem = _check(route, method, persona, *made)
         transaction.set_rollback(True)
     return problem
 
 
-def _check(route: Route, method: str, persona: str) -> str | None:
-    world = _world()
+def _check(route: Route, method: str, persona: str, world: World, before: dict) -> str | None:
+    """BEFORE: the row counts of WORLD, which a refused request must leave as they are."""
     rule = "admin" if route.name.startswith("admin:") else RULES[route.name]
     if isinstance(rule, dict):
         rule = rule[method]
     want = expected(rule, persona, method, has_object="pk" in route.kwargs or "site_pk" in route.kwargs)
-    before = _snapshot()
     response = _request(Client(), world, route, method, persona)
     status = response.status_code
     body = response.content.decode("utf-8", "replace")
@@ -692,6 +688,29 @@ def _check(route: Route, method: str, persona: str) -> str | None:
     return None
 
 
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker):
+    """The two tenants' objects and their row counts, made once per module (per xdist worker) in a
+    transaction rolled back when it ends: each case runs in a savepoint of it, rolled back after
+    the case, so every case starts from exactly these rows (building them per case was most of the
+    matrix's time)."""
+    with django_db_blocker.unblock():
+        outer = transaction.atomic()
+        outer.__enter__()
+        try:
+            yield _world(), _snapshot()
+        finally:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+
+
+def _cron_status_read_just_now(world: World) -> None:
+    """The sites' cron runs count as read just now: a GET does not try to reach 192.0.2.10 (a
+    connect timeout per cron case)."""
+    for site in Site.objects.filter(vps=world.vps):
+        cache.set(f"chom:cron-status-checked:{site.pk}", 1, timeout=600)
+
+
 @pytest.fixture
 def matrix_settings(settings):
     settings.METRICS_ALLOWED_IPS = []
@@ -710,8 +729,9 @@ def matrix_settings(settings):
 @pytest.mark.parametrize(
     ("route", "method", "persona"), CASES, ids=[f"{r.name}-{m}-{p}" for r, m, p in CASES]
 )
-def test_the_authorization_matrix(db, matrix_settings, route, method, persona):
-    problem = check(route, method, persona)
+def test_the_authorization_matrix(world, db, matrix_settings, route, method, persona):
+    _cron_status_read_just_now(world[0])
+    problem = check(route, method, persona, world)
     assert problem is None, problem
 
 
@@ -726,11 +746,11 @@ def test_no_api_view_replaces_the_one_permission():
         assert view.permission_classes == api_settings.DEFAULT_PERMISSION_CLASSES, name
 
 
-def test_the_matrix_catches_a_view_whose_permission_was_removed(db, matrix_settings, monkeypatch):
+def test_the_matrix_catches_a_view_whose_permission_was_removed(world, db, matrix_settings, monkeypatch):
     """Can the matrix fail? With one view opened to everyone, it reports that view."""
     from fleet.api.views import VpsListView
 
     monkeypatch.setattr(VpsListView, "permission_classes", [])
     route = next(r for r in ROUTES if r.name == "api-vps-list")
-    problems = [check(route, "GET", persona) for persona in PERSONAS]
+    problems = [check(route, "GET", persona, world) for persona in PERSONAS]
     assert any(p and "api-vps-list GET as owner" in p for p in problems), problems

@@ -23,10 +23,6 @@ def required() -> bool:
     return os.environ.get("CHOM_REQUIRE_REAL") == "1"
 
 
-def is_real(item) -> bool:
-    return item.get_closest_marker("real") is not None
-
-
 def pytest_configure(config):
     config.addinivalue_line("markers", "real: needs a real daemon, root or namespaces (never skipped in CI)")
 
@@ -52,11 +48,16 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.skipped and not hasattr(report, "wasxfail") and required():
         _refuse_skip(report)
+
+
+def pytest_runtest_logreport(report):
+    """The census, from reports: under pytest-xdist the controller runs no test itself but logs
+    every worker's reports, so its summary line counts them all."""
     # Every skip in this suite is for a missing daemon, tool or privilege: all count as such.
     if report.skipped and not hasattr(report, "wasxfail"):
-        _census["skipped"].add(item.nodeid)
-    elif is_real(item) and report.when == "call":
-        _census["run"].add(item.nodeid)
+        _census["skipped"].add(report.nodeid)
+    elif "real" in report.keywords and report.when == "call":
+        _census["run"].add(report.nodeid)
 
 
 @pytest.hookimpl(hookwrapper=True)
