@@ -72,6 +72,7 @@ from observability import targets  # noqa: E402
 from observability.models import Alert  # noqa: E402
 from sites.models import Site  # noqa: E402
 from tests.support.git import GitServer, git_repo  # noqa: E402
+from tests.support.processes import wait_for  # noqa: E402
 
 DOMAIN = "down.bench"
 MARGIN = 30  # issue 18: each alert within its rule's `for` + 30 s
@@ -87,16 +88,6 @@ def serve_chom() -> tuple[str, ThreadedWSGIServer]:
     server.set_app(get_wsgi_application())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}", server
-
-
-def wait(predicate, *, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise SystemExit(f"{what}: not within {timeout}s")
 
 
 def rule_for(name: str) -> int:
@@ -190,7 +181,9 @@ def faults_for(vps, forge: GitServer) -> tuple[list[Fault], list[str]]:
 
 def measure(vps, prometheus: str, faults: list[Fault]) -> None:
     for fault in faults:
-        wait(lambda f=fault: query(prometheus, f.healthy) == ["1"], timeout=120, what=f"{fault.healthy} == 1")
+        wait_for(
+            lambda f=fault: query(prometheus, f.healthy) == ["1"], timeout=120, what=f"{fault.healthy} == 1"
+        )
         assert fault.firing() is None, f"{fault.alert} is firing before its fault"
     print(f"all healthy; faults in place at once: {', '.join(f.unit for f in faults)}")
     with services.transport_for(vps) as transport:

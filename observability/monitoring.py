@@ -133,10 +133,30 @@ def _promtail(vps: Vps, agent: Agent, log: Callable[[str], None]) -> bool:
     alert_resolve(name="promtail_missing", key=vps.name)
     started = _ensure_running(agent, PROMTAIL_SERVICE, log)
     if written and not started:
-        # Promtail reads its config at start only: restart through service-ensure.
-        agent.call("service-ensure", {"name": PROMTAIL_SERVICE, "running": False})
-        agent.call("service-ensure", {"name": PROMTAIL_SERVICE, "running": True})
-        log("  restarted promtail for the new config")
+        _restart(agent, PROMTAIL_SERVICE, log)
+    return written or started
+
+
+def _restart(agent: Agent, service: str, log: Callable[[str], None]) -> None:
+    """Through service-ensure: the exporters and shippers read their config at start only."""
+    agent.call("service-ensure", {"name": service, "running": False})
+    agent.call("service-ensure", {"name": service, "running": True})
+    log(f"  restarted {service} for its new config")
+
+
+def _configured_service(
+    agent: Agent, service: str, files: tuple[dict, ...], log: Callable[[str], None]
+) -> bool:
+    """Write FILES (file-write payloads), keep SERVICE enabled and running, and restart it when a
+    file changed under it. True when anything changed."""
+    written = False
+    for payload in files:
+        if agent.call("file-write", payload).changed:
+            log(f"  wrote {payload['path']}")
+            written = True
+    started = _ensure_running(agent, service, log)
+    if written and not started:
+        _restart(agent, service, log)
     return written or started
 
 
@@ -166,18 +186,7 @@ def _mysqld_exporter(vps: Vps, agent: Agent, log: Callable[[str], None]) -> bool
         {"path": MYSQLD_EXPORTER_CNF, "content": cnf, "mode": "0600", "owner": owner, "group": owner},
         {"path": MYSQLD_EXPORTER_DEFAULTS, "content": mysqld_exporter_defaults(), "mode": "0644"},
     )
-    written = False
-    for payload in files:
-        if agent.call("file-write", payload).changed:
-            log(f"  wrote {payload['path']}")
-            written = True
-    started = _ensure_running(agent, MYSQLD_EXPORTER_SERVICE, log)
-    if written and not started:
-        # The exporter reads its arguments and login at start only.
-        agent.call("service-ensure", {"name": MYSQLD_EXPORTER_SERVICE, "running": False})
-        agent.call("service-ensure", {"name": MYSQLD_EXPORTER_SERVICE, "running": True})
-        log("  restarted the mysqld exporter for its new config")
-    return result.changed or written or started
+    return _configured_service(agent, MYSQLD_EXPORTER_SERVICE, files, log) or result.changed
 
 
 def mtail_defaults() -> str:
@@ -197,18 +206,7 @@ def _mtail(vps: Vps, agent: Agent, log: Callable[[str], None]) -> bool:
         {"path": MTAIL_PROGRAM, "content": MTAIL_SOURCE.read_text(), "mode": "0644"},
         {"path": MTAIL_DEFAULTS, "content": mtail_defaults(), "mode": "0644"},
     )
-    written = False
-    for payload in files:
-        if agent.call("file-write", payload).changed:
-            log(f"  wrote {payload['path']}")
-            written = True
-    started = _ensure_running(agent, MTAIL_SERVICE, log)
-    if written and not started:
-        # mtail reads its programs and LOGS at start.
-        agent.call("service-ensure", {"name": MTAIL_SERVICE, "running": False})
-        agent.call("service-ensure", {"name": MTAIL_SERVICE, "running": True})
-        log(f"  restarted mtail on {vps.name} for its new program or settings")
-    return written or started
+    return _configured_service(agent, MTAIL_SERVICE, files, log)
 
 
 @register_bootstrap_step("monitoring")

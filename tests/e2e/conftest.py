@@ -97,3 +97,40 @@ def pebble(fleet_network, tmp_path_factory):
     ca = start_pebble(tmp_path_factory.mktemp("pebble"), listen_ip=network.gateway, validation_port=80)
     yield ca
     ca.stop()
+
+
+@pytest.fixture
+def start_prometheus(live_server, fleet_network, settings, tmp_path, transactional_db):
+    """Start a real Prometheus + Alertmanager + blackbox exporter wired to CHOM's live server
+    (targets from its http_sd, alerts to its webhook): call it with start_monitoring's options
+    (rules=, probe_ca_file=, ...); it returns their environment and sets PROMETHEUS_URL. Loki is
+    unset: metrics must not need it. All of it stops after the test."""
+    from devstack.monitoring import start_monitoring
+
+    network, _, _ = fleet_network
+    settings.PROMETHEUS_SD_TOKEN, settings.ALERTMANAGER_WEBHOOK_TOKEN = "sd-token", "hook-token"
+    settings.LOKI_URL = settings.LOKI_PUSH_URL = ""
+    stops = []
+
+    def start(**options) -> dict:
+        env, stop, _ = start_monitoring(
+            tmp_path / f"monitoring-{len(stops)}",
+            chom_url=live_server.url,
+            listen_ip=network.gateway,
+            sd_token="sd-token",
+            webhook_token="hook-token",
+            **options,
+        )
+        stops.append(stop)
+        settings.PROMETHEUS_URL = env["PROMETHEUS_URL"]
+        return env
+
+    yield start
+    for stop in stops:
+        stop()
+
+
+@pytest.fixture
+def monitoring(start_prometheus) -> dict:
+    """The monitoring stack with CHOM's own alert rules."""
+    return start_prometheus()

@@ -8,7 +8,6 @@ import time
 import pytest
 import requests
 
-from devstack.monitoring import start_monitoring
 from fleet import services
 from fleet.models import MariaDBMonitorAccount
 from fleet.remote.agent_client import Agent
@@ -17,23 +16,6 @@ from observability.monitoring import MYSQLD_EXPORTER_CNF, monitoring_bootstrap
 from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def monitoring(live_server, fleet_network, settings, tmp_path, transactional_db):
-    network, _, _ = fleet_network
-    settings.PROMETHEUS_SD_TOKEN, settings.ALERTMANAGER_WEBHOOK_TOKEN = "sd-token", "hook-token"
-    env, stop, _ = start_monitoring(
-        tmp_path / "monitoring",
-        chom_url=live_server.url,
-        listen_ip=network.gateway,
-        sd_token="sd-token",
-        webhook_token="hook-token",
-    )
-    settings.PROMETHEUS_URL = env["PROMETHEUS_URL"]
-    settings.LOKI_URL = settings.LOKI_PUSH_URL = ""
-    yield env
-    stop()
 
 
 def _value(env, query: str) -> str | None:

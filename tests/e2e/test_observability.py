@@ -9,7 +9,6 @@ import requests
 from django.db import transaction
 
 from chom.operations import operation_execute
-from devstack.monitoring import start_monitoring
 from fleet import services
 from fleet.remote.commands import Command
 from observability.models import Alert
@@ -22,21 +21,11 @@ STUB_STATUS = (
 
 
 @pytest.fixture
-def monitoring(live_server, fleet_network, settings, tmp_path, transactional_db):
-    network, _, _ = fleet_network
-    settings.PROMETHEUS_SD_TOKEN, settings.ALERTMANAGER_WEBHOOK_TOKEN = "sd-token", "hook-token"
-    env, stop, _ = start_monitoring(
-        tmp_path / "monitoring",
-        chom_url=live_server.url,
-        listen_ip=network.gateway,
-        sd_token="sd-token",
-        webhook_token="hook-token",
-    )
-    settings.PROMETHEUS_URL = env["PROMETHEUS_URL"]
+def monitoring(start_prometheus, fleet_network, settings):
+    env = start_prometheus()
     # Promtail's config is written even though no Loki runs: only the push address matters here.
-    settings.LOKI_URL = settings.LOKI_PUSH_URL = f"http://{network.gateway}:3100"
-    yield env
-    stop()
+    settings.LOKI_URL = settings.LOKI_PUSH_URL = f"http://{fleet_network[0].gateway}:3100"
+    return env
 
 
 def _up(env, vps: str) -> dict[str, str]:

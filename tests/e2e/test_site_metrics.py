@@ -11,7 +11,6 @@ import requests
 
 from chom.models import Operation
 from chom.operations import operation_execute
-from devstack.monitoring import start_monitoring
 from fleet.remote.agent_client import Agent
 from fleet.remote.commands import Command
 from fleet.services import transport_for
@@ -24,23 +23,6 @@ BOOM = "<?php http_response_code(500); echo 'boom';"
 SLOW = "<?php usleep(300000); echo 'slow';"
 # A client-written field pretending the line ends with a 500 of 99999 bytes taking 9.9 s.
 FORGED_AGENT = 'x" 500 99999 "-" "-" "-" "-" 9.900'
-
-
-@pytest.fixture
-def monitoring(live_server, fleet_network, settings, tmp_path, transactional_db):
-    network, _, _ = fleet_network
-    settings.PROMETHEUS_SD_TOKEN, settings.ALERTMANAGER_WEBHOOK_TOKEN = "sd-token", "hook-token"
-    env, stop, _ = start_monitoring(
-        tmp_path / "monitoring",
-        chom_url=live_server.url,
-        listen_ip=network.gateway,
-        sd_token="sd-token",
-        webhook_token="hook-token",
-    )
-    settings.PROMETHEUS_URL = env["PROMETHEUS_URL"]
-    settings.LOKI_URL = settings.LOKI_PUSH_URL = ""  # metrics must not need Loki
-    yield env
-    stop()
 
 
 def _create(persona, **body) -> Site:

@@ -14,7 +14,6 @@ import requests
 from django.test import override_settings
 
 from chom.operations import operation_execute
-from devstack.monitoring import start_monitoring
 from fleet import services
 from fleet.remote.agent_client import Agent
 from observability.models import Alert
@@ -28,30 +27,12 @@ WITHIN = 60
 
 
 @pytest.fixture
-def start_probes(live_server, fleet_network, settings, tmp_path, transactional_db):
-    """Starts real Prometheus + Alertmanager + blackbox wired to the live CHOM; PROBE_CA_FILE: the
-    CA the blackbox exporter trusts for the sites' https."""
-    network, _, _ = fleet_network
-    settings.PROMETHEUS_SD_TOKEN, settings.ALERTMANAGER_WEBHOOK_TOKEN = "sd-token", "hook-token"
-    stops = []
-
-    def start(*, probe_ca_file: str = "") -> dict:
-        env, stop, _ = start_monitoring(
-            tmp_path / "monitoring",
-            chom_url=live_server.url,
-            listen_ip=network.gateway,
-            sd_token="sd-token",
-            webhook_token="hook-token",
-            rules=fast_rules(for_seconds=FOR_SECONDS),
-            probe_ca_file=probe_ca_file,
-        )
-        stops.append(stop)
-        settings.PROMETHEUS_URL = env["PROMETHEUS_URL"]
-        return env
-
-    yield start
-    for stop in stops:
-        stop()
+def start_probes(start_prometheus):
+    """The monitoring stack with test copies of CHOM's rules (`for` in seconds); PROBE_CA_FILE:
+    the CA the blackbox exporter trusts for the sites' https."""
+    return lambda *, probe_ca_file="": start_prometheus(
+        rules=fast_rules(for_seconds=FOR_SECONDS), probe_ca_file=probe_ca_file
+    )
 
 
 @pytest.fixture

@@ -142,7 +142,7 @@ def test_it_restarts_a_running_promtail_when_its_config_changed(vps, shipping):
         p for sub, p in transport.agent_calls() if sub == "service-ensure" and p["name"] == "promtail"
     ]
     assert promtail[1:] == [{"name": "promtail", "running": False}, {"name": "promtail", "running": True}]
-    assert "  restarted promtail for the new config" in lines
+    assert "  restarted promtail for its new config" in lines
 
 
 def test_it_changes_nothing_on_a_configured_server(vps, shipping):

@@ -120,7 +120,7 @@ def test_it_restarts_a_running_exporter_when_its_login_changed(vps):
         {"name": SERVICE, "running": True},
     ]
     assert changed is True
-    assert "  restarted the mysqld exporter for its new config" in lines
+    assert "  restarted prometheus-mysqld-exporter for its new config" in lines
 
 
 def test_it_does_not_restart_an_exporter_it_just_started(vps):
