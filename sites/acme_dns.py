@@ -57,8 +57,9 @@ def issue(ctx: OperationContext, site: Site) -> dict:
     }
     request = _remote(ctx, site, lambda agent: _call(ctx, agent, "cert-csr", payload).data)
     if not request.get("csr"):
-        _set(site, ssl_status=Site.SslStatus.ACTIVE)
+        site.ssl_status = Site.SslStatus.ACTIVE  # rendered with TLS; recorded once nginx serves it
         _remote(ctx, site, lambda agent: _apply_vhost(ctx, agent, site))
+        _set(site, ssl_status=Site.SslStatus.ACTIVE)
         return {"not_after": request.get("not_after", ""), "changed": False}
     provider = dns_provider_for(site.dns_account)
     chain = order_certificate(ctx, csr=request["csr"].encode(), provider=provider)
@@ -68,8 +69,9 @@ def issue(ctx: OperationContext, site: Site) -> dict:
         installed = _call(
             ctx, agent, "cert-install", {"name": site.unix_user, "domains": domains, "chain": chain}
         )
-        _set(site, ssl_status=Site.SslStatus.ACTIVE)
+        site.ssl_status = Site.SslStatus.ACTIVE  # rendered with TLS; recorded once nginx serves it
         _apply_vhost(ctx, agent, site)
+        _set(site, ssl_status=Site.SslStatus.ACTIVE)
         return installed.data
 
     installed = _remote(ctx, site, install)

@@ -145,10 +145,13 @@ def site_ssl_run(ctx: OperationContext) -> dict:
         if bundle:
             payload["ca_bundle"] = bundle
         issued = _call(ctx, agent, "cert-issue", payload)
-        _set(site, ssl_status=Site.SslStatus.ACTIVE)
         ctx.step("nginx vhost with TLS", progress=80)
+        # Rendered with TLS, recorded as active once nginx serves it: until then the row (and the
+        # uptime probes it lists) still say http only, and a refused vhost leaves it so.
+        site.ssl_status = Site.SslStatus.ACTIVE
         vhost = {"name": site.unix_user, "content": render_vhost(vhost_spec(site))}
         applied = _call(ctx, agent, "vhost-apply", vhost)
+        _set(site, ssl_status=Site.SslStatus.ACTIVE)
         if issued.changed and not applied.changed:
             # nginx reads certificates only when it loads its configuration: a renewal that leaves
             # the vhost as it was would otherwise keep serving the old certificate.
