@@ -7,7 +7,7 @@ from django.contrib import admin
 
 from chom.errors import ApplicationError
 from fleet import services
-from fleet.models import FleetKey, ProviderCredential, Vps
+from fleet.models import FleetKey, MariaDBMonitorAccount, ProviderCredential, Vps
 from fleet.providers import PROVIDERS
 
 CLOUDS = sorted(name for name, cls in PROVIDERS.items() if cls.distro_images)
@@ -107,3 +107,10 @@ class FleetKeyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(MariaDBMonitorAccount)
+class MariaDBMonitorAccountAdmin(FleetKeyAdmin):
+    list_display = ["vps", "created_at"]
+    fields = ["vps", "created_at"]  # never the password
+    readonly_fields = fields
