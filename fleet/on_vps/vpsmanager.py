@@ -1950,7 +1950,7 @@ def cmd_site_ensure(ctx: Context, args: Input) -> dict[str, Any]:
     ensure_layout_dir(ctx, site_log_dir(config, name), 0, gid, 0o750)
     accounts = read_db(config.path("/etc/passwd"))
     readers += [r for r in optional if r in accounts and r not in readers]
-    ensure_log_acl(ctx, site_log_dir(config, name), [lookup_uid(config, r) for r in readers])
+    ensure_log_acl(ctx, site_log_dir(config, name), [lookup_uid(config, r) for r in readers], gid)
     ensure_logrotate(ctx, name)
     enforced = ensure_limits(ctx, name, limits) if limits is not None else {}
     if not ctx.changed:
@@ -2004,21 +2004,25 @@ LOGROTATE_CRON = (
     "# Managed by CHOM.\n"
     "17 * * * * root test -x /usr/sbin/logrotate && /usr/sbin/logrotate /etc/logrotate.conf\n"
 )
-ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER = 0x01, 0x02, 0x04, 0x10, 0x20
+ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK, ACL_OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 ACL_UNDEFINED_ID = 0xFFFFFFFF
 
 
-def posix_acl(owner: int, user_perms: dict[int, int], group: int, other: int) -> bytes:
+def posix_acl(
+    owner: int, user_perms: dict[int, int], group: int, other: int, group_perms: dict[int, int] | None = None
+) -> bytes:
     """The kernel's posix_acl_xattr format (version 2, entries sorted by tag then id)."""
     import struct
 
+    group_perms = group_perms or {}
     mask = group
-    for perms in user_perms.values():
+    for perms in (*user_perms.values(), *group_perms.values()):
         mask |= perms
     entries = [(ACL_USER_OBJ, owner, ACL_UNDEFINED_ID)]
     entries += [(ACL_USER, perms, uid) for uid, perms in sorted(user_perms.items())]
-    entries += [(ACL_GROUP_OBJ, group, ACL_UNDEFINED_ID), (ACL_MASK, mask, ACL_UNDEFINED_ID)]
-    entries += [(ACL_OTHER, other, ACL_UNDEFINED_ID)]
+    entries += [(ACL_GROUP_OBJ, group, ACL_UNDEFINED_ID)]
+    entries += [(ACL_GROUP, perms, gid) for gid, perms in sorted(group_perms.items())]
+    entries += [(ACL_MASK, mask, ACL_UNDEFINED_ID), (ACL_OTHER, other, ACL_UNDEFINED_ID)]
     return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
 
 
@@ -2043,17 +2047,21 @@ def set_acl(ctx: Context, fd: int, attr: str, value: bytes | None, label: str) -
     ctx.change(f"{'removed' if value is None else 'set'} {attr.rsplit('.', 1)[1]} ACL of {label}")
 
 
-def ensure_log_acl(ctx: Context, directory: str, readers: list[int]) -> None:
-    """READERS (uids) may list and read the site's logs; nobody else gains anything. The
-    directory is root's (the site cannot write there), but files are still opened O_NOFOLLOW."""
+def ensure_log_acl(ctx: Context, directory: str, readers: list[int], site_gid: int) -> None:
+    """READERS (uids) may list and read the site's logs, and the site (SITE_GID) keeps reading
+    its own; nobody else gains anything. The directory is root's (the site cannot write there),
+    but files are still opened O_NOFOLLOW."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         if readers:
             rx = {uid: 5 for uid in readers}
             set_acl(ctx, fd, "system.posix_acl_access", posix_acl(7, rx, 5, 0), directory)
-            # Files nginx creates inherit exactly what the loop below gives existing ones.
+            # Files nginx creates inherit exactly what the loop below gives existing ones. nginx
+            # creates them root:root, and the default ACL leaves "other" nothing: the site's own
+            # group is named, or the site could no longer read its own logs.
             readable = {uid: 4 for uid in readers}
-            set_acl(ctx, fd, "system.posix_acl_default", posix_acl(6, readable, 4, 0), directory)
+            default = posix_acl(6, readable, 4, 0, {site_gid: 4})
+            set_acl(ctx, fd, "system.posix_acl_default", default, directory)
         else:
             set_acl(ctx, fd, "system.posix_acl_default", None, directory)
             set_acl(ctx, fd, "system.posix_acl_access", None, directory)
@@ -2067,7 +2075,9 @@ def ensure_log_acl(ctx: Context, directory: str, readers: list[int]) -> None:
                 if not stat.S_ISREG(st.st_mode):
                     continue
                 group = (stat.S_IMODE(st.st_mode) >> 3) & 7
-                value = posix_acl(6, {uid: 4 for uid in readers}, group, 0) if readers else None
+                value = (
+                    posix_acl(6, {uid: 4 for uid in readers}, group, 0, {site_gid: 4}) if readers else None
+                )
                 set_acl(ctx, file_fd, "system.posix_acl_access", value, f"{directory}/{entry}")
             finally:
                 os.close(file_fd)
