@@ -1,9 +1,10 @@
 """The only module that talks to Stripe: a few typed calls on the real `stripe` library.
 
 Every call has a timeout; the library retries connection errors, 409 and 5xx answers with
-exponential backoff (STRIPE_MAX_NETWORK_RETRIES times) and sends an Idempotency-Key on every POST,
-so a retried create never creates twice. Whatever goes wrong surfaces as `StripeClientError`,
-whose `permanent` flag says whether trying the same call later can help.
+exponential backoff (STRIPE_MAX_NETWORK_RETRIES times) unless Stripe's `Stripe-Should-Retry`
+header says otherwise, and sends an Idempotency-Key on every POST, so a retried create never
+creates twice. Whatever goes wrong surfaces as `StripeClientError`, whose `permanent` flag says
+whether trying the same call later can help (Stripe's own word on it, when it gives one).
 """
 
 from __future__ import annotations
@@ -93,10 +94,17 @@ def _where() -> str:
     return settings.STRIPE_API_BASE or "api.stripe.com"
 
 
+def _should_retry(exc: stripe.StripeError) -> bool | None:
+    """Stripe's `Stripe-Should-Retry` answer header: True, False, or None when it did not say."""
+    said = {name.lower(): value for name, value in (exc.headers or {}).items()}.get("stripe-should-retry")
+    return {"true": True, "false": False}.get(said or "")
+
+
 def _translate(exc: stripe.StripeError, action: str) -> StripeClientError:
     status = exc.http_status
     detail = exc.user_message or str(exc) or exc.__class__.__name__
     tries = settings.STRIPE_MAX_NETWORK_RETRIES + 1
+    should_retry = _should_retry(exc)
     if isinstance(exc, stripe.APIConnectionError):
         return StripeClientError(
             f"could not reach Stripe at {_where()} to {action} after {tries} attempts ({detail}); "
@@ -110,7 +118,21 @@ def _translate(exc: stripe.StripeError, action: str) -> StripeClientError:
             permanent=True,
             status=status,
         )
-    if isinstance(exc, stripe.RateLimitError) or (status is not None and status >= 500):
+    if isinstance(exc, stripe.IdempotencyError):
+        return StripeClientError(
+            f"Stripe refused to {action} (HTTP {status}): its Idempotency-Key was already used with other "
+            f"parameters, so this is not a retry of the same request: {detail}",
+            permanent=True,
+            status=status,
+        )
+    if should_retry is False:
+        return StripeClientError(
+            f"Stripe failed to {action} (HTTP {status}) and said not to retry it (Stripe-Should-Retry: "
+            f"false): {detail}",
+            permanent=True,
+            status=status,
+        )
+    if should_retry or isinstance(exc, stripe.RateLimitError) or (status is not None and status >= 500):
         return StripeClientError(
             f"Stripe failed to {action}: HTTP {status} after {tries} attempts ({detail}); "
             "Stripe is having trouble, it will be retried",

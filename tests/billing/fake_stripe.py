@@ -1,8 +1,15 @@
 """A small stateful fake of the Stripe API endpoints CHOM calls, on 127.0.0.1:<random port>.
 
 It speaks what the real `stripe` library sends (form-encoded bodies, `Authorization: Bearer`,
-`Idempotency-Key`), holds the true subscription state, replays the stored response for a repeated
-Idempotency-Key, and can be told to fail. `sign()` signs webhook payloads the way Stripe does.
+`Idempotency-Key`), holds the true subscription state, and can be told to fail. It is as strict as
+Stripe where CHOM could get it wrong:
+- a repeated Idempotency-Key replays the stored response, but the same key with other parameters
+  (or on another endpoint) is refused: 400 `idempotency_error`;
+- a meter event timestamped outside Stripe's accepted window (the past 35 days, up to 5 minutes
+  ahead: the API reference of `POST /v1/billing/meter_events`) is refused: 400 on `timestamp`;
+- an injected 5xx carries `Stripe-Should-Retry: true` (or `false` when told), the header the
+  `stripe` library obeys before its own status-code rules.
+`sign()` signs webhook payloads the way Stripe does.
 """
 
 from __future__ import annotations
@@ -14,9 +21,14 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
+
+# Meter events: "Must be within the past 35 calendar days or up to 5 minutes in the future."
+METER_EVENT_MAX_AGE = 35 * 86400
+METER_EVENT_MAX_AHEAD = 5 * 60
 
 
 def sign(payload: str, secret: str, timestamp: int | None = None) -> str:
@@ -54,6 +66,7 @@ class Request:
     headers: dict
     status: int = 0
     replayed: bool = False
+    response_headers: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -62,6 +75,18 @@ class _Failure:
     path: str
     status: int
     remaining: int | None
+    should_retry: bool
+
+
+@dataclass
+class _Stored:
+    """What Stripe keeps per Idempotency-Key: the request it answered and its answer."""
+
+    method: str
+    path: str
+    params: dict
+    status: int
+    payload: dict
 
 
 @dataclass
@@ -73,11 +98,13 @@ class FakeStripe:
     sessions: dict = field(default_factory=dict)
     invoices: list = field(default_factory=list)
     meter_events: list = field(default_factory=list)
+    # Stripe's clock (seconds since the epoch): a test that runs CHOM at another time moves it too.
+    clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._idempotent: dict[str, tuple[int, dict]] = {}
+        self._idempotent: dict[str, _Stored] = {}
         self._failures: list[_Failure] = []
         self._server: ThreadingHTTPServer | None = None
 
@@ -111,9 +138,12 @@ class FakeStripe:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # --- test controls -------------------------------------------------------------------------
-    def fail(self, method: str, path: str, *, status: int = 503, times: int | None = 1) -> None:
-        """Answer `status` to the next `times` matching requests (None: until told otherwise)."""
-        self._failures.append(_Failure(method, path, status, times))
+    def fail(
+        self, method: str, path: str, *, status: int = 503, times: int | None = 1, should_retry: bool = True
+    ) -> None:
+        """Answer `status` to the next `times` matching requests (None: until told otherwise), with
+        `Stripe-Should-Retry: true` (Stripe's word that the same request may succeed) or `false`."""
+        self._failures.append(_Failure(method, path, status, times, should_retry))
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_fake{next(self._ids):04d}"
@@ -223,35 +253,73 @@ class FakeStripe:
         request = Request(http.command, url.path, params, dict(http.headers.items()))
         with self._lock:
             self.requests.append(request)
-            status, payload, replayed = self._respond(request)
-        request.status, request.replayed = status, replayed
+            status, payload = self._answer(request)
+        request.status = status
+        if request.replayed:
+            request.response_headers["Idempotent-Replayed"] = "true"
         data = json.dumps(payload).encode()
         http.send_response(status)
-        http.send_header("Content-Type", "application/json")
-        http.send_header("Content-Length", str(len(data)))
-        http.send_header("Request-Id", f"req_{next(self._ids)}")
-        if replayed:
-            http.send_header("Idempotent-Replayed", "true")
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Length": str(len(data)),
+            "Request-Id": f"req_{next(self._ids)}",
+            **request.response_headers,
+        }
+        for name, value in headers.items():
+            http.send_header(name, value)
         http.end_headers()
         http.wfile.write(data)
 
-    def _respond(self, request: Request) -> tuple[int, dict, bool]:
+    def _answer(self, request: Request) -> tuple[int, dict]:
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return 401, _error("invalid_request_error", "Invalid API Key provided"), False
+            return 401, _error("invalid_request_error", "Invalid API Key provided")
         for failure in self._failures:
             if failure.method == request.method and request.path.startswith(failure.path):
                 if failure.remaining is None or failure.remaining > 0:
                     if failure.remaining is not None:
                         failure.remaining -= 1
-                    return failure.status, _error("api_error", "fake Stripe outage"), False
+                    request.response_headers["Stripe-Should-Retry"] = str(failure.should_retry).lower()
+                    return failure.status, _error("api_error", "fake Stripe outage")
         key = request.headers.get("Idempotency-Key")
         if request.method == "POST" and key and key in self._idempotent:
-            status, payload = self._idempotent[key]
-            return status, payload, True
+            return self._replay(request, key, self._idempotent[key])
+        refusal = self._validate(request)
+        if refusal:
+            return refusal  # refused before anything ran: Stripe keeps no result for the key
         status, payload = self._route(request)
         if request.method == "POST" and key and status < 500:
-            self._idempotent[key] = (status, payload)
-        return status, payload, False
+            self._idempotent[key] = _Stored(request.method, request.path, request.params, status, payload)
+        return status, payload
+
+    def _replay(self, request: Request, key: str, stored: _Stored) -> tuple[int, dict]:
+        if (stored.method, stored.path) != (request.method, request.path):
+            return 400, _error(
+                "idempotency_error",
+                "Keys for idempotent requests can only be used for the same endpoint they were first "
+                f"used for ('{stored.method} {stored.path}' vs '{request.method} {request.path}'). "
+                f"Try using a key other than '{key}' if you meant to execute a different request.",
+            )
+        if stored.params != request.params:
+            return 400, _error(
+                "idempotency_error",
+                "Keys for idempotent requests can only be used with the same parameters they were first "
+                f"used with. Try using a key other than '{key}' if you meant to execute a different request.",
+            )
+        request.replayed = True
+        return stored.status, stored.payload
+
+    def _validate(self, request: Request) -> tuple[int, dict] | None:
+        if (request.method, request.path) == ("POST", "/v1/billing/meter_events"):
+            raw = request.params.get("timestamp")
+            now = int(self.clock())
+            if raw is not None and not now - METER_EVENT_MAX_AGE <= int(raw) <= now + METER_EVENT_MAX_AHEAD:
+                return 400, _error(
+                    "invalid_request_error",
+                    f"Timestamp {raw} is not valid: it must be within the past 35 calendar days or up "
+                    "to 5 minutes in the future.",
+                    param="timestamp",
+                )
+        return None
 
     def _route(self, request: Request) -> tuple[int, dict]:
         m, path, p = request.method, request.path, request.params
@@ -329,8 +397,8 @@ class FakeStripe:
                 "event_name": p.get("event_name"),
                 "identifier": p.get("identifier"),
                 "payload": p.get("payload", {}),
-                "timestamp": int(p.get("timestamp", 0)),
-                "created": int(time.time()),
+                "timestamp": int(p.get("timestamp") or self.clock()),
+                "created": int(self.clock()),
                 "livemode": False,
             }
             self.meter_events.append(event)
@@ -338,8 +406,10 @@ class FakeStripe:
         return 404, _error("invalid_request_error", f"Unrecognized request URL ({m}: {path})")
 
 
-def _error(type_: str, message: str, code: str | None = None) -> dict:
+def _error(type_: str, message: str, code: str | None = None, param: str | None = None) -> dict:
     error = {"type": type_, "message": message}
     if code:
         error["code"] = code
+    if param:
+        error["param"] = param
     return {"error": error}

@@ -87,6 +87,25 @@ def test_it_answers_502_with_the_reason_when_stripe_is_down(alice, fake_stripe):
     assert "HTTP 503" in response.json()["error"]["message"]
 
 
+def test_it_answers_502_with_the_reason_when_the_customer_key_was_used_with_other_details(alice, fake_stripe):
+    """A first checkout created the Stripe customer but its answer was lost; the tenant was renamed
+    before the next try: Stripe refuses the key (24 h) instead of creating a second customer."""
+    from billing import stripe_client
+
+    stripe_client.customer_create(
+        name="Old name",
+        email="x@x.test",
+        tenant_id=alice.tenant.pk,
+        idempotency_key=f"chom-customer-{alice.tenant.pk}",
+    )
+    response = alice.client().post("/api/v1/billing/checkout", {"tier": "pro"}, format="json")
+    assert response.status_code == 502, response.content
+    error = response.json()["error"]
+    assert error["code"] == "stripe_error" and "create a customer" in error["message"]
+    assert "Idempotency-Key was already used with other parameters" in error["message"]
+    assert len(fake_stripe.customers) == 1 and not fake_stripe.calls("POST", "/v1/checkout/sessions")
+
+
 def test_it_shows_tier_status_period_and_upcoming_invoice(alice, victor, fake_stripe):
     sub = subscribe(fake_stripe, alice.tenant, "pro")
     body = victor.client().get("/api/v1/billing").json()

@@ -1,6 +1,7 @@
 """Daily usage to Stripe meters: one report per tenant, day and metric, whatever the reruns."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
@@ -41,7 +42,8 @@ def test_it_reports_usage_once_per_tenant_and_day_even_when_run_twice(alice, cha
     call = fake_stripe.assert_called("POST", "/v1/billing/meter_events", identifier=event["identifier"])[0]
     assert call.headers["Idempotency-Key"] == event["identifier"]
 
-    # The next day is a new report.
+    # The next day is a new report (Stripe's clock moves with CHOM's: it refuses events from its future).
+    fake_stripe.clock = lambda: (now + timedelta(days=1)).timestamp()
     services.usage_report_daily(now=now + timedelta(days=1))
     assert len(fake_stripe.meter_events) == 4
     assert UsageReport.objects.filter(tenant=alice.tenant, metric="sites").count() == 2
@@ -65,6 +67,26 @@ def test_it_resends_a_failed_report_with_the_same_identifier_and_value(alice, fa
     assert [e["payload"]["value"] for e in fake_stripe.meter_events] == ["2"]
     keys = {c.headers["Idempotency-Key"] for c in fake_stripe.calls("POST", "/v1/billing/meter_events")}
     assert keys == {report.identifier}
+
+
+def test_it_records_stripes_refusal_of_a_report_older_than_its_window_and_does_not_retry(alice, fake_stripe):
+    subscribe(fake_stripe, alice.tenant, "pro")
+    stale = timezone.now() - timedelta(days=36)
+    report = UsageReport.objects.create(
+        tenant=alice.tenant,
+        day=stale.date(),
+        metric="sites",
+        quantity=Decimal(2),
+        identifier=f"chom-{alice.tenant.pk}-sites-{stale:%Y%m%d}",
+        stripe_customer_id=alice.tenant.billing_account.stripe_customer_id,
+        created_at=stale,
+    )
+    assert services.usage_report_send(report=report) is False
+    report.refresh_from_db()
+    assert (report.status, report.attempts) == ("pending", 1)
+    assert "Stripe rejected the request to report usage" in report.error and "HTTP 400" in report.error
+    assert "within the past 35 calendar days" in report.error
+    assert len(fake_stripe.calls("POST", "/v1/billing/meter_events")) == 1 and not fake_stripe.meter_events
 
 
 def test_it_meters_only_subscribed_tenants_and_says_what_it_cannot_meter(alice, charlie, fake_stripe):

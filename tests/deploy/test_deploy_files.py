@@ -1,7 +1,9 @@
-"""The deployment files are valid: shell syntax and shellcheck, compose and workflow YAML, systemd
-units, the nginx vhost (nginx -t), and an .env.example naming every variable the settings read."""
+"""The deployment files are valid: shell syntax and shellcheck, the compose file (Debian's
+`docker-compose config -q`), the workflows' jobs, systemd units, the nginx vhost (nginx -t), and an
+.env.example naming every variable the settings read."""
 
 import configparser
+import os
 import re
 import shutil
 import subprocess
@@ -166,14 +168,92 @@ def test_nginx_vhost_passes_nginx_t(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_workflows_lint_test_and_deploy_with_secrets_from_the_store():
-    ci = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
-    test_job = ci["jobs"]["test"]
-    assert {"postgres", "redis"} <= set(test_job["services"])
-    assert {"DATABASE_URL", "REDIS_URL"} <= set(test_job["env"])
-    steps = " ".join(str(s.get("run", "")) for job in ci["jobs"].values() for s in job["steps"])
-    assert "ruff check" in steps and "ruff format --check" in steps and "make test" in steps
+def _docker_compose() -> str:
+    found = shutil.which("docker-compose")
+    if not found:
+        pytest.skip("docker-compose is not installed (Debian's docker-compose; .ci/run installs it)")
+    return found
 
+
+def _compose(tmp_path, *args: str, env_file: str) -> subprocess.CompletedProcess:
+    """`docker-compose ARGS` on a copy of the stack file next to ENV_FILE as its .env: Debian's
+    docker-compose 1.29 validates and interpolates without a Docker engine."""
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
+    (tmp_path / ".env").write_text(env_file)
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "CHOM_", "COMPOSE_", "DOCKER_"))
+    }
+    return subprocess.run(
+        [_docker_compose(), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_docker_compose_config_accepts_the_stack_file(tmp_path):
+    example = (ROOT / ".env.example").read_text()
+    result = _compose(tmp_path, "config", "-q", env_file=example)
+    assert result.returncode == 0 and result.stdout == "", result.stderr
+    services = _compose(tmp_path, "config", "--services", env_file=example)
+    declared = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert set(services.stdout.split()) == set(declared), services.stderr
+
+
+def test_docker_compose_config_can_fail(tmp_path):
+    without_password = re.sub(r"^POSTGRES_PASSWORD=.*$", "", (ROOT / ".env.example").read_text(), flags=re.M)
+    result = _compose(tmp_path, "config", "-q", env_file=without_password)
+    assert result.returncode != 0 and "set POSTGRES_PASSWORD in .env" in result.stderr
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    stack = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    stack["services"]["web"]["restart_policy"] = "always"  # not a compose key: a schema error
+    shutil.copy(ROOT / ".env.example", broken / ".env")
+    (broken / "docker-compose.yml").write_text(yaml.safe_dump(stack))
+    result = subprocess.run(
+        [_docker_compose(), "config", "-q"], cwd=broken, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0 and "restart_policy" in result.stderr
+
+
+def _runs(job: dict) -> list[str]:
+    return [str(step.get("run", "")) for step in job["steps"]]
+
+
+def test_ci_workflow_runs_lint_and_unit_tests_fast_and_the_whole_ci_run_as_root_in_debian_12():
+    jobs = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())["jobs"]
+    assert set(jobs) == {"lint-unit", "image", "full"}
+
+    fast = jobs["lint-unit"]  # on the runner itself: its user is not root
+    assert fast["runs-on"].startswith("ubuntu-") and "container" not in fast
+    assert {"postgres", "redis"} <= set(fast["services"])
+    assert {"DATABASE_URL", "REDIS_URL"} <= set(fast["env"])
+    runs = _runs(fast)
+    order = [
+        next(i for i, r in enumerate(runs) if word in r) for word in ("ruff check", "ruff format --check")
+    ]
+    order += [next(i for i, r in enumerate(runs) if word in r) for word in ("lint-imports", "pytest")]
+    assert order == sorted(order), "lint first, then the unit tests"
+    pytest_run = next(r for r in runs if "pytest" in r)
+    for folder in ("e2e", "browser", "deploy", "journeys"):
+        assert f"--ignore=tests/{folder}" in pytest_run, folder
+    assert "CHOM_REQUIRE_REAL" not in str(fast)
+
+    image = jobs["image"]
+    assert any("docker build" in r for r in _runs(image))
+    assert any("docker compose config -q" in r for r in _runs(image))
+
+    full = jobs["full"]
+    assert full["container"]["image"] == "debian:12"
+    options = full["container"]["options"].split()
+    assert "--privileged" in options and "--user" not in " ".join(options)  # a container job runs as root
+    assert any(r.strip().endswith(".ci/run") for r in _runs(full))
+    assert "services" not in full  # .ci/run uses the PostgreSQL and Redis of its own machine
+    assert full["timeout-minutes"] >= 60
+    ci_run = (ROOT / ".ci" / "run").read_text()
+    assert "export CHOM_REQUIRE_REAL=1" in ci_run
+    packages = ci_run.split("APT_PACKAGES=(", 1)[1].split("\n)\n", 1)[0]
+    assert "docker-compose" in [line.split("#")[0].strip() for line in packages.splitlines()]
+
+
+def test_deploy_workflow_deploys_with_secrets_from_the_store():
     text = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
     deploy = yaml.safe_load(text)
     assert set(deploy[True]["push"]["branches"]) == {"main", "production"}  # YAML 1.1: `on` is True
