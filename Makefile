@@ -38,11 +38,12 @@ demo: preflight
 	$(BIN)/python -m devstack --port $(PORT)
 
 # The whole suite in two runs: everything that runs on this machine alone, on JOBS processes
-# (pytest-xdist; one database per process), then the end-to-end and browser tests one at a time
-# (they share session-wide test VPSes, a test ACME CA and a browser). Both always run; either
-# failing fails `make test`. PYTEST_ARGS (paths, -k, ...) makes it one plain pytest run instead.
+# (pytest-xdist; one database per process), then the end-to-end, browser and journey tests one at
+# a time (they share session-wide test VPSes, a test ACME CA, a browser and a real CHOM stack).
+# Both always run; either failing fails `make test`. PYTEST_ARGS (paths, -k, ...) makes it one
+# plain pytest run instead.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-SERIAL_TESTS := tests/e2e tests/browser
+SERIAL_TESTS := tests/e2e tests/browser tests/journeys tests/deploy/test_systemd_deploy.py
 
 test: venv
 ifeq ($(strip $(PYTEST_ARGS)),)

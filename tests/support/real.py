@@ -1,6 +1,6 @@
 """Tests that need a real daemon, root or namespaces may not pass by not running.
 
-A test is a real-daemon test when it lives in tests/e2e or tests/deploy, is marked
+A test is a real-daemon test when it lives in tests/e2e, tests/deploy or tests/journeys, is marked
 `@pytest.mark.real`, or uses a fixture that starts a real daemon or program (REAL_FIXTURES, Debian's
 Chromium of tests/browser included); every skipped test counts as a skipped real-daemon test (the
 suite skips only for a missing daemon, program or right). With
@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-REAL_DIRS = ("tests/e2e/", "tests/deploy/")
+REAL_DIRS = ("tests/e2e/", "tests/deploy/", "tests/journeys/")
 REAL_FIXTURES = frozenset(
     {"moto_s3", "s3", "fleet_network", "local_fleet", "make_vps", "pebble", "mariadb", "browser"}
 )
