@@ -670,6 +670,12 @@ def vps_apply_facts(*, vps: Vps, facts: dict) -> None:
     vps.refresh_from_db()
 
 
+def vps_host_key_changed(*, vps: Vps, message: str) -> None:
+    """The critical alert for a VPS whose SSH host key no longer matches the pinned one (every
+    operation to it is refused until staff re-pin it). Raised by whoever met the mismatch first."""
+    _host_key_alert(vps, message)
+
+
 def _host_key_alert(vps: Vps, message: str) -> None:
     alert_raise(
         name="vps_host_key_changed",

@@ -21,7 +21,7 @@ from fleet import selectors as fleet_selectors
 from fleet import services as fleet_services
 from fleet.models import Vps
 from fleet.remote.agent_client import Agent, AgentError
-from fleet.remote.transport import TransportError
+from fleet.remote.transport import HostKeyMismatch, TransportError
 from fleet.services import transport_for
 from sites import probe, selectors
 from sites.configs import SERVED_BY_HEADER, VhostSpec
@@ -525,6 +525,10 @@ def _remote(ctx: OperationContext, site: Site, work) -> dict:
             if agent.ensure_installed():
                 ctx.log(f"agent on {site.vps.name} upgraded")
             return work(agent) or {}
+    except HostKeyMismatch as exc:
+        # Staff hear of it now, not at the next health check: nothing was sent to that server.
+        fleet_services.vps_host_key_changed(vps=site.vps, message=str(exc))
+        raise OperationError(f"SSH to {site.vps.name}: {exc}", transient=exc.transient)
     except TransportError as exc:
         raise OperationError(f"SSH to {site.vps.name}: {exc}", transient=exc.transient)
     except AgentError as exc:
