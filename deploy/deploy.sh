@@ -487,7 +487,9 @@ beat_restart() {
     if [[ $CHOM_SERVICE_MANAGER == systemd ]]; then
         systemctl enable --quiet "$CHOM_SYSTEMD_BEAT"
         systemctl restart "$CHOM_SYSTEMD_BEAT"
-        return
+        # Never a bare `return` here: in the EXIT trap's rollback it would return the status of the
+        # command that failed the deploy (bash), and a good rollback would report itself failed.
+        return "$?"
     fi
     local pid
     if pid=$(pid_of "$RUN/beat.pid"); then
@@ -558,16 +560,14 @@ prune() {
 
 # --- failure handling ---------------------------------------------------------------------------
 rollback_to() {   # rollback_to RELEASE_ID: best effort, every step reported
-    local id=$1 ok=0
+    local id=$1 ok=0 action
     set +e
     say "==> rollback to $id"
     stop_canary
-    switch_to "$id" || ok=1
-    web_reload || ok=1
-    worker_start "$id" || ok=1
-    workers_stop_except "$id" || ok=1
-    beat_restart || ok=1
-    wait_healthy || ok=1
+    # Release ids hold no blanks: each action splits into a function and its argument.
+    for action in "switch_to $id" web_reload "worker_start $id" "workers_stop_except $id" beat_restart wait_healthy; do
+        $action || { say "    rollback step '${action%% *}' failed (exit $?)"; ok=1; }
+    done
     set -e
     return "$ok"
 }
