@@ -45,7 +45,7 @@ def main() -> int:
             root=base / "chom",
             repo=harness.make_source_repo(base / "src"),
             database=database,
-            redis_db=10 + secrets.randbelow(6),
+            redis_db=10 + secrets.randbelow(5),  # 10-14: tests/journeys claims 15, 8 or 7
             wheels=harness.wheelhouse(),
         )
         failed = 0

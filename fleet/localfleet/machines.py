@@ -325,9 +325,12 @@ def _cgroup_pids(netns: str) -> set[int]:
         top = root / netns
         if not top.is_dir():
             continue
-        for procs in top.rglob("cgroup.procs"):
-            with contextlib.suppress(OSError, ValueError):
-                pids.update(int(pid) for pid in procs.read_text().split())
+        # os.walk, not rglob: a container shutting down removes cgroups while we walk them.
+        for directory, _, files in os.walk(top):
+            if "cgroup.procs" in files:
+                with contextlib.suppress(OSError, ValueError):
+                    procs = Path(directory, "cgroup.procs").read_text()
+                    pids.update(int(pid) for pid in procs.split())
     return pids
 
 

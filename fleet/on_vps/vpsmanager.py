@@ -71,7 +71,8 @@ Protocol
   `changed` is truthful: a second identical call reports false and reloads nothing.
 * Error codes: invalid_input, unknown_command, missing_binary, timeout, command_failed,
   nginx_invalid, php_fpm_invalid, sshd_invalid, sshd_overridden, reload_failed,
-  ufw_unavailable, user_conflict, conflict, db_error, busy, internal_error, and for sites:
+  ufw_unavailable, user_conflict, conflict, db_error, busy, interrupted (the server was shutting down:
+  worth retrying once it is back), internal_error, and for sites:
   not_found, source_failed, host_key_changed, checksum_mismatch, unsafe_archive, build_failed,
   acme_failed.
 * Secrets (env file contents, every site variable, WordPress admin password, a git source's
@@ -5389,8 +5390,26 @@ def execute(argv: list[str], stdin: Any) -> tuple[dict[str, Any], int]:
             "message": f"{type(exc).__name__}: {exc}",
             "step": "",
         }
+    if ctx and error["code"] != "invalid_input" and system_stopping(ctx.config):
+        # Shutdown's SIGTERM killed our commands ("git ... exited -15"): say why, and that
+        # running the call again once the server is back may work.
+        message = f"the server is shutting down or rebooting: {error['message']}"
+        error = {"code": "interrupted", "message": message, "step": error["step"]}
     changed = ctx.changed if ctx else False
     return {"ok": False, "changed": changed, "error": error, "log": ctx.mask_all() if ctx else []}, 1
+
+
+def system_stopping(config: Config) -> bool:
+    """systemd is shutting the server down (a reboot or power-off is under way)."""
+    import subprocess
+
+    try:
+        state = subprocess.run(
+            [*config.systemctl, "is-system-running"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return state == "stopping"
 
 
 def take_locks(config: Config, scope: str, raw: dict[str, Any]) -> list[int]:

@@ -24,6 +24,8 @@ AGENT_DIR = "/usr/local/lib/vpsmanager"
 AGENT_MODULE_PATH = f"{AGENT_DIR}/vpsmanager.py"
 AGENT_PATH = "/usr/local/sbin/vpsmanager"  # the launcher: python3 AGENT_PATH SUBCOMMAND
 AGENT_TIMEOUT = 1500.0  # apt-get on a fresh server is the slowest subcommand
+# Errors a later call may not meet: another run holds the lock; the server was shutting down.
+TRANSIENT_CODES = ("busy", "interrupted")
 
 
 # `-I -S` (no PYTHON* variables, no site packages) apply when an operator runs the launcher itself;
@@ -135,7 +137,7 @@ class Agent:
                 error.get("code", "unknown"),
                 mask_text(error.get("message", "no message"), secrets),
                 step=error.get("step", ""),
-                transient=error.get("code") == "busy",
+                transient=error.get("code") in TRANSIENT_CODES,
             )
         return AgentResult(
             changed=bool(answer.get("changed")), data=answer.get("data") or {}, log=answer.get("log") or []

@@ -29,7 +29,7 @@ def target(tmp_path_factory):
         root=base / "chom",
         repo=repo,
         database=database,
-        redis_db=10 + secrets.randbelow(6),
+        redis_db=10 + secrets.randbelow(5),  # 10-14: tests/journeys claims 15, 8 or 7
         wheels=harness.wheelhouse(),
     )
     try:

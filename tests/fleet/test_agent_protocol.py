@@ -139,3 +139,18 @@ def test_it_rejects_invalid_input(agent: Agent, command: str, payload: dict[str,
     assert result.error["message"]
     assert agent.calls("systemctl") == []
     assert agent.calls("refuse") == []
+
+
+def test_it_reports_a_failure_while_the_server_shuts_down_as_interrupted(agent: Agent) -> None:
+    # systemd stopping everything: the reload fails, and is-system-running answers "stopping".
+    agent.env["VPSMANAGER_SYSTEMCTL"] = agent.fake("systemctl-stopping", "#!/bin/sh\necho stopping\nexit 1\n")
+    result = agent("reload", {"service": "nginx"})
+    assert (result.rc, result.error["code"]) == (1, "interrupted"), result.out
+    assert result.error["message"].startswith("the server is shutting down or rebooting: "), result.error
+    assert "exited 1" in result.error["message"], result.error
+
+
+def test_it_reports_a_failure_on_a_running_server_as_it_is(agent: Agent) -> None:
+    agent.env["VPSMANAGER_SYSTEMCTL"] = agent.fake("systemctl-running", "#!/bin/sh\necho running\nexit 1\n")
+    result = agent("reload", {"service": "nginx"})
+    assert (result.rc, result.error["code"]) == (1, "command_failed"), result.out

@@ -173,7 +173,8 @@ def test_it_installs_nothing_when_systemd_refuses_a_unit(workers_agent: Agent, s
     assert result.rc == 1 and result.error["code"] == "unit_invalid"
     assert "Unknown key" in result.error["message"]
     assert unit(workers_agent, "queue").read_bytes() == before
-    assert workers_agent.calls("systemctl")[calls:] == []
+    # Only the failure's question "is the server shutting down?": no unit touched.
+    assert workers_agent.calls("systemctl")[calls:] == ["is-system-running"]
 
 
 # --------------------------------------------------------------------------- the launcher
