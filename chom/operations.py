@@ -6,15 +6,19 @@ transaction is open while a handler runs, so SSH/HTTP/S3 I/O never holds a lock.
 """
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chom.errors import ApplicationError
 from chom.models import Operation, OperationLogEntry, Tenant
@@ -134,6 +138,13 @@ def operation_execute(*, operation_id) -> str:
     ctx = OperationContext(claimed)
     if kind is None:
         return _fail(ctx, None, f"unknown operation kind {claimed.kind!r}")
+    try:
+        return _attempt(ctx, kind, claimed)
+    except (OperationalError, InterfaceError) as exc:  # in the bookkeeping: a retry's, a failure's
+        return _after_database_loss(ctx, kind, claimed, exc)
+
+
+def _attempt(ctx: OperationContext, kind: OperationKind, claimed: Operation) -> str:
     ctx.log(f"attempt {claimed.attempts} of {claimed.max_attempts} started")
     try:
         result = kind.handler(ctx) or {}
@@ -143,6 +154,8 @@ def operation_execute(*, operation_id) -> str:
         if exc.transient and claimed.attempts < claimed.max_attempts:
             return f"retry:{_requeue(claimed, str(exc))}"
         return _fail(ctx, kind, str(exc))
+    except (OperationalError, InterfaceError) as exc:
+        return _after_database_loss(ctx, kind, claimed, exc)
     except Exception as exc:  # noqa: BLE001 - the row must end failed, whatever went wrong
         logger.exception("operation %s crashed", claimed.id)
         return _fail(ctx, kind, f"internal error during step '{ctx.operation.step}': {exc!r}")
@@ -154,6 +167,29 @@ def operation_execute(*, operation_id) -> str:
         except Exception:  # noqa: BLE001 - the success itself is already recorded
             logger.exception("on_success handler of %s failed", kind.name)
     return Operation.Status.SUCCEEDED
+
+
+DATABASE_RECONNECT_SECONDS = 60
+
+
+def _after_database_loss(
+    ctx: OperationContext, kind: OperationKind, claimed: Operation, exc: Exception
+) -> str:
+    """CHOM's database connection died under the attempt (a restart, a failover). Without this
+    the row would stay `running` until its deadline (up to half an hour) though nobody works on it:
+    once the database answers again (bounded wait), the attempt counts as a transient failure."""
+    reason = f"CHOM's database connection was lost during step '{ctx.operation.step}': {exc}"
+    deadline = time.monotonic() + DATABASE_RECONNECT_SECONDS
+    while True:
+        connection.close()  # the next query connects afresh
+        try:
+            if claimed.attempts < claimed.max_attempts:
+                return f"retry:{_requeue(claimed, reason)}"
+            return _fail(ctx, kind, reason)
+        except (OperationalError, InterfaceError):
+            if time.monotonic() > deadline:
+                raise exc from None
+            time.sleep(1)
 
 
 def _fail(ctx: OperationContext, kind: OperationKind | None, reason: str) -> str:
@@ -228,6 +264,16 @@ def enqueue(op: Operation, *, countdown: int = 0) -> None:
     run_operation.apply_async(args=[str(op.id)], **options)
 
 
+def _enqueue_committed(op: Operation) -> None:
+    """Enqueue a row that is committed: with the broker down (a Redis restart) the request still
+    succeeded, the row stays queued and the reclaim job enqueues it again once it has waited
+    OPERATION_LOST_MESSAGE_SECONDS. Failing the request instead would hide an operation that exists."""
+    try:
+        enqueue(op)
+    except (BrokerOperationalError, RedisConnectionError, RedisTimeoutError) as exc:
+        logger.warning("operation %s stays queued, the broker is unreachable: %r", op.id, exc)
+
+
 def _check_operation_cap(tenant) -> None:
     """Refuse one more operation the tenant asked for while its tier's allowance is in use.
 
@@ -288,7 +334,7 @@ def operation_create(
             max_attempts=KINDS[kind].max_attempts,
         )
         OperationLogEntry.objects.create(operation=op, message=f"queued {kind}")
-    transaction.on_commit(lambda: enqueue(op))
+    transaction.on_commit(lambda: _enqueue_committed(op))
     return op
 
 
@@ -380,5 +426,5 @@ def operation_retry(*, operation: Operation, actor=None, source_ip=None) -> Oper
             )
     except IntegrityError:  # a concurrent retry of the same operation won
         return Operation.objects.get(idempotency_key=key)
-    transaction.on_commit(lambda: enqueue(retry))
+    transaction.on_commit(lambda: _enqueue_committed(retry))
     return retry

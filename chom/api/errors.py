@@ -1,7 +1,14 @@
 """One error shape for the whole API: {"error": {"code", "message", "fields"}}."""
 
+import logging
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError as DatabaseInterfaceError
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, JsonResponse
+from kombu.exceptions import OperationalError as BrokerOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -39,6 +46,18 @@ def _flatten_value(value):
 # A service's 429 (a tenant's cap of pending operations) is for now only: a slot frees up as an
 # operation finishes, typically within tens of seconds.
 RETRY_AFTER_SECONDS = 30
+# CHOM's own database, broker or cache unreachable (a restart, a failover): send the request again
+# in a few seconds. 503, not 500: nothing is wrong with the request.
+DATASTORE_DOWN = (
+    DatabaseOperationalError,
+    DatabaseInterfaceError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    BrokerOperationalError,
+)
+DATASTORE_RETRY_AFTER_SECONDS = 5
+
+logger = logging.getLogger(__name__)
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
@@ -51,6 +70,10 @@ def exception_handler(exc, context):
     if isinstance(exc, ApplicationError):
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 429 else None
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status, headers=headers)
+    if isinstance(exc, DATASTORE_DOWN):
+        logger.warning("datastore unavailable during %s: %r", context["request"].path, exc)
+        body = error_body("service_unavailable", "CHOM is briefly unavailable; retry in a few seconds.")
+        return Response(body, status=503, headers={"Retry-After": str(DATASTORE_RETRY_AFTER_SECONDS)})
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, DjangoPermissionDenied):

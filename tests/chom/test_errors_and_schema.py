@@ -1,5 +1,7 @@
 import pytest
 
+from devstack.processes import free_port
+
 
 def test_it_answers_malformed_json_with_400_and_the_error_shape(alice):
     response = alice.client().post("/api/v1/tokens", data="{not json", content_type="application/json")
@@ -88,3 +90,17 @@ def test_it_generates_a_valid_schema_without_warnings(db, tmp_path):
     out = tmp_path / "schema.yml"
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
     assert "bearerAuth" in out.read_text()
+
+
+def test_it_answers_503_with_retry_after_when_its_cache_is_unreachable(alice, settings):
+    port = free_port()  # nothing listens there: Redis restarting, as far as CHOM can tell
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+        }
+    }
+    response = alice.client().get("/api/v1/operations")
+    assert response.status_code == 503, response.content
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert response["Retry-After"] == "5"

@@ -1,10 +1,11 @@
 """The Operation lifecycle, run through the real runner on the real database."""
 
 import threading
+from contextlib import suppress
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from chom import operations
@@ -212,3 +213,37 @@ def test_it_calls_the_success_hook_only_after_the_row_says_succeeded(db):
     assert operation_execute(operation_id=ok.id) == "succeeded"
     assert operation_execute(operation_id=bad.id) == "failed"
     assert HOOKS == [("success", "ok"), ("failure", "it failed")]
+
+
+@register("test.database_lost", max_attempts=2)
+def _database_lost(ctx):
+    ctx.step("talking to the VPS")
+    with connection.cursor() as cursor:  # CHOM's database goes away under the attempt (a restart)
+        cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+
+@register("test.database_lost_then_transient", max_attempts=2)
+def _database_lost_then_transient(ctx):
+    with suppress(OperationalError), connection.cursor() as cursor:  # the database restarts while
+        cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")  # the attempt waits on SSH...
+    raise OperationError("connection refused", transient=True)  # ...caught before its next query
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="terminates its own PostgreSQL session")
+def test_it_requeues_a_transient_failure_whose_database_connection_died(transactional_db):
+    op = _create("test.database_lost_then_transient")
+    assert operation_execute(operation_id=op.id).startswith("retry:")
+    op.refresh_from_db()
+    assert (op.status, op.attempts) == ("queued", 1)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="terminates its own PostgreSQL session")
+def test_it_retries_an_attempt_whose_database_connection_died(transactional_db):
+    op = _create("test.database_lost")
+    assert operation_execute(operation_id=op.id).startswith("retry:")
+    op.refresh_from_db()
+    assert (op.status, op.attempts) == ("queued", 1)  # not left `running` until its deadline
+    assert "database connection was lost during step 'talking to the VPS'" in op.log_entries.last().message
+    assert operation_execute(operation_id=op.id) == "failed"  # the last attempt ends it, with the reason
+    op.refresh_from_db()
+    assert op.status == "failed" and "database connection was lost" in op.error
