@@ -17,8 +17,9 @@ from contextlib import contextmanager
 
 from celery import Celery
 
-from tests.journeys.support import Stack, unique
-from tests.support.processes import BIN, ROOT
+from tests.journeys.support import Api, Stack, unique
+from tests.support.git import git_repo
+from tests.support.processes import BIN, ROOT, wait_for
 
 
 class Steps:
@@ -104,3 +105,29 @@ def task_run_once(stack: Stack, task: str, *, timeout: float = 120, **settings: 
     )
     assert result.returncode == 0, f"task {task}:\n{result.stdout}{result.stderr[-3000:]}"
     return result.stdout.strip()
+
+
+def deploy_building(
+    owner: Api, *, site_id, repo, git_server, url: str, build_seconds: int
+) -> tuple[str, str]:
+    """Publish "version 2" of the site's repository, give the site a build hook that sleeps
+    BUILD_SECONDS and deploy it: (operation id, release name) once the operation builds that
+    release, so a fault can land while it does."""
+    git_repo(repo, {"index.html": "<h1>version 2</h1>\n"}, "version 2")
+    git_server.publish(repo, url.rsplit("/", 1)[1])
+    hooks = {"hooks": {"build": ["sleep", str(build_seconds)]}}
+    owner.request("PATCH", f"/api/v1/sites/{site_id}", json=hooks, expect=200)
+    op_id = owner.post(f"/api/v1/sites/{site_id}/deploy")["operation"]["id"]
+    op: dict = {}
+
+    def building() -> bool:
+        nonlocal op
+        op = owner.get(f"/api/v1/operations/{op_id}")
+        assert op["status"] in ("queued", "running"), op
+        return op["status"] == "running" and op["step"].startswith("release ")
+
+    try:
+        wait_for(building, timeout=180, interval=0.3, what="the build of release 2")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}: {op}") from None
+    return op_id, op["step"].split()[1]

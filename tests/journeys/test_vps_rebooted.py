@@ -16,8 +16,8 @@ import time
 import pytest
 
 from fleet import localfleet
-from tests.journeys.faults import Steps
-from tests.journeys.support import Api, site_get, unique, vps_shell
+from tests.journeys.faults import Steps, deploy_building
+from tests.journeys.support import site_get, unique, vps_shell
 from tests.support.git import git_repo
 from tests.support.processes import wait_for
 
@@ -56,17 +56,9 @@ def test_it_survives_a_vps_reboot_during_a_deploy_serving_a_whole_release(stack,
     _assert_serves(stack, vps, domain, user, first, "version 1")
     steps("site deployed from git (release 1)")
 
-    git_repo(repo, {"index.html": "<h1>version 2</h1>\n"}, "version 2")
-    git_server.publish(repo, url.rsplit("/", 1)[1])
-    owner.request(
-        "PATCH",
-        f"/api/v1/sites/{site_id}",
-        json={"hooks": {"build": ["sleep", str(BUILD_SECONDS)]}},
-        expect=200,
+    op_id, second = deploy_building(
+        owner, site_id=site_id, repo=repo, git_server=git_server, url=url, build_seconds=BUILD_SECONDS
     )
-    op_id = owner.post(f"/api/v1/sites/{site_id}/deploy")["operation"]["id"]
-    op = _wait_op(owner, op_id, lambda o: o["status"] == "running" and o["step"].startswith("release "))
-    second = op["step"].split()[1]
     assert second != first
     # The agent is in the build hook on the VPS now: the server reboots under it.
     wait_for(lambda: _building(stack, vps, user), timeout=60, interval=0.3, what="the build hook")
@@ -124,22 +116,6 @@ def _reboot(stack, vps: dict) -> float:
     )
     localfleet.vps_start(local)
     return time.monotonic() - started
-
-
-def _wait_op(owner: Api, op_id: str, done, timeout: float = 180) -> dict:
-    op: dict = {}
-
-    def check():
-        nonlocal op
-        op = owner.get(f"/api/v1/operations/{op_id}")
-        assert op["status"] in ("queued", "running"), op
-        return done(op)
-
-    try:
-        wait_for(check, timeout=timeout, interval=0.3, what="the build of release 2")
-    except TimeoutError as exc:
-        raise AssertionError(f"{exc}: {op}") from None
-    return op
 
 
 def _assert_serves(stack, vps: dict, domain: str, user: str, release: str, text: str) -> None:

@@ -9,8 +9,15 @@ The stack's worker and beat keep their own settings."""
 
 import pytest
 
-from tests.journeys.faults import Steps, shared_vps, task_run_once, worker_kill, worker_restart
-from tests.journeys.support import Api, site_get, unique, vps_shell
+from tests.journeys.faults import (
+    Steps,
+    deploy_building,
+    shared_vps,
+    task_run_once,
+    worker_kill,
+    worker_restart,
+)
+from tests.journeys.support import site_get, unique, vps_shell
 from tests.support.git import git_repo
 from tests.support.processes import wait_for
 
@@ -39,20 +46,9 @@ def test_it_reclaims_a_deploy_whose_worker_was_killed_and_keeps_the_site_serving
     _assert_serves(ip, domain, user, "version 1")
     steps("site deployed from git (release 1)")
 
-    git_repo(repo, {"index.html": "<h1>version 2</h1>\n"}, "version 2")
-    git_server.publish(repo, url.rsplit("/", 1)[1])
-    owner.request(
-        "PATCH",
-        f"/api/v1/sites/{site_id}",
-        json={"hooks": {"build": ["sleep", str(BUILD_SECONDS)]}},
-        expect=200,
+    op_id, second = deploy_building(
+        owner, site_id=site_id, repo=repo, git_server=git_server, url=url, build_seconds=BUILD_SECONDS
     )
-    accepted = owner.post(f"/api/v1/sites/{site_id}/deploy")
-    op_id = accepted["operation"]["id"]
-    op = _wait_op(
-        owner, op_id, lambda o: o["status"] == "running" and o["step"].startswith("release "), "the build"
-    )
-    second = op["step"].split()[1]
     assert second != first
     # The agent is in the build hook on the VPS now: the worker dies under it.
     wait_for(lambda: _releases(stack, vps, user).count(second) == 1, timeout=30, what="the new release dir")
@@ -102,22 +98,6 @@ def test_it_reclaims_a_deploy_whose_worker_was_killed_and_keeps_the_site_serving
     print(f"\n  the reclaimed deploy {done['status']} after {done['attempts']} attempts")
     steps("one release per deploy, the site serving")
     steps.report()
-
-
-def _wait_op(owner: Api, op_id: str, done, what: str, timeout: float = 180) -> dict:
-    op: dict = {}
-
-    def check():
-        nonlocal op
-        op = owner.get(f"/api/v1/operations/{op_id}")
-        assert op["status"] in ("queued", "running"), op
-        return done(op)
-
-    try:
-        wait_for(check, timeout=timeout, interval=0.3, what=what)
-    except TimeoutError as exc:
-        raise AssertionError(f"{exc}: {op}") from None
-    return op
 
 
 def _assert_serves(ip: str, domain: str, user: str, text: str) -> None:
