@@ -135,23 +135,9 @@ class _StackResources:
             {
                 **self.demo.env,  # the DNS API fakes
                 **s3_env,
-                "DJANGO_SETTINGS_MODULE": "chom.settings.local",
-                "DEBUG": "0",
-                "CHOM_VAR_DIR": str(var),
-                "STATIC_ROOT": str(var / "static"),
-                "SECRET_KEY": secrets.token_urlsafe(60),
-                "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-                "DATABASE_URL": harness.database_url(database),
-                "REDIS_URL": redis_url,
-                "CELERY_BROKER_URL": redis_url,
-                "ALLOWED_HOSTS": "127.0.0.1,localhost",
-                "SITE_URL": f"http://127.0.0.1:{port}",
-                "METRICS_TOKEN": secrets.token_urlsafe(24),
-                # gunicorn (deploy/gunicorn.conf.py), as chom.env configures it in production
-                "CHOM_BIND": f"127.0.0.1:{port}",
-                "WEB_CONCURRENCY": "2",
-                "WEB_THREADS": "4",
-                "PROMETHEUS_MULTIPROC_DIR": str(var / "prometheus"),
+                **stack_env(
+                    var=var, port=port, database_url=harness.database_url(database), redis_url=redis_url
+                ),
                 # the local fleet on this session's bridge
                 "CHOM_LOCAL_PROVIDER": "1",
                 "LOCAL_FLEET_DIR": str(fleet_dir),
@@ -181,7 +167,7 @@ class _StackResources:
             folder=self.folder,
             fleet_dir=fleet_dir,
             gateway=network.gateway,
-            argv=_argv(var),
+            argv=stack_argv(var),
             stripe=stripe,
             stripe_webhook_secret=webhook_secret,
             pebble=pebble,
@@ -236,7 +222,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _argv(var: Path) -> dict[str, list[str]]:
+def stack_env(*, var: Path, port: int, database_url: str, redis_url: str) -> dict[str, str]:
+    """What every journeys stack runs with: CHOM's local settings with DEBUG off, its own var dir,
+    keys, datastores, and gunicorn (deploy/gunicorn.conf.py) as chom.env configures it in production."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "chom.settings.local",
+        "DEBUG": "0",
+        "CHOM_VAR_DIR": str(var),
+        "STATIC_ROOT": str(var / "static"),
+        "SECRET_KEY": secrets.token_urlsafe(60),
+        "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SITE_URL": f"http://127.0.0.1:{port}",
+        "METRICS_TOKEN": secrets.token_urlsafe(24),
+        "CHOM_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "2",
+        "WEB_THREADS": "4",
+        "PROMETHEUS_MULTIPROC_DIR": str(var / "prometheus"),
+    }
+
+
+def stack_argv(var: Path) -> dict[str, list[str]]:
     """The commands of deploy/systemd/*.service, from this checkout's virtualenv."""
     worker = celery_worker_argv("journeys-worker")
     worker[worker.index("--concurrency") + 1] = "2"

@@ -18,7 +18,6 @@ WINDOW_MARGIN seconds; a 5xx outside every window fails the journey.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -32,9 +31,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from cryptography.fernet import Fernet
 
-from tests.journeys.conftest import _argv
+from tests.journeys.conftest import stack_argv, stack_env
 from tests.journeys.faults import Steps
 from tests.journeys.support import FINAL, Stack
 from tests.support.processes import free_port, stop_process, wait_for, worker_env
@@ -335,27 +333,12 @@ def _private_stack(folder: Path, database_url: str, redis_url: str) -> Stack:
     (var / "prometheus").mkdir(parents=True)
     env = worker_env(
         {
-            "DJANGO_SETTINGS_MODULE": "chom.settings.local",
-            "DEBUG": "0",
-            "CHOM_VAR_DIR": str(var),
-            "STATIC_ROOT": str(var / "static"),
-            "SECRET_KEY": secrets.token_urlsafe(60),
-            "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "CELERY_BROKER_URL": redis_url,
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "SITE_URL": f"http://127.0.0.1:{port}",
-            "METRICS_TOKEN": secrets.token_urlsafe(24),
-            "CHOM_BIND": f"127.0.0.1:{port}",
-            "WEB_CONCURRENCY": "2",
-            "WEB_THREADS": "4",
-            "PROMETHEUS_MULTIPROC_DIR": str(var / "prometheus"),
+            **stack_env(var=var, port=port, database_url=database_url, redis_url=redis_url),
             "OPERATION_LOST_MESSAGE_SECONDS": str(LOST_MESSAGE_SECONDS),
         }
     )
     stack = Stack(url=f"http://127.0.0.1:{port}", env=env, folder=folder, fleet_dir=folder / "fleet",
-                  gateway="127.0.0.1", argv=_argv(var))  # fmt: skip
+                  gateway="127.0.0.1", argv=stack_argv(var))  # fmt: skip
     stack.manage("migrate", "--noinput", timeout=600)
     try:
         for name in ("worker", "beat", "web"):
